@@ -1,0 +1,1 @@
+"""The aiohttp adapter: routes, handlers, middlewares, problem responses, OpenAPI."""

@@ -1,0 +1,60 @@
+"""Reading request bodies into pydantic models with problem-shaped errors."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from avatarstack.ports.errors import (
+    FieldError,
+    InvalidInputError,
+    MalformedRequestError,
+    UnsupportedMediaTypeError,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
+    return [
+        FieldError(
+            field=".".join([prefix, *(str(part) for part in err["loc"])]),
+            message=err["msg"],
+        )
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+async def read_json(request: web.Request, model: type[M], *, max_bytes: int) -> M:
+    """Parse a JSON body into ``model``: 415 wrong type, 413 too large, 400 broken, 422 invalid."""
+    media_type = request.content_type
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaTypeError(
+            f"send the body as application/json (got {media_type or 'no content type'})"
+        )
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(raw))
+    try:
+        data = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedRequestError(f"the body is not valid JSON ({exc})") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            "the request body is invalid", errors=field_errors(exc, "body")
+        ) from exc
+
+
+def read_query(request: web.Request, model: type[M]) -> M:
+    """Validate query parameters into ``model`` (422 with one error per field)."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise InvalidInputError(
+            "the query parameters are invalid", errors=field_errors(exc, "query")
+        ) from exc

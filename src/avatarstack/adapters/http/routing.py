@@ -1,0 +1,69 @@
+"""Route declarations: every HTTP route states who may call it and what it takes and returns.
+
+A :class:`Route` is registered through the ``register_routes`` hook (built-ins included); the
+:class:`RouteTable` adds it to the aiohttp router and remembers the declaration, which feeds the
+access middleware (deny by default) and the generated OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from pydantic import BaseModel
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: anyone, no credentials
+PUBLIC = "public"
+#: any logged-in user
+AUTHENTICATED = "authenticated"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One HTTP route and its contract.
+
+    ``access`` is ``"public"``, ``"authenticated"`` or a permission name (``"kb:write"``);
+    there is no default, so a route cannot be added without saying who may call it.
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    access: str
+    name: str
+    summary: str
+    tags: tuple[str, ...] = ()
+    request_model: type[BaseModel] | None = None
+    query_model: type[BaseModel] | None = None
+    response_model: type[BaseModel] | None = None
+    status: int = 200
+    #: extra documented responses: status → description
+    responses: dict[int, str] = field(default_factory=dict)
+    #: JSON routes accept at most the app-wide limit; upload routes raise it
+    max_body_bytes: int | None = None
+    #: False for high-frequency probes (/healthz, /metrics) to keep logs readable
+    log_requests: bool = True
+    response_media_type: str = "application/json"
+
+    def __post_init__(self) -> None:
+        if not self.access:
+            raise ValueError(f"route {self.method} {self.path} must declare its access")
+
+
+class RouteTable:
+    """The routes of one application, by aiohttp route object."""
+
+    def __init__(self) -> None:
+        self._by_route: dict[web.AbstractRoute, Route] = {}
+        self.routes: list[Route] = []
+
+    def add(self, app: web.Application, route: Route) -> None:
+        aio_route = app.router.add_route(route.method, route.path, route.handler, name=route.name)
+        self._by_route[aio_route] = route
+        self.routes.append(route)
+
+    def lookup(self, aio_route: web.AbstractRoute | None) -> Route | None:
+        return self._by_route.get(aio_route) if aio_route is not None else None

@@ -1,0 +1,5 @@
+"""In-memory adapters: real implementations of the ports, kept in one process."""
+
+from avatarstack.adapters.memory.storage import MemoryStorage
+
+__all__ = ["MemoryStorage"]

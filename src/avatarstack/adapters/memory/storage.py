@@ -1,0 +1,569 @@
+"""In-memory storage for unit tests and throwaway development servers.
+
+Transactions are real: a unit of work edits a copy of the state under a lock and commit swaps it
+in, so a failed or abandoned unit of work leaves nothing behind — the same contract suite as the
+SQL adapters runs against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from avatarstack.ports.errors import (
+    ConflictError,
+    DuplicateError,
+    NotFoundError,
+    StorageUnavailableError,
+)
+from avatarstack.ports.storage import (
+    AuditEvent,
+    AuthSession,
+    AvatarSession,
+    Conversation,
+    ConversationEvent,
+    Document,
+    DocumentVersion,
+    Identity,
+    Job,
+    OneTimeToken,
+    PoolStats,
+    UnitOfWork,
+    User,
+)
+
+MIGRATIONS = ["0001"]
+
+
+@dataclass
+class _State:
+    users: dict[str, User] = field(default_factory=dict)
+    roles: dict[str, frozenset[str]] = field(default_factory=dict)
+    identities: dict[str, Identity] = field(default_factory=dict)
+    tokens: dict[str, OneTimeToken] = field(default_factory=dict)
+    sessions: dict[str, AuthSession] = field(default_factory=dict)
+    audit: list[AuditEvent] = field(default_factory=list)
+    documents: dict[str, Document] = field(default_factory=dict)
+    versions: dict[tuple[str, int], DocumentVersion] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    avatar_sessions: dict[str, AvatarSession] = field(default_factory=dict)
+    conversations: dict[str, Conversation] = field(default_factory=dict)
+    events: dict[str, list[ConversationEvent]] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+
+
+class _Repo:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+
+class _Users(_Repo):
+    async def add(self, user: User) -> None:
+        if user.id in self._s.users or any(u.email == user.email for u in self._s.users.values()):
+            raise DuplicateError("a record with the same key already exists")
+        self._s.users[user.id] = user
+
+    async def get(self, user_id: str) -> User | None:
+        return self._s.users.get(user_id)
+
+    async def get_by_email(self, email: str) -> User | None:
+        return next((u for u in self._s.users.values() if u.email == email), None)
+
+    async def update(self, user: User) -> None:
+        old = self._s.users.get(user.id)
+        if old is None:
+            raise NotFoundError(f"user {user.id} does not exist")
+        if any(u.email == user.email and u.id != user.id for u in self._s.users.values()):
+            raise DuplicateError("a record with the same key already exists")
+        self._s.users[user.id] = user.model_copy(update={"created_at": old.created_at})
+
+    async def list(self, *, limit: int = 50, offset: int = 0) -> Sequence[User]:
+        users = sorted(self._s.users.values(), key=lambda u: (u.created_at, u.id))
+        return users[offset : offset + limit]
+
+    async def count(self) -> int:
+        return len(self._s.users)
+
+
+class _Roles(_Repo):
+    async def get(self, user_id: str) -> frozenset[str]:
+        return self._s.roles.get(user_id, frozenset())
+
+    async def set(self, user_id: str, roles: frozenset[str]) -> None:
+        if user_id not in self._s.users:
+            raise ConflictError("roles need an existing user")
+        self._s.roles[user_id] = frozenset(roles)
+
+
+class _Identities(_Repo):
+    async def add(self, identity: Identity) -> None:
+        if identity.id in self._s.identities or any(
+            (i.provider, i.subject) == (identity.provider, identity.subject)
+            for i in self._s.identities.values()
+        ):
+            raise DuplicateError("a record with the same key already exists")
+        self._s.identities[identity.id] = identity
+
+    async def get_by_subject(self, provider: str, subject: str) -> Identity | None:
+        return next(
+            (
+                i
+                for i in self._s.identities.values()
+                if i.provider == provider and i.subject == subject
+            ),
+            None,
+        )
+
+    async def list_for_user(self, user_id: str) -> Sequence[Identity]:
+        found = [i for i in self._s.identities.values() if i.user_id == user_id]
+        return sorted(found, key=lambda i: (i.created_at, i.id))
+
+    async def delete(self, identity_id: str) -> bool:
+        return self._s.identities.pop(identity_id, None) is not None
+
+
+class _Tokens(_Repo):
+    async def add(self, token: OneTimeToken) -> None:
+        if token.token_hash in self._s.tokens:
+            raise DuplicateError("a record with the same key already exists")
+        self._s.tokens[token.token_hash] = token
+
+    async def consume(self, token_hash: str, purpose: str, now: datetime) -> OneTimeToken | None:
+        token = self._s.tokens.get(token_hash)
+        if token is None or token.purpose != purpose or token.used_at or token.expires_at <= now:
+            return None
+        used = token.model_copy(update={"used_at": now})
+        self._s.tokens[token_hash] = used
+        return used
+
+    async def delete_expired(self, now: datetime) -> int:
+        expired = [h for h, t in self._s.tokens.items() if t.expires_at <= now]
+        for token_hash in expired:
+            del self._s.tokens[token_hash]
+        return len(expired)
+
+
+class _Sessions(_Repo):
+    async def add(self, session: AuthSession) -> None:
+        if session.id in self._s.sessions:
+            raise DuplicateError("a record with the same key already exists")
+        self._s.sessions[session.id] = session
+
+    async def get(self, session_id: str) -> AuthSession | None:
+        return self._s.sessions.get(session_id)
+
+    async def list_active(self, user_id: str, now: datetime) -> Sequence[AuthSession]:
+        found = [
+            s
+            for s in self._s.sessions.values()
+            if s.user_id == user_id and s.revoked_at is None and s.expires_at > now
+        ]
+        found.sort(key=lambda s: s.id)
+        found.sort(key=lambda s: s.last_used_at, reverse=True)
+        return found
+
+    async def touch(self, session_id: str, now: datetime) -> None:
+        session = self._s.sessions.get(session_id)
+        if session is not None:
+            self._s.sessions[session_id] = session.model_copy(update={"last_used_at": now})
+
+    async def revoke(self, session_id: str, now: datetime) -> bool:
+        session = self._s.sessions.get(session_id)
+        if session is None or session.revoked_at is not None:
+            return False
+        self._s.sessions[session_id] = session.model_copy(update={"revoked_at": now})
+        return True
+
+    async def revoke_all(self, user_id: str, now: datetime) -> int:
+        ids = [
+            s.id for s in self._s.sessions.values() if s.user_id == user_id and s.revoked_at is None
+        ]
+        for session_id in ids:
+            await self.revoke(session_id, now)
+        return len(ids)
+
+
+class _Audit(_Repo):
+    async def append(self, event: AuditEvent) -> AuditEvent:
+        stored = event.model_copy(update={"id": len(self._s.audit) + 1})
+        self._s.audit.append(stored)
+        return stored
+
+    async def list(
+        self, *, limit: int = 50, before_id: int | None = None, subject_id: str | None = None
+    ) -> Sequence[AuditEvent]:
+        found = [
+            e
+            for e in reversed(self._s.audit)
+            if (before_id is None or (e.id or 0) < before_id)
+            and (subject_id is None or e.subject_id == subject_id)
+        ]
+        return found[:limit]
+
+
+class _Documents(_Repo):
+    async def add(self, document: Document) -> None:
+        if document.id in self._s.documents:
+            raise DuplicateError("a record with the same key already exists")
+        self._s.documents[document.id] = document
+
+    async def get(self, document_id: str) -> Document | None:
+        doc = self._s.documents.get(document_id)
+        return doc if doc is not None and doc.deleted_at is None else None
+
+    async def list(self, *, limit: int = 50, offset: int = 0) -> Sequence[Document]:
+        docs = [d for d in self._s.documents.values() if d.deleted_at is None]
+        docs.sort(key=lambda d: (d.created_at, d.id))
+        return docs[offset : offset + limit]
+
+    async def set_current_version(self, document_id: str, version: int, now: datetime) -> None:
+        doc = await self.get(document_id)
+        if doc is None:
+            raise NotFoundError(f"document {document_id} does not exist")
+        self._s.documents[document_id] = doc.model_copy(
+            update={"current_version": version, "updated_at": now}
+        )
+
+    async def delete(self, document_id: str, now: datetime) -> bool:
+        doc = await self.get(document_id)
+        if doc is None:
+            return False
+        self._s.documents[document_id] = doc.model_copy(
+            update={"deleted_at": now, "updated_at": now}
+        )
+        return True
+
+    async def add_version(self, version: DocumentVersion) -> None:
+        key = (version.document_id, version.version)
+        if key in self._s.versions:
+            raise DuplicateError("a record with the same key already exists")
+        if version.document_id not in self._s.documents:
+            raise ConflictError("a version needs an existing document")
+        self._s.versions[key] = version
+
+    async def get_version(self, document_id: str, version: int) -> DocumentVersion | None:
+        return self._s.versions.get((document_id, version))
+
+    async def list_versions(self, document_id: str) -> Sequence[DocumentVersion]:
+        found = [v for (d, _), v in self._s.versions.items() if d == document_id]
+        return sorted(found, key=lambda v: v.version)
+
+    async def find_version_by_hash(
+        self, document_id: str, content_hash: str
+    ) -> DocumentVersion | None:
+        found = [v for v in await self.list_versions(document_id) if v.content_hash == content_hash]
+        return found[-1] if found else None
+
+    async def update_version_status(
+        self,
+        document_id: str,
+        version: int,
+        status: str,
+        *,
+        error: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        current = self._s.versions.get((document_id, version))
+        if current is None:
+            raise NotFoundError(f"document {document_id} has no version {version}")
+        update: dict[str, Any] = {"status": status, "error": error}
+        if meta is not None:
+            update["meta"] = dict(meta)
+        self._s.versions[(document_id, version)] = current.model_copy(update=update)
+
+
+class _Jobs(_Repo):
+    async def enqueue(self, job: Job) -> None:
+        if job.id in self._s.jobs:
+            raise DuplicateError("a record with the same key already exists")
+        self._s.jobs[job.id] = job
+
+    async def get(self, job_id: str) -> Job | None:
+        return self._s.jobs.get(job_id)
+
+    async def claim(
+        self,
+        worker_id: str,
+        now: datetime,
+        lease_seconds: float,
+        kinds: Sequence[str] | None = None,
+    ) -> Job | None:
+        runnable = [
+            j
+            for j in self._s.jobs.values()
+            if j.attempts < j.max_attempts
+            and (kinds is None or j.kind in kinds)
+            and (
+                (j.status == "queued" and j.run_at <= now)
+                or (
+                    j.status == "running"
+                    and j.lease_expires_at is not None
+                    and j.lease_expires_at < now
+                )
+            )
+        ]
+        if not runnable:
+            return None
+        job = min(runnable, key=lambda j: (j.run_at, j.created_at, j.id))
+        claimed = job.model_copy(
+            update={
+                "status": "running",
+                "worker_id": worker_id,
+                "lease_expires_at": now + timedelta(seconds=lease_seconds),
+                "attempts": job.attempts + 1,
+                "error": None,
+                "updated_at": now,
+            }
+        )
+        self._s.jobs[job.id] = claimed
+        return claimed
+
+    def _held(self, job_id: str, worker_id: str) -> Job | None:
+        job = self._s.jobs.get(job_id)
+        if job is None or job.worker_id != worker_id or job.status != "running":
+            return None
+        return job
+
+    async def heartbeat(
+        self,
+        job_id: str,
+        worker_id: str,
+        now: datetime,
+        lease_seconds: float,
+        progress: float | None = None,
+    ) -> bool:
+        job = self._held(job_id, worker_id)
+        if job is None:
+            return False
+        update: dict[str, Any] = {
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "updated_at": now,
+        }
+        if progress is not None:
+            update["progress"] = progress
+        self._s.jobs[job_id] = job.model_copy(update=update)
+        return True
+
+    async def complete(
+        self, job_id: str, worker_id: str, now: datetime, result: Mapping[str, Any] | None = None
+    ) -> bool:
+        job = self._held(job_id, worker_id)
+        if job is None:
+            return False
+        self._s.jobs[job_id] = job.model_copy(
+            update={
+                "status": "succeeded",
+                "progress": 1.0,
+                "result": dict(result or {}),
+                "lease_expires_at": None,
+                "updated_at": now,
+            }
+        )
+        return True
+
+    async def fail(
+        self, job_id: str, worker_id: str, now: datetime, error: str, retry_at: datetime | None
+    ) -> bool:
+        job = self._held(job_id, worker_id)
+        if job is None:
+            return False
+        update: dict[str, Any] = {"error": error, "lease_expires_at": None, "updated_at": now}
+        if retry_at is None or job.attempts >= job.max_attempts:
+            update["status"] = "failed"
+        else:
+            update["status"] = "queued"
+        if retry_at is not None:
+            update.update(worker_id=None, run_at=retry_at)
+        self._s.jobs[job_id] = job.model_copy(update=update)
+        return True
+
+    async def fail_exhausted(self, now: datetime) -> int:
+        count = 0
+        for job in list(self._s.jobs.values()):
+            if (
+                job.status == "running"
+                and job.lease_expires_at is not None
+                and job.lease_expires_at < now
+                and job.attempts >= job.max_attempts
+            ):
+                self._s.jobs[job.id] = job.model_copy(
+                    update={
+                        "status": "failed",
+                        "lease_expires_at": None,
+                        "updated_at": now,
+                        "error": job.error
+                        or "the worker stopped responding and no attempts are left",
+                    }
+                )
+                count += 1
+        return count
+
+
+class _AvatarSessions(_Repo):
+    async def add(self, session: AvatarSession) -> None:
+        if session.id in self._s.avatar_sessions:
+            raise DuplicateError("a record with the same key already exists")
+        self._s.avatar_sessions[session.id] = session
+
+    async def get(self, session_id: str) -> AvatarSession | None:
+        return self._s.avatar_sessions.get(session_id)
+
+    async def update(self, session: AvatarSession) -> None:
+        if session.id not in self._s.avatar_sessions:
+            raise NotFoundError(f"avatar session {session.id} does not exist")
+        self._s.avatar_sessions[session.id] = session
+
+    async def list_for_owner(
+        self, owner_id: str, *, active_only: bool = False
+    ) -> Sequence[AvatarSession]:
+        found = [
+            s
+            for s in self._s.avatar_sessions.values()
+            if s.owner_id == owner_id and (not active_only or s.ended_at is None)
+        ]
+        return sorted(found, key=lambda s: (s.started_at, s.id))
+
+    async def list_active(self) -> Sequence[AvatarSession]:
+        found = [s for s in self._s.avatar_sessions.values() if s.ended_at is None]
+        return sorted(found, key=lambda s: (s.started_at, s.id))
+
+
+class _Conversations(_Repo):
+    async def add(self, conversation: Conversation) -> None:
+        if conversation.id in self._s.conversations:
+            raise DuplicateError("a record with the same key already exists")
+        self._s.conversations[conversation.id] = conversation
+        self._s.events[conversation.id] = []
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        return self._s.conversations.get(conversation_id)
+
+    async def list_for_user(
+        self, user_id: str, *, limit: int = 50, offset: int = 0
+    ) -> Sequence[Conversation]:
+        found = [c for c in self._s.conversations.values() if c.user_id == user_id]
+        found.sort(key=lambda c: c.id)
+        found.sort(key=lambda c: c.updated_at, reverse=True)
+        return found[offset : offset + limit]
+
+    async def append_event(
+        self,
+        conversation_id: str,
+        type: str,
+        data: Mapping[str, Any],
+        now: datetime,
+        *,
+        client_id: str | None = None,
+    ) -> ConversationEvent:
+        conversation = self._s.conversations.get(conversation_id)
+        if conversation is None:
+            raise NotFoundError(f"conversation {conversation_id} does not exist")
+        events = self._s.events[conversation_id]
+        if client_id is not None:
+            for event in events:
+                if event.client_id == client_id:
+                    return event
+        seq = conversation.last_seq + 1
+        event = ConversationEvent(
+            conversation_id=conversation_id,
+            seq=seq,
+            type=type,
+            data=dict(data),
+            client_id=client_id,
+            created_at=now,
+        )
+        events.append(event)
+        self._s.conversations[conversation_id] = conversation.model_copy(
+            update={"last_seq": seq, "updated_at": now}
+        )
+        return event
+
+    async def list_events(
+        self, conversation_id: str, *, after_seq: int = 0, limit: int = 500
+    ) -> Sequence[ConversationEvent]:
+        events = self._s.events.get(conversation_id, [])
+        return [e for e in events if e.seq > after_seq][:limit]
+
+
+class _UnitOfWork:
+    def __init__(self, storage: MemoryStorage, state: _State) -> None:
+        self._storage = storage
+        self._state = state
+        self.finished = False
+        self.users = _Users(state)
+        self.roles = _Roles(state)
+        self.identities = _Identities(state)
+        self.tokens = _Tokens(state)
+        self.sessions = _Sessions(state)
+        self.audit = _Audit(state)
+        self.documents = _Documents(state)
+        self.jobs = _Jobs(state)
+        self.avatar_sessions = _AvatarSessions(state)
+        self.conversations = _Conversations(state)
+
+    async def commit(self) -> None:
+        if self.finished:
+            raise RuntimeError("this unit of work has already finished")
+        self.finished = True
+        self._storage._state = self._state
+
+    async def rollback(self) -> None:
+        self.finished = True
+
+
+class MemoryStorage:
+    """Process-local storage with real transactions; not shared between processes."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._state = _State()
+        self._lock = asyncio.Lock()
+        self._started = False
+        #: set to True to simulate an outage (ping and units of work raise 503 errors)
+        self.unavailable = False
+
+    async def start(self) -> None:
+        self._started = True
+
+    async def close(self) -> None:
+        self._started = False
+
+    def _check(self) -> None:
+        if not self._started or self.unavailable:
+            raise StorageUnavailableError("the in-memory storage is not available")
+
+    async def ping(self) -> None:
+        self._check()
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        self._check()
+        async with self._lock:
+            uow = _UnitOfWork(self, copy.deepcopy(self._state))
+            try:
+                yield uow
+            finally:
+                await uow.rollback()
+
+    async def migrate(self) -> list[str]:
+        self._check()
+        todo = [v for v in MIGRATIONS if v not in self._state.applied]
+        self._state.applied.extend(todo)
+        return todo
+
+    async def pending_migrations(self) -> list[str]:
+        self._check()
+        return [v for v in MIGRATIONS if v not in self._state.applied]
+
+    async def schema_version(self) -> str | None:
+        self._check()
+        return self._state.applied[-1] if self._state.applied else None
+
+    def pool_stats(self) -> PoolStats:
+        return PoolStats(size=1, idle=0 if self._lock.locked() else 1, max_size=1)

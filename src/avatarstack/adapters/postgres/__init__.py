@@ -1,0 +1,269 @@
+"""Storage on PostgreSQL through an asyncpg pool (self-hosted, Neon, behind PgBouncer)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import structlog
+
+from avatarstack.adapters.sql import Dialect, SqlUnitOfWork, load_migrations
+from avatarstack.adapters.sql import migrations as sql_migrations
+from avatarstack.ports.errors import (
+    ConflictError,
+    DuplicateError,
+    StorageError,
+    StorageUnavailableError,
+)
+from avatarstack.ports.storage import PoolStats, UnitOfWork
+
+__all__ = ["PostgresOptions", "PostgresStorage", "normalise_dsn"]
+
+DIALECT = Dialect(name="postgresql", for_update="FOR UPDATE", skip_locked="FOR UPDATE SKIP LOCKED")
+#: pg_advisory_xact_lock key that serialises migrations across processes ("avstmigr")
+MIGRATION_LOCK_KEY = 0x61767374_6D696772
+#: query parameters libpq knows but asyncpg would forward to the server as settings
+_LIBPQ_ONLY = {"channel_binding", "connect_timeout", "application_name_fallback", "pgbouncer"}
+
+log = structlog.get_logger(__name__)
+
+
+def normalise_dsn(url: str) -> tuple[str, bool]:
+    """Return an asyncpg-ready DSN and whether it names a transaction pooler.
+
+    Accepts ``postgres://``, ``postgresql://`` and ``postgresql+asyncpg://``; keeps ``sslmode``
+    (Neon needs ``require``); drops libpq-only parameters such as ``channel_binding`` that
+    asyncpg would send to the server as unknown settings. A host containing ``-pooler`` (Neon's
+    pooled endpoint) or ``?pgbouncer=true`` marks a pooler.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in {"postgres", "postgresql"}:
+        raise StorageError(f"not a PostgreSQL URL (scheme {parts.scheme!r})")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    pooled = "-pooler" in (parts.hostname or "") or any(
+        k == "pgbouncer" and v.lower() in {"1", "true", "yes"} for k, v in query
+    )
+    kept = [(k, v) for k, v in query if k not in _LIBPQ_ONLY]
+    dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(kept), parts.fragment))
+    return dsn, pooled
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOptions:
+    min_size: int = 1
+    max_size: int = 10
+    command_timeout: float = 30.0
+    acquire_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    #: how long ``start`` keeps retrying while the server is starting
+    startup_timeout: float = 30.0
+    #: None = automatic: 0 (off) for poolers such as PgBouncer or Neon's pooled host
+    statement_cache_size: int | None = None
+    max_inactive_connection_lifetime: float = 300.0
+
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+def _translate(exc: BaseException) -> Exception:
+    if isinstance(exc, asyncpg.exceptions.UniqueViolationError):
+        return DuplicateError("a record with the same key already exists")
+    if isinstance(exc, asyncpg.exceptions.IntegrityConstraintViolationError):
+        return ConflictError(f"the change violates a constraint ({exc.__class__.__name__})")
+    if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
+        return StorageUnavailableError("the database did not answer within the command timeout")
+    if isinstance(exc, _UNAVAILABLE):
+        return StorageUnavailableError(f"the database is unreachable ({exc.__class__.__name__})")
+    return StorageError(f"database error ({exc.__class__.__name__})")
+
+
+def _rowcount(status: str) -> int:
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class _Connection:
+    dialect = DIALECT
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        try:
+            return _rowcount(await self._conn.execute(sql, *args))
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+            raise _translate(exc) from exc
+
+    async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+        try:
+            return [dict(r) for r in await self._conn.fetch(sql, *args)]
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+            raise _translate(exc) from exc
+
+    async def fetchrow(self, sql: str, *args: Any) -> Mapping[str, Any] | None:
+        try:
+            row = await self._conn.fetchrow(sql, *args)
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+            raise _translate(exc) from exc
+        return dict(row) if row is not None else None
+
+
+class PostgresStorage:
+    """An asyncpg pool. Connection failures become StorageUnavailableError (HTTP 503); the
+    pool replaces broken connections, so service resumes by itself once the server is back."""
+
+    name = "postgresql"
+
+    def __init__(self, url: str, options: PostgresOptions | None = None) -> None:
+        self._dsn, self.pooled = normalise_dsn(url)
+        self.options = options or PostgresOptions()
+        self._pool: asyncpg.Pool | None = None
+        self._migrations = load_migrations("avatarstack.adapters.postgres")
+
+    @property
+    def statement_cache_size(self) -> int:
+        configured = self.options.statement_cache_size
+        if configured is not None:
+            return configured
+        return 0 if self.pooled else 100
+
+    async def start(self) -> None:
+        if self._pool is not None:
+            return
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + opts.startup_timeout
+        delay = 0.2
+        while True:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=opts.min_size,
+                    max_size=opts.max_size,
+                    command_timeout=opts.command_timeout,
+                    timeout=opts.connect_timeout,
+                    statement_cache_size=self.statement_cache_size,
+                    max_inactive_connection_lifetime=opts.max_inactive_connection_lifetime,
+                )
+                return
+            except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+                error = _translate(exc)
+                if not isinstance(error, StorageUnavailableError) or loop.time() >= deadline:
+                    raise error from exc
+                log.warning("database_not_ready", retry_in=round(delay, 2), error=str(error))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)  # noqa: S311
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=self.options.command_timeout)
+            except TimeoutError:
+                pool.terminate()
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise StorageUnavailableError("the PostgreSQL storage is not started")
+        try:
+            conn = await self._pool.acquire(timeout=self.options.acquire_timeout)
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+            raise _translate(exc) from exc
+        try:
+            yield conn
+        finally:
+            try:
+                await self._pool.release(conn)
+            except (asyncpg.PostgresError, *_UNAVAILABLE):
+                conn.terminate()
+
+    async def ping(self) -> None:
+        async with self._acquire() as conn:
+            await _Connection(conn).fetchrow("SELECT 1 AS ok")
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[tuple[_Connection, Any]]:
+        async with self._acquire() as conn:
+            tx = conn.transaction()
+            try:
+                await tx.start()
+            except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+                raise _translate(exc) from exc
+            yield _Connection(conn), tx
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        async with self._transaction() as (conn, tx):
+
+            async def commit() -> None:
+                try:
+                    await tx.commit()
+                except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+                    raise _translate(exc) from exc
+
+            async def rollback() -> None:
+                try:
+                    await tx.rollback()
+                except (asyncpg.PostgresError, *_UNAVAILABLE):
+                    log.warning("rollback_failed")
+
+            uow = SqlUnitOfWork(conn, commit, rollback)
+            try:
+                yield uow
+            finally:
+                await uow.rollback()
+
+    @asynccontextmanager
+    async def _migration_lock(self) -> AsyncIterator[_Connection]:
+        # A transaction-level advisory lock also works through PgBouncer in transaction mode,
+        # where a session-level lock could leak to another client's server connection.
+        async with self._transaction() as (conn, tx):
+            try:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+                yield conn
+            except BaseException:
+                await tx.rollback()
+                raise
+            await tx.commit()
+
+    async def migrate(self) -> list[str]:
+        async with self._migration_lock() as conn:
+            return await sql_migrations.apply(conn, self._migrations, datetime.now(UTC))
+
+    async def pending_migrations(self) -> list[str]:
+        async with self._migration_lock() as conn:
+            applied = await sql_migrations.applied_versions(conn)
+        return [m.version for m in sql_migrations.pending(self._migrations, applied)]
+
+    async def schema_version(self) -> str | None:
+        async with self._migration_lock() as conn:
+            applied = await sql_migrations.applied_versions(conn)
+        return max(applied) if applied else None
+
+    def pool_stats(self) -> PoolStats:
+        if self._pool is None:
+            return PoolStats(size=0, idle=0, max_size=self.options.max_size)
+        return PoolStats(
+            size=self._pool.get_size(),
+            idle=self._pool.get_idle_size(),
+            max_size=self._pool.get_max_size(),
+        )

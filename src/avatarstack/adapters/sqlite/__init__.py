@@ -1,0 +1,183 @@
+"""Embedded storage on SQLite (aiosqlite): WAL journal, foreign keys on, one writer."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from avatarstack.adapters.sql import Dialect, SqlUnitOfWork, load_migrations
+from avatarstack.adapters.sql import migrations as sql_migrations
+from avatarstack.ports.errors import (
+    ConflictError,
+    DuplicateError,
+    StorageError,
+    StorageUnavailableError,
+)
+from avatarstack.ports.storage import PoolStats, UnitOfWork
+
+__all__ = ["SqliteStorage"]
+
+DIALECT = Dialect(name="sqlite", for_update="", skip_locked="")
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _to_sqlite(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise StorageError("naive datetimes are not stored; pass an aware UTC datetime")
+        # fixed width, always with microseconds, so text order equals time order
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
+
+
+def _translate(exc: sqlite3.Error) -> Exception:
+    message = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        if "UNIQUE" in message or "PRIMARY KEY" in message:
+            return DuplicateError("a record with the same key already exists")
+        return ConflictError(f"the change violates a constraint ({message})")
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in message or "busy" in message or "unable to open" in message
+    ):
+        return StorageUnavailableError(f"the SQLite database is unavailable ({message})")
+    return StorageError(f"SQLite error ({message})")
+
+
+class _Connection:
+    dialect = DIALECT
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def _run(self, sql: str, args: tuple[Any, ...]) -> aiosqlite.Cursor:
+        try:
+            return await self._db.execute(
+                _PLACEHOLDER.sub(r"?\1", sql), tuple(_to_sqlite(a) for a in args)
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        cursor = await self._run(sql, args)
+        count = cursor.rowcount
+        await cursor.close()
+        return max(count, 0)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+        cursor = await self._run(sql, args)
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return [dict(row) for row in rows]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Mapping[str, Any] | None:
+        cursor = await self._run(sql, args)
+        row = await cursor.fetchone()
+        await cursor.close()
+        return dict(row) if row is not None else None
+
+
+class SqliteStorage:
+    """One file, one connection: transactions are serialised in-process by a lock and across
+    processes by ``BEGIN IMMEDIATE`` with a busy timeout. Do not open a unit of work inside
+    another on the same storage (it would wait for itself)."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+        self.path = str(path)
+        self._busy_timeout = busy_timeout
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._migrations = load_migrations("avatarstack.adapters.sqlite")
+
+    async def start(self) -> None:
+        if self._db is not None:
+            return
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None
+            )
+            db.row_factory = sqlite3.Row
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        except sqlite3.Error as exc:
+            raise StorageUnavailableError(f"cannot open the SQLite database ({exc})") from exc
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageUnavailableError("the SQLite storage is not started")
+        return self._db
+
+    async def ping(self) -> None:
+        db = self._connection()
+        try:
+            async with asyncio.timeout(self._busy_timeout):
+                await (await db.execute("SELECT 1")).close()
+        except (sqlite3.Error, TimeoutError) as exc:
+            raise StorageUnavailableError("the SQLite database does not answer") from exc
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Connection]:
+        db = self._connection()
+        async with self._lock:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            conn = _Connection(db)
+            try:
+                yield conn
+            except BaseException:
+                if db.in_transaction:
+                    await db.rollback()
+                raise
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        async with self._transaction() as conn:
+            db = self._connection()
+            uow = SqlUnitOfWork(conn, db.commit, db.rollback)
+            try:
+                yield uow
+            finally:
+                await uow.rollback()
+
+    async def migrate(self) -> list[str]:
+        async with self._transaction() as conn:
+            applied = await sql_migrations.apply(conn, self._migrations, datetime.now(UTC))
+            await self._connection().commit()
+        return applied
+
+    async def pending_migrations(self) -> list[str]:
+        async with self._transaction() as conn:
+            applied = await sql_migrations.applied_versions(conn)
+            await self._connection().commit()
+        return [m.version for m in sql_migrations.pending(self._migrations, applied)]
+
+    async def schema_version(self) -> str | None:
+        async with self._transaction() as conn:
+            applied = await sql_migrations.applied_versions(conn)
+            await self._connection().commit()
+        return max(applied) if applied else None
+
+    def pool_stats(self) -> PoolStats:
+        open_ = 1 if self._db is not None else 0
+        return PoolStats(size=open_, idle=open_ if not self._lock.locked() else 0, max_size=1)

@@ -1,0 +1,178 @@
+"""The ``avatarstack`` command line: serve, migrate, plugins, config show, --version.
+
+Plugins add commands through the ``register_commands(cli)`` hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from avatarstack import __version__
+from avatarstack.bootstrap.app import create_app
+from avatarstack.bootstrap.container import build_container
+from avatarstack.bootstrap.logging import configure_logging
+from avatarstack.bootstrap.settings import Settings, masked
+from avatarstack.plugins.manager import PluginError, make_plugin_manager
+from avatarstack.ports.errors import AvatarstackError
+
+log = structlog.get_logger("avatarstack")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, then CLI overrides; a clear message when invalid."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from exc
+    http = {k: v for k, v in overrides.items() if v is not None}
+    if http:
+        settings = settings.model_copy(update={"http": settings.http.model_copy(update=http)})
+    return settings
+
+
+def run_server(app: web.Application, settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM: stop accepting, let in-flight requests finish (up to
+    ``http.shutdown_timeout``), run the cleanup contexts (close pools), return normally."""
+    web.run_app(
+        app,
+        host=settings.http.host,
+        port=settings.http.port,
+        shutdown_timeout=settings.http.shutdown_timeout,
+        access_log=None,
+        print=lambda _msg: log.info(
+            "serving", url=f"http://{settings.http.host}:{settings.http.port}"
+        ),
+        handle_signals=True,
+    )
+
+
+class _Cli(click.Group):
+    """Adds plugin commands lazily, when the command line is actually parsed."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if self._plugins_added:
+            return
+        self._plugins_added = True
+        try:
+            pm = make_plugin_manager(load_plugins=Settings().load_plugins)
+        except (PluginError, ValidationError):
+            return  # reported by the command that needs plugins
+        pm.hook.register_commands(cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+
+@click.group(cls=_Cli)
+@click.version_option(__version__, prog_name="avatarstack")
+def cli() -> None:
+    """avatarstack: interactive AI avatars that know things."""
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to bind (AVATARSTACK_HTTP__HOST).")
+@click.option("--port", type=int, default=None, help="Port (AVATARSTACK_HTTP__PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the HTTP/WebSocket server (migrates automatically in development)."""
+    settings = load_settings(host=host, port=port)
+    try:
+        app = create_app(settings)
+        run_server(app, settings)
+    except (AvatarstackError, PluginError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply pending database migrations (safe to run from several processes at once)."""
+    settings = load_settings()
+    configure_logging(settings)
+
+    async def run() -> list[str]:
+        storage = build_container(settings).storage()
+        await storage.start()
+        try:
+            applied: list[str] = await storage.migrate()
+            return applied
+        finally:
+            await storage.close()
+
+    try:
+        applied: list[str] = asyncio.run(run())
+    except AvatarstackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if applied:
+        click.echo(f"applied migrations: {', '.join(applied)}")
+    else:
+        click.echo("database schema is up to date")
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins_command(as_json: bool) -> None:
+    """List loaded plugins with their versions and hooks."""
+    settings = load_settings()
+    try:
+        infos = make_plugin_manager(load_plugins=settings.load_plugins).describe()
+    except PluginError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": i.name,
+                        "version": i.version,
+                        "hooks": list(i.hooks),
+                        "builtin": i.builtin,
+                    }
+                    for i in infos
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table("name", "version", "hooks", "source")
+    for i in infos:
+        table.add_row(
+            i.name, i.version, ", ".join(i.hooks), "built-in" if i.builtin else "entry point"
+        )
+    Console().print(table)
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+def config_show() -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    click.echo(json.dumps(masked(load_settings()), indent=2, default=str))
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    sys.exit(cli.main(prog_name="avatarstack"))

@@ -1,0 +1,110 @@
+"""structlog configuration: console output in development, JSON lines in production.
+
+Events are constant snake_case names with key/value data. Values under keys that look like
+secrets are replaced before rendering, so a careless ``log.info("x", password=...)`` never
+reaches the output. ``request_id`` is bound per request through contextvars by the HTTP
+middleware and appears on every line logged while that request runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from avatarstack.bootstrap.settings import Settings
+
+SECRET_KEY_PATTERN = re.compile(
+    r"pass(word)?|secret|token|authorization|api[_-]?key|cookie|credential|private", re.I
+)
+#: query-string parameters whose values are secrets (links logged by the console mailer are not
+#: affected: the mailer logs them on purpose, under a key that is not secret-looking)
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:token|code|state|access_token|refresh_token)=)[^&\s]+")
+REDACTED = "***"
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask values of secret-looking keys, recursively."""
+
+    def clean(value: Any, depth: int = 0) -> Any:
+        if depth > 4:
+            return value
+        if isinstance(value, dict):
+            return {
+                k: REDACTED if SECRET_KEY_PATTERN.search(str(k)) else clean(v, depth + 1)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [clean(v, depth + 1) for v in value]
+        return value
+
+    for key in list(event_dict):
+        if key == "event":
+            continue
+        if SECRET_KEY_PATTERN.search(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = clean(event_dict[key])
+    return event_dict
+
+
+def redact_url(url: str) -> str:
+    """Mask secret query parameters of a URL or path (for access logs)."""
+    return _SECRET_QUERY.sub(r"\1" + REDACTED, url)
+
+
+def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
+    """Configure structlog and the standard library root logger once, from settings."""
+    level = getattr(logging, settings.log_level.upper())
+    json_output = settings.log_format == "json" or (
+        settings.log_format == "auto" and settings.is_production
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_output
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info if json_output else _passthrough,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Library loggers (aiohttp, asyncpg) go through the same renderer.
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").disabled = True  # we log requests ourselves
+
+
+def _passthrough(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    return event_dict

@@ -1,0 +1,297 @@
+"""Settings: one pydantic-settings model, read once in bootstrap; nothing else reads the env.
+
+Environment variables use the prefix ``AVATARSTACK_`` and ``__`` between nested names, e.g.
+``AVATARSTACK_HTTP__PORT=9000``. A ``.env`` file in the working directory is read too. The
+reference of every setting is ``docs/configuration.md`` (a test keeps the two in sync).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+
+
+class HttpSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Interface `serve` binds to.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port `serve` listens on.")
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body accepted on JSON routes (413)."
+    )
+    max_upload_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest multipart upload (document files)."
+    )
+    shutdown_timeout: float = Field(
+        30.0, gt=0, description="Seconds in-flight requests get to finish on SIGTERM."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses/networks whose X-Forwarded-* headers are honoured.",
+    )
+    access_log: bool = Field(True, description="Log one line per request.")
+
+
+class DatabaseSettings(BaseModel):
+    pool_min_size: int = Field(1, ge=0, description="PostgreSQL: connections kept open.")
+    pool_max_size: int = Field(10, ge=1, description="PostgreSQL: most connections per process.")
+    command_timeout: float = Field(30.0, gt=0, description="Seconds before a query is cancelled.")
+    acquire_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for a free pooled connection before a 503."
+    )
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds for one connection attempt.")
+    startup_timeout: float = Field(
+        30.0, ge=0, description="Seconds `serve` keeps retrying while the database starts."
+    )
+    statement_cache_size: int | None = Field(
+        None,
+        ge=0,
+        description="asyncpg prepared-statement cache; unset = 100, or 0 for pooled hosts "
+        "(PgBouncer, Neon `-pooler`, `?pgbouncer=true`).",
+    )
+    sqlite_busy_timeout: float = Field(5.0, gt=0, description="SQLite: seconds to wait for a lock.")
+
+
+class MailSettings(BaseModel):
+    backend: Literal["console", "smtp"] = Field("console", description="`console` or `smtp`.")
+    smtp_host: str | None = Field(None, description="SMTP server host.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP server port.")
+    smtp_username: str | None = Field(None, description="SMTP user name.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_timeout: float = Field(10.0, gt=0, description="Seconds per SMTP operation.")
+    from_: str = Field(
+        "avatarstack <no-reply@localhost>",
+        alias="from",
+        description="Sender address (`AVATARSTACK_MAIL__FROM`).",
+    )
+
+    model_config = {"populate_by_name": True}
+
+
+class GoogleSettings(BaseModel):
+    client_id: str | None = Field(None, description="Enables Google sign-in when set.")
+    client_secret: SecretStr | None = Field(None, description="Google OAuth client secret.")
+    server_metadata_url: str = Field(
+        "https://accounts.google.com/.well-known/openid-configuration",
+        description="OpenID discovery document.",
+    )
+
+
+class GitHubSettings(BaseModel):
+    client_id: str | None = Field(None, description="Enables GitHub sign-in when set.")
+    client_secret: SecretStr | None = Field(None, description="GitHub OAuth client secret.")
+    authorize_url: str = Field(
+        "https://github.com/login/oauth/authorize", description="Authorization endpoint."
+    )
+    token_url: str = Field(
+        "https://github.com/login/oauth/access_token", description="Token endpoint."
+    )
+    api_base_url: str = Field("https://api.github.com", description="REST API base URL.")
+
+
+class OAuthSettings(BaseModel):
+    google: GoogleSettings = Field(default_factory=GoogleSettings)
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
+
+
+class KbSettings(BaseModel):
+    chroma_path: Path | None = Field(
+        None, description="Embedded Chroma folder (default: data dir)."
+    )
+    chroma_url: str | None = Field(None, description="Chroma server URL; set ⇒ HttpClient.")
+    embedder: str = Field("hashing", description="Name of a registered embedder.")
+
+
+class HeyGenSettings(BaseModel):
+    api_key: SecretStr | None = Field(None, description="HeyGen API key (legacy API).")
+    base_url: str = Field("https://api.heygen.com", description="HeyGen API base URL.")
+
+
+class LiveAvatarSettings(BaseModel):
+    api_key: SecretStr | None = Field(None, description="LiveAvatar API key.")
+    base_url: str = Field("https://api.liveavatar.com", description="LiveAvatar API base URL.")
+
+
+class AvatarSettings(BaseModel):
+    provider: str = Field("text", description="`text`, `liveavatar`, `heygen` or a plugin's.")
+    heygen: HeyGenSettings = Field(default_factory=HeyGenSettings)
+    liveavatar: LiveAvatarSettings = Field(default_factory=LiveAvatarSettings)
+
+
+class OpenAISettings(BaseModel):
+    base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible base URL.")
+    api_key: SecretStr | None = Field(None, description="API key for the chat endpoint.")
+    model: str = Field("gpt-4o-mini", description="Chat model name.")
+
+
+class AnswerSettings(BaseModel):
+    engine: str = Field("extractive", description="`extractive` or `openai`.")
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+
+
+class Settings(BaseSettings):
+    """Every setting of avatarstack. Build it once (``Settings()``) and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AVATARSTACK_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses unsafe settings, hides dev helpers."
+    )
+    data_dir: Path = Field(Path(".avatarstack"), description="Embedded data folder.")
+    database_url: str | None = Field(
+        None,
+        description="`sqlite:///path`, `postgresql://…` or `memory://` (tests; not kept); "
+        "default: SQLite in the data dir.",
+    )
+    public_url: str | None = Field(
+        None, description="Base URL for links in e-mails and OAuth callbacks."
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="JWT signing secret; dev default generated into the data dir."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest log level written."
+    )
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto", description="`auto` = console in development, JSON in production."
+    )
+    load_plugins: str | None = Field(
+        None,
+        description="Comma-separated entry-point names to load; empty string loads none; "
+        "unset loads all installed plugins.",
+    )
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
+    kb: KbSettings = Field(default_factory=KbSettings)
+    avatar: AvatarSettings = Field(default_factory=AvatarSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split(":", 1)[0].split("+", 1)[0].lower()
+        if scheme not in {"sqlite", "postgres", "postgresql", "memory"}:
+            raise ValueError("use sqlite:///path, postgresql://user@host/db or memory://")
+        return value
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems: list[str] = []
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if len(key.encode()) < MIN_SECRET_BYTES:
+            problems.append(
+                f"AVATARSTACK_SECRET_KEY must be set to at least {MIN_SECRET_BYTES} bytes "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        if not self.public_url:
+            problems.append("AVATARSTACK_PUBLIC_URL must be set (links in e-mails use it)")
+        if self.mail.backend == "console":
+            problems.append(
+                "AVATARSTACK_MAIL__BACKEND=console writes login links to the log; use smtp"
+            )
+        if self.mail.backend == "smtp" and not self.mail.smtp_host:
+            problems.append("AVATARSTACK_MAIL__SMTP_HOST is required with the smtp backend")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'avatarstack.db').as_posix()}"
+
+    @property
+    def storage_backend(self) -> Literal["sqlite", "postgres", "memory"]:
+        scheme = self.resolved_database_url.split(":", 1)[0]
+        if scheme == "sqlite":
+            return "sqlite"
+        return "memory" if scheme == "memory" else "postgres"
+
+    @property
+    def sqlite_path(self) -> str:
+        """The file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL."""
+        url = self.resolved_database_url
+        path = url.split(":///", 1)[1] if ":///" in url else url.split(":", 1)[1]
+        return path or ":memory:"
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "localhost" if self.http.host in {"0.0.0.0", "::", ""} else self.http.host  # noqa: S104
+        return f"http://{host}:{self.http.port}"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.kb.chroma_path or self.data_dir / "chroma"
+
+    def resolved_secret_key(self) -> SecretStr:
+        """The configured key, or (development only) one generated once into the data dir."""
+        if self.secret_key is not None:
+            return self.secret_key
+        if self.is_production:  # pragma: no cover - prevented by validation
+            raise ValueError("AVATARSTACK_SECRET_KEY is required in production")
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return SecretStr(path.read_text().strip())
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL (``postgresql://u:***@host/db``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """All settings as plain data with every secret replaced by ``***`` (``config show``)."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return "***" if value.get_secret_value() else ""
+        if isinstance(value, BaseModel):
+            return {name: walk(getattr(value, name)) for name in type(value).model_fields}
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    data: dict[str, Any] = walk(settings)
+    data["database_url"] = mask_url(settings.resolved_database_url)
+    if data.get("secret_key") is None:
+        data["secret_key"] = "(generated in data dir)" if not settings.is_production else None
+    if data["mail"].get("from_") is not None:
+        data["mail"]["from"] = data["mail"].pop("from_")
+    return data

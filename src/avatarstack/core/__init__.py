@@ -1,0 +1,2 @@
+"""Domain models and services. Pure Python: imports only the standard library, pydantic,
+structlog and :mod:`avatarstack.ports`."""

@@ -1,0 +1,1 @@
+"""pluggy hook specifications, the plugin manager and the built-in plugins."""

@@ -1,0 +1,1 @@
+"""The framework's own features, registered as plugins through the public hooks."""

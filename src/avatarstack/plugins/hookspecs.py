@@ -1,0 +1,31 @@
+"""The extension surface of avatarstack: every hook, one line of documentation each.
+
+Hooks are synchronous and only *register* things; the objects they register carry the async
+behaviour. Each ``register_<things>(register)`` hook receives a callback; a plugin calls it once
+per thing. Names are unique across all plugins: a duplicate is an error naming both plugins.
+Hooks evolve by gaining arguments only. ``docs/plugins/hooks.md`` documents each one (a test
+keeps it in sync with this module).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from avatarstack.plugins.markers import hookspec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import click
+
+    from avatarstack.adapters.http.routing import Route
+
+
+@hookspec
+def register_routes(register: Callable[[Route], None]) -> None:
+    """Register HTTP routes (with their access rule and schemas) on the application."""
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``avatarstack`` command-line interface."""

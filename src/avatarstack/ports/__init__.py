@@ -1,0 +1,1 @@
+"""Ports: ``typing.Protocol`` interfaces and the pydantic models that cross them."""
