@@ -176,3 +176,7 @@ def config_show() -> None:
 
 def main() -> None:  # pragma: no cover - console script entry
     sys.exit(cli.main(prog_name="avatarstack"))
+
+
+if __name__ == "__main__":  # pragma: no cover - ``python -m avatarstack.bootstrap.cli``
+    main()

@@ -1,0 +1,5 @@
+"""``python -m avatarstack`` is the ``avatarstack`` command."""
+
+from avatarstack.bootstrap.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""pytest fixtures for plugin authors and embedding teams (loaded through ``pytest11``).
+
+``avatarstack_client`` starts the real application (SQLite in a temporary folder, no installed
+plugins) with the plugins you pass, so a plugin is tested through the same hooks the server
+uses::
+
+    async def test_my_route(avatarstack_client):
+        client = await avatarstack_client(plugins=[("my-plugin", my_plugin_module)])
+        assert (await client.get("/my/route")).status == 200
+
+Needs ``pytest-aiohttp`` (the ``test`` extra) for ``aiohttp_client``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from avatarstack.bootstrap import Settings, build_container, create_app
+from avatarstack.plugins.manager import make_plugin_manager
+
+SettingsFactory = Callable[..., Settings]
+ClientFactory = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+def avatarstack_settings(tmp_path: Path) -> SettingsFactory:
+    """Build Settings for a test: data in ``tmp_path``, no entry-point plugins, overrides as
+    keyword arguments (``avatarstack_settings(http={"max_body_bytes": 1024})``)."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"data_dir": tmp_path / "avatarstack", "load_plugins": ""}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def avatarstack_client(aiohttp_client: Any, avatarstack_settings: SettingsFactory) -> ClientFactory:
+    """Start the application and return an aiohttp test client for it."""
+
+    async def make(*, plugins: Iterable[tuple[str, object]] = (), **overrides: Any) -> Any:
+        container = build_container(
+            avatarstack_settings(**overrides),
+            plugin_manager=make_plugin_manager(load_entrypoints=False, plugins=plugins),
+        )
+        return await aiohttp_client(create_app(container=container, setup_logging=False))
+
+    return make

@@ -1,0 +1,62 @@
+"""Logs never carry secrets, bind the request id, and switch format by environment."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import structlog
+
+from avatarstack.bootstrap.logging import configure_logging, redact_url
+from avatarstack.bootstrap.settings import Settings
+
+STRONG = "k" * 48
+
+
+def production() -> Settings:
+    return Settings(
+        env="production",
+        secret_key=STRONG,
+        public_url="https://x.example",
+        mail={"backend": "smtp", "smtp_host": "smtp.example"},
+    )
+
+
+def test_production_logs_are_json_lines_with_secret_values_masked() -> None:
+    stream = io.StringIO()
+    configure_logging(production(), stream=stream)
+    structlog.get_logger("t").info(
+        "user_login", password="hunter2", refresh_token="rt", nested={"api_key": "k1", "ok": 1}
+    )
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["event"] == "user_login"
+    assert line["password"] == "***"
+    assert line["refresh_token"] == "***"
+    assert line["nested"] == {"api_key": "***", "ok": 1}
+    assert "hunter2" not in stream.getvalue()
+
+
+def test_development_logs_are_readable_console_lines() -> None:
+    stream = io.StringIO()
+    configure_logging(Settings(), stream=stream)
+    structlog.get_logger("t").info("something_happened", answer=42)
+    output = stream.getvalue()
+    assert "something_happened" in output
+    assert "answer=42" in output
+    assert not output.lstrip().startswith("{")
+
+
+def test_bound_request_ids_appear_on_every_line() -> None:
+    stream = io.StringIO()
+    configure_logging(production(), stream=stream)
+    structlog.contextvars.bind_contextvars(request_id="req-1")
+    try:
+        structlog.get_logger("t").info("inside_request")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert json.loads(stream.getvalue().splitlines()[-1])["request_id"] == "req-1"
+
+
+def test_secret_query_parameters_are_masked_in_urls() -> None:
+    assert redact_url("/auth/verify?token=abc&x=1") == "/auth/verify?token=***&x=1"
+    assert redact_url("/cb?code=c&state=s") == "/cb?code=***&state=***"
