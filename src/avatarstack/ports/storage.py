@@ -4,7 +4,7 @@ Usage::
 
     async with storage.unit_of_work() as uow:
         user = await uow.users.get(user_id)
-        await uow.audit.append(AuditEvent.new("login_succeeded", actor_id=user.id))
+        await uow.audit.append(AuditEvent(action="login", actor_id=user.id, created_at=now))
         await uow.commit()          # leaving the block without commit() rolls back
 
 Every adapter (SQLite, PostgreSQL, in-memory) passes the same contract suite in

@@ -169,7 +169,8 @@ class PostgresStorage:
                 if not isinstance(error, StorageUnavailableError) or loop.time() >= deadline:
                     raise error from exc
                 log.warning("database_not_ready", retry_in=round(delay, 2), error=str(error))
-                await asyncio.sleep(delay)
+                # never sleep past the deadline: give up on time, with one last attempt
+                await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.0)))
                 delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)  # noqa: S311
 
     async def close(self) -> None:
