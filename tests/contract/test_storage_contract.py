@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from avatarstack.adapters.sql import load_migrations
 from avatarstack.ports.errors import ConflictError, DuplicateError, NotFoundError
 from avatarstack.ports.storage import (
     AuditEvent,
@@ -25,6 +26,7 @@ from avatarstack.ports.storage import (
     Identity,
     Job,
     OneTimeToken,
+    RefreshToken,
     Storage,
     UnitOfWork,
     User,
@@ -203,7 +205,8 @@ async def test_no_migrations_are_pending_after_migrate(storage: Storage) -> None
 
 
 async def test_schema_version_is_the_newest_migration(storage: Storage) -> None:
-    assert await storage.schema_version() == "0001"
+    newest = load_migrations("avatarstack.adapters.sqlite")[-1].version
+    assert await storage.schema_version() == newest
 
 
 async def test_ping_returns_when_the_database_answers(storage: Storage) -> None:
@@ -1260,3 +1263,102 @@ async def test_datetimes_come_back_timezone_aware_and_equal(storage: Storage) ->
         assert value.utcoffset() is not None
         assert value == expected
         assert value.microsecond == expected.astimezone(UTC).microsecond
+
+
+# --------------------------------------------------------------------------- refresh tokens
+
+
+async def add_session(storage: Storage) -> AuthSession:
+    user = await add_user(storage)
+    session = make_session(user.id)
+    async with committed(storage) as uow:
+        await uow.sessions.add(session)
+    return session
+
+
+def make_refresh(session_id: str, token_hash: str = "rt-hash", **overrides: Any) -> RefreshToken:
+    fields: dict[str, Any] = {
+        "token_hash": token_hash,
+        "session_id": session_id,
+        "created_at": T0,
+        "expires_at": at(3600),
+    }
+    fields.update(overrides)
+    return RefreshToken(**fields)
+
+
+async def test_a_refresh_token_can_be_used_once(storage: Storage) -> None:
+    session = await add_session(storage)
+    async with committed(storage) as uow:
+        await uow.refresh_tokens.add(make_refresh(session.id))
+    async with committed(storage) as uow:
+        used = await uow.refresh_tokens.use("rt-hash", at(10))
+    assert used is not None
+    assert used.used_at == at(10)
+    assert used.session_id == session.id
+    async with committed(storage) as uow:
+        assert await uow.refresh_tokens.use("rt-hash", at(11)) is None
+        stored = await uow.refresh_tokens.get("rt-hash")
+    assert stored is not None
+    assert stored.used_at == at(10)
+
+
+async def test_an_expired_or_unknown_refresh_token_cannot_be_used(storage: Storage) -> None:
+    session = await add_session(storage)
+    async with committed(storage) as uow:
+        await uow.refresh_tokens.add(make_refresh(session.id, expires_at=at(5)))
+    async with committed(storage) as uow:
+        assert await uow.refresh_tokens.use("rt-hash", at(5)) is None
+        assert await uow.refresh_tokens.use("unknown", at(1)) is None
+        assert await uow.refresh_tokens.get("unknown") is None
+
+
+async def test_a_refresh_token_for_a_missing_session_is_refused(storage: Storage) -> None:
+    with pytest.raises(ConflictError):
+        async with committed(storage) as uow:
+            await uow.refresh_tokens.add(make_refresh("no-such-session"))
+
+
+async def test_concurrent_use_of_one_refresh_token_succeeds_exactly_once(
+    storage: Storage,
+) -> None:
+    session = await add_session(storage)
+    async with committed(storage) as uow:
+        await uow.refresh_tokens.add(make_refresh(session.id))
+
+    async def use() -> RefreshToken | None:
+        async with committed(storage) as uow:
+            return await uow.refresh_tokens.use("rt-hash", at(1))
+
+    results = await asyncio.gather(*(use() for _ in range(5)))
+    assert sum(result is not None for result in results) == 1
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+async def test_rate_limit_hits_are_counted_per_key_and_window(storage: Storage) -> None:
+    async with committed(storage) as uow:
+        assert await uow.rate_limits.hit("login:ip:1.2.3.4", T0) == 1
+        assert await uow.rate_limits.hit("login:ip:1.2.3.4", T0) == 2
+        assert await uow.rate_limits.hit("login:ip:5.6.7.8", T0) == 1
+        assert await uow.rate_limits.hit("login:ip:1.2.3.4", at(60)) == 1
+
+
+async def test_concurrent_rate_limit_hits_are_all_counted(storage: Storage) -> None:
+    async def hit() -> int:
+        async with committed(storage) as uow:
+            return await uow.rate_limits.hit("k", T0)
+
+    results = await asyncio.gather(*(hit() for _ in range(10)))
+    assert sorted(results) == list(range(1, 11))
+
+
+async def test_old_rate_limit_windows_are_purged(storage: Storage) -> None:
+    async with committed(storage) as uow:
+        await uow.rate_limits.hit("k", T0)
+        await uow.rate_limits.hit("k", at(120))
+    async with committed(storage) as uow:
+        assert await uow.rate_limits.purge(at(60)) == 1
+        assert await uow.rate_limits.hit("k", at(120)) == 2
+        assert await uow.rate_limits.hit("k", T0) == 1

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from avatarstack.adapters.memory import MemoryStorage
+from avatarstack.adapters.sql import load_migrations
 from avatarstack.bootstrap.app import CONTAINER
 
 
@@ -54,7 +55,7 @@ async def test_info_reads_the_schema_version_from_the_database(client: Any) -> N
     assert response.status == 200
     body = await response.json()
     assert body["storage"] == "sqlite"
-    assert body["schema_version"] == "0001"
+    assert body["schema_version"] == load_migrations("avatarstack.adapters.sqlite")[-1].version
     assert body["api_version"] == "v1"
 
 

@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from avatarstack.adapters.postgres import PostgresOptions, PostgresStorage, normalise_dsn
+from avatarstack.adapters.sql import load_migrations
 from avatarstack.ports.errors import StorageError, StorageUnavailableError
 
 #: short timeouts so an outage is reported in about a second, never hangs a test
@@ -254,16 +255,17 @@ async def test_concurrent_migrations_apply_each_version_exactly_once(
     empty_postgres_database: str,
 ) -> None:
     url = empty_postgres_database
+    versions = [m.version for m in load_migrations("avatarstack.adapters.postgres")]
     first = PostgresStorage(url, OUTAGE_OPTIONS)
     second = PostgresStorage(url, OUTAGE_OPTIONS)
     await first.start()
     await second.start()
     try:
         assert await first.schema_version() is None
-        assert await first.pending_migrations() == ["0001"]
+        assert await first.pending_migrations() == versions
         results = await asyncio.gather(first.migrate(), second.migrate())
-        assert sorted(results) == [[], ["0001"]]
-        assert await second.schema_version() == "0001"
+        assert sorted(results) == [[], versions]
+        assert await second.schema_version() == versions[-1]
         assert await second.pending_migrations() == []
     finally:
         await first.close()
@@ -275,7 +277,7 @@ async def test_concurrent_migrations_apply_each_version_exactly_once(
         )
     finally:
         await conn.close()
-    assert [(row["version"], row["n"]) for row in rows] == [("0001", 1)]
+    assert [(row["version"], row["n"]) for row in rows] == [(v, 1) for v in versions]
 
 
 # --------------------------------------------------------------------------- DSN handling

@@ -42,6 +42,9 @@ __all__ = [
     "OneTimeToken",
     "OneTimeTokenRepository",
     "PoolStats",
+    "RateLimitRepository",
+    "RefreshToken",
+    "RefreshTokenRepository",
     "RoleRepository",
     "SessionRepository",
     "Storage",
@@ -116,6 +119,16 @@ class AuthSession(_Record):
     revoked_at: datetime | None = None
     user_agent: str | None = None
     ip: str | None = None
+
+
+class RefreshToken(_Record):
+    """One opaque refresh token of a session (stored hashed); used at most once."""
+
+    token_hash: str = Field(repr=False)
+    session_id: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
 
 
 class AuditEvent(_Record):
@@ -297,6 +310,26 @@ class SessionRepository(Protocol):
     async def revoke_all(self, user_id: str, now: datetime) -> int: ...
 
 
+class RefreshTokenRepository(Protocol):
+    async def add(self, token: RefreshToken) -> None: ...
+
+    async def get(self, token_hash: str) -> RefreshToken | None: ...
+
+    async def use(self, token_hash: str, now: datetime) -> RefreshToken | None:
+        """Mark the token used in one conditional update and return it; None when it is
+        unknown, expired or already used. Of two concurrent calls exactly one succeeds."""
+
+
+class RateLimitRepository(Protocol):
+    async def hit(self, key: str, window_start: datetime) -> int:
+        """Count one hit in the fixed window ``(key, window_start)``; returns the new count.
+
+        Shared by every instance on the same database."""
+
+    async def purge(self, before: datetime) -> int:
+        """Delete windows that started before ``before``."""
+
+
 class AuditRepository(Protocol):
     async def append(self, event: AuditEvent) -> AuditEvent:
         """Store and return the event with its assigned ``id``."""
@@ -449,6 +482,12 @@ class UnitOfWork(Protocol):
 
     @property
     def sessions(self) -> SessionRepository: ...
+
+    @property
+    def refresh_tokens(self) -> RefreshTokenRepository: ...
+
+    @property
+    def rate_limits(self) -> RateLimitRepository: ...
 
     @property
     def audit(self) -> AuditRepository: ...

@@ -33,11 +33,12 @@ from avatarstack.ports.storage import (
     Job,
     OneTimeToken,
     PoolStats,
+    RefreshToken,
     UnitOfWork,
     User,
 )
 
-MIGRATIONS = ["0001"]
+MIGRATIONS = ["0001", "0002"]
 
 
 @dataclass
@@ -47,6 +48,8 @@ class _State:
     identities: dict[str, Identity] = field(default_factory=dict)
     tokens: dict[str, OneTimeToken] = field(default_factory=dict)
     sessions: dict[str, AuthSession] = field(default_factory=dict)
+    refresh_tokens: dict[str, RefreshToken] = field(default_factory=dict)
+    rate_limits: dict[tuple[str, datetime], int] = field(default_factory=dict)
     audit: list[AuditEvent] = field(default_factory=list)
     documents: dict[str, Document] = field(default_factory=dict)
     versions: dict[tuple[str, int], DocumentVersion] = field(default_factory=dict)
@@ -186,6 +189,39 @@ class _Sessions(_Repo):
         for session_id in ids:
             await self.revoke(session_id, now)
         return len(ids)
+
+
+class _RefreshTokens(_Repo):
+    async def add(self, token: RefreshToken) -> None:
+        if token.token_hash in self._s.refresh_tokens:
+            raise DuplicateError("a record with the same key already exists")
+        if token.session_id not in self._s.sessions:
+            raise ConflictError("a refresh token needs an existing session")
+        self._s.refresh_tokens[token.token_hash] = token
+
+    async def get(self, token_hash: str) -> RefreshToken | None:
+        return self._s.refresh_tokens.get(token_hash)
+
+    async def use(self, token_hash: str, now: datetime) -> RefreshToken | None:
+        token = self._s.refresh_tokens.get(token_hash)
+        if token is None or token.used_at is not None or token.expires_at <= now:
+            return None
+        used = token.model_copy(update={"used_at": now})
+        self._s.refresh_tokens[token_hash] = used
+        return used
+
+
+class _RateLimits(_Repo):
+    async def hit(self, key: str, window_start: datetime) -> int:
+        hits = self._s.rate_limits.get((key, window_start), 0) + 1
+        self._s.rate_limits[(key, window_start)] = hits
+        return hits
+
+    async def purge(self, before: datetime) -> int:
+        old = [k for k in self._s.rate_limits if k[1] < before]
+        for k in old:
+            del self._s.rate_limits[k]
+        return len(old)
 
 
 class _Audit(_Repo):
@@ -500,6 +536,8 @@ class _UnitOfWork:
         self.identities = _Identities(state)
         self.tokens = _Tokens(state)
         self.sessions = _Sessions(state)
+        self.refresh_tokens = _RefreshTokens(state)
+        self.rate_limits = _RateLimits(state)
         self.audit = _Audit(state)
         self.documents = _Documents(state)
         self.jobs = _Jobs(state)

@@ -22,6 +22,7 @@ from avatarstack.ports.storage import (
     Identity,
     Job,
     OneTimeToken,
+    RefreshToken,
     User,
 )
 
@@ -234,6 +235,52 @@ class SqlSessionRepository(_Repository):
             user_id,
             now,
         )
+
+
+class SqlRefreshTokenRepository(_Repository):
+    _COLUMNS = "token_hash, session_id, created_at, expires_at, used_at"
+
+    async def add(self, token: RefreshToken) -> None:
+        await self._conn.execute(
+            f"INSERT INTO refresh_tokens ({self._COLUMNS}) VALUES ($1, $2, $3, $4, $5)",
+            token.token_hash,
+            token.session_id,
+            token.created_at,
+            token.expires_at,
+            token.used_at,
+        )
+
+    async def get(self, token_hash: str) -> RefreshToken | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {self._COLUMNS} FROM refresh_tokens WHERE token_hash = $1", token_hash
+        )
+        return _model(RefreshToken, row) if row else None
+
+    async def use(self, token_hash: str, now: datetime) -> RefreshToken | None:
+        row = await self._conn.fetchrow(
+            "UPDATE refresh_tokens SET used_at = $2 "
+            "WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 "
+            f"RETURNING {self._COLUMNS}",
+            token_hash,
+            now,
+        )
+        return _model(RefreshToken, row) if row else None
+
+
+class SqlRateLimitRepository(_Repository):
+    async def hit(self, key: str, window_start: datetime) -> int:
+        row = await self._conn.fetchrow(
+            "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $2, 1) "
+            "ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1 "
+            "RETURNING hits",
+            key,
+            window_start,
+        )
+        assert row is not None
+        return int(row["hits"])
+
+    async def purge(self, before: datetime) -> int:
+        return await self._conn.execute("DELETE FROM rate_limits WHERE window_start < $1", before)
 
 
 class SqlAuditRepository(_Repository):

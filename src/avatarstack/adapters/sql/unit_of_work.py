@@ -13,6 +13,8 @@ from avatarstack.adapters.sql.repositories import (
     SqlIdentityRepository,
     SqlJobRepository,
     SqlOneTimeTokenRepository,
+    SqlRateLimitRepository,
+    SqlRefreshTokenRepository,
     SqlRoleRepository,
     SqlSessionRepository,
     SqlUserRepository,
@@ -40,6 +42,8 @@ class SqlUnitOfWork:
         self.identities = SqlIdentityRepository(conn)
         self.tokens = SqlOneTimeTokenRepository(conn)
         self.sessions = SqlSessionRepository(conn)
+        self.refresh_tokens = SqlRefreshTokenRepository(conn)
+        self.rate_limits = SqlRateLimitRepository(conn)
         self.audit = SqlAuditRepository(conn)
         self.documents = SqlDocumentRepository(conn)
         self.jobs = SqlJobRepository(conn)
