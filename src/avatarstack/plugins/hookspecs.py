@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import click
 
     from avatarstack.adapters.http.routing import Route
+    from avatarstack.bootstrap.settings import Settings
+    from avatarstack.ports.oauth import OAuthProvider
 
 
 @hookspec
@@ -29,3 +31,8 @@ def register_routes(register: Callable[[Route], None]) -> None:
 @hookspec
 def register_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``avatarstack`` command-line interface."""
+
+
+@hookspec
+def register_oauth_providers(register: Callable[[OAuthProvider], None], settings: Settings) -> None:
+    """Register external login providers (``OAuthProvider``); read their config from settings."""
