@@ -7,7 +7,7 @@ import json
 
 import structlog
 
-from avatarstack.bootstrap.logging import configure_logging, redact_url
+from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings
 
 STRONG = "k" * 48
@@ -55,8 +55,3 @@ def test_bound_request_ids_appear_on_every_line() -> None:
     finally:
         structlog.contextvars.clear_contextvars()
     assert json.loads(stream.getvalue().splitlines()[-1])["request_id"] == "req-1"
-
-
-def test_secret_query_parameters_are_masked_in_urls() -> None:
-    assert redact_url("/auth/verify?token=abc&x=1") == "/auth/verify?token=***&x=1"
-    assert redact_url("/cb?code=c&state=s") == "/cb?code=***&state=***"

@@ -118,3 +118,14 @@ def test_masking_hides_every_secret_and_database_passwords() -> None:
 
 def test_mask_url_leaves_urls_without_password_alone() -> None:
     assert mask_url("postgresql://app@db/app") == "postgresql://app@db/app"
+
+
+def test_driver_suffixes_and_upper_case_schemes_select_the_right_backend() -> None:
+    assert Settings(database_url="SQLITE:///x.db").storage_backend == "sqlite"
+    assert Settings(database_url="sqlite+aiosqlite:///x.db").storage_backend == "sqlite"
+    assert Settings(database_url="postgresql+asyncpg://db/x").storage_backend == "postgres"
+
+
+def test_mask_url_hides_secret_query_parameters() -> None:
+    masked_url = mask_url("postgresql://u@db/x?sslmode=require&password=pw&sslkey=k")
+    assert masked_url == "postgresql://u@db/x?sslmode=require&password=***&sslkey=***"

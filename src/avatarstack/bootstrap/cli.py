@@ -14,6 +14,7 @@ import click
 import structlog
 from aiohttp import web
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.table import Table
 
@@ -37,6 +38,8 @@ def load_settings(**overrides: Any) -> Settings:
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
         )
         raise click.ClickException(f"invalid settings: {problems}") from exc
+    except SettingsError as exc:  # e.g. a list setting that is not valid JSON
+        raise click.ClickException(f"invalid settings: {exc}") from exc
     http = {k: v for k, v in overrides.items() if v is not None}
     if http:
         settings = settings.model_copy(update={"http": settings.http.model_copy(update=http)})
@@ -69,10 +72,22 @@ class _Cli(click.Group):
             return
         self._plugins_added = True
         try:
-            pm = make_plugin_manager(load_plugins=Settings().load_plugins)
-        except (PluginError, ValidationError):
-            return  # reported by the command that needs plugins
-        pm.hook.register_commands(cli=self)
+            pm = make_plugin_manager(load_plugins=load_settings().load_plugins)
+        except (PluginError, click.ClickException) as exc:
+            message = exc.message if isinstance(exc, click.ClickException) else str(exc)
+            click.echo(f"warning: plugin commands are unavailable: {message}", err=True)
+            return
+        for impl in pm.hook.register_commands.get_hookimpls():
+            before = dict(self.commands)
+            impl.function(cli=self)
+            replaced = sorted(n for n, c in before.items() if self.commands.get(n) is not c)
+            if replaced:
+                self.commands.update(before)
+                click.echo(
+                    f"warning: plugin {impl.plugin_name!r} tried to replace the command(s) "
+                    f"{', '.join(replaced)}; its version is ignored",
+                    err=True,
+                )
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands()

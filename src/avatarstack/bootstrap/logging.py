@@ -21,9 +21,6 @@ from avatarstack.bootstrap.settings import Settings
 SECRET_KEY_PATTERN = re.compile(
     r"pass(word)?|secret|token|authorization|api[_-]?key|cookie|credential|private", re.I
 )
-#: query-string parameters whose values are secrets (links logged by the console mailer are not
-#: affected: the mailer logs them on purpose, under a key that is not secret-looking)
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:token|code|state|access_token|refresh_token)=)[^&\s]+")
 REDACTED = "***"
 
 
@@ -52,11 +49,6 @@ def redact_secrets(
         else:
             event_dict[key] = clean(event_dict[key])
     return event_dict
-
-
-def redact_url(url: str) -> str:
-    """Mask secret query parameters of a URL or path (for access logs)."""
-    return _SECRET_QUERY.sub(r"\1" + REDACTED, url)
 
 
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:

@@ -8,15 +8,21 @@ reference of every setting is ``docs/configuration.md`` (a test keeps the two in
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
+
+
+def _scheme(url: str) -> str:
+    """``postgresql+asyncpg://…`` → ``postgresql``; ``SQLITE:///x`` → ``sqlite``."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
 
 
 class HttpSettings(BaseModel):
@@ -187,7 +193,7 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        scheme = value.split(":", 1)[0].split("+", 1)[0].lower()
+        scheme = _scheme(value)
         if scheme not in {"sqlite", "postgres", "postgresql", "memory"}:
             raise ValueError("use sqlite:///path, postgresql://user@host/db or memory://")
         return value
@@ -227,7 +233,7 @@ class Settings(BaseSettings):
 
     @property
     def storage_backend(self) -> Literal["sqlite", "postgres", "memory"]:
-        scheme = self.resolved_database_url.split(":", 1)[0]
+        scheme = _scheme(self.resolved_database_url)
         if scheme == "sqlite":
             return "sqlite"
         return "memory" if scheme == "memory" else "postgres"
@@ -265,13 +271,21 @@ class Settings(BaseSettings):
         return SecretStr(path.read_text().strip())
 
 
+_SECRET_QUERY_KEYS = re.compile(r"(?i)pass|secret|token|key|auth|credential")
+
+
 def mask_url(url: str) -> str:
-    """Hide the password of a URL (``postgresql://u:***@host/db``)."""
+    """Hide the password of a URL and secret-looking query values
+    (``postgresql://u:***@host/db?sslmode=require&password=***``)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = "&".join(
+        f"{k}=***" if _SECRET_QUERY_KEYS.search(k) else (f"{k}={v}" if v else k)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def masked(settings: Settings) -> dict[str, Any]:
@@ -290,6 +304,8 @@ def masked(settings: Settings) -> dict[str, Any]:
 
     data: dict[str, Any] = walk(settings)
     data["database_url"] = mask_url(settings.resolved_database_url)
+    if settings.kb.chroma_url:
+        data["kb"]["chroma_url"] = mask_url(settings.kb.chroma_url)
     if data.get("secret_key") is None:
         data["secret_key"] = "(generated in data dir)" if not settings.is_production else None
     if data["mail"].get("from_") is not None:

@@ -57,7 +57,7 @@ class PluginManager(pluggy.PluginManager):
             )
         try:
             self.register(plugin, name=name)
-        except ValueError as exc:  # the same object registered twice
+        except (ValueError, pluggy.PluginValidationError) as exc:
             raise PluginError(f"plugin {name!r} could not be registered: {exc}") from exc
         if builtin:
             self.builtin_names.add(name)

@@ -71,6 +71,20 @@ class PermissionDeniedError(AvatarstackError):
     title = "Forbidden"
 
 
+class EmailNotVerifiedError(PermissionDeniedError):
+    """The password was right but the e-mail address is not verified yet (HTTP 403)."""
+
+    code = "email-not-verified"
+    title = "E-mail address not verified"
+
+
+class InvalidTokenError(AvatarstackError):
+    """A one-time token (verification, reset, login code) is unknown, used or expired (400)."""
+
+    code = "invalid-token"
+    title = "Invalid or expired token"
+
+
 class NotFoundError(AvatarstackError):
     """The addressed thing does not exist or is not visible to the caller (HTTP 404)."""
 

@@ -1,1 +1,1 @@
-"""The aiohttp adapter: routes, handlers, middlewares, problem responses, OpenAPI."""
+"""The aiohttp adapter: routes, handlers, the request pipeline, problem responses, OpenAPI."""

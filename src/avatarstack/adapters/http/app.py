@@ -6,8 +6,15 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from avatarstack.adapters.http import keys, middlewares
+from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.metrics import HttpMetrics
+from avatarstack.adapters.http.pipeline import (
+    FALLBACK,
+    UNMATCHED,
+    AccessPolicy,
+    Pipeline,
+    deny_non_public,
+)
 from avatarstack.adapters.http.routing import Route, RouteTable
 from avatarstack.ports.storage import Storage
 
@@ -19,27 +26,43 @@ def build_http_app(
     storage: Storage,
     metrics: HttpMetrics,
     readiness: dict[str, keys.ReadinessCheck],
-    access_policy: keys.AccessPolicy = middlewares.deny_non_public,
+    access_policy: AccessPolicy = deny_non_public,
 ) -> web.Application:
-    """An application with the middleware chain, the routes and the typed keys set.
+    """An application serving ``routes`` (each wrapped in the request pipeline) and the
+    fallback route, with the typed keys set.
 
-    Starting and stopping resources is the caller's job (``app.cleanup_ctx``).
+    Every route must come through here: the app refuses to start when the router holds a
+    route nobody declared. Starting and stopping resources is the caller's job
+    (``app.cleanup_ctx``).
     """
     routes = list(routes)
     largest_body = max([config.max_body_bytes, *(r.max_body_bytes or 0 for r in routes)])
-    app = web.Application(
-        middlewares=[middlewares.observe, middlewares.errors, middlewares.access],
-        client_max_size=largest_body,
-        handler_args={"max_field_size": 8190, "max_line_size": 8190},
+    app = web.Application(client_max_size=largest_body)
+    pipeline = Pipeline(
+        metrics=metrics,
+        max_body_bytes=config.max_body_bytes,
+        access_log=config.access_log,
+        access_policy=access_policy,
     )
     table = RouteTable()
     for route in routes:
-        table.add(app, route)
+        table.add(app, route, pipeline.wrap(route))
+    table.add(app, FALLBACK, pipeline.wrap(FALLBACK, label=UNMATCHED))  # must stay last
     app[keys.CONFIG] = config
     app[keys.ROUTES] = table
+    app[keys.PIPELINE] = pipeline
     app[keys.METRICS] = metrics
     app[keys.STORAGE] = storage
     app[keys.READINESS_CHECKS] = dict(readiness)
-    app[keys.ACCESS_POLICY] = access_policy
     metrics.watch_pool(storage.pool_stats, storage.name)
+    app.on_startup.insert(0, _refuse_undeclared_routes)  # before any resource starts
     return app
+
+
+async def _refuse_undeclared_routes(app: web.Application) -> None:
+    undeclared = app[keys.ROUTES].undeclared(app)
+    if undeclared:
+        raise RuntimeError(
+            "routes must be declared through the register_routes hook (they state who may "
+            f"call them); undeclared: {', '.join(undeclared)}"
+        )

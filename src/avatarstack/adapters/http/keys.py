@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from avatarstack.adapters.http.metrics import HttpMetrics
-from avatarstack.adapters.http.routing import Route, RouteTable
+from avatarstack.adapters.http.pipeline import Pipeline
+from avatarstack.adapters.http.routing import RouteTable
 from avatarstack.ports.storage import Storage
 
 
@@ -23,8 +24,6 @@ class HttpConfig:
     readiness_timeout: float = 2.0
 
 
-#: an access rule: raises AuthenticationError / PermissionDeniedError to refuse the request
-AccessPolicy = Callable[[web.Request, Route], Awaitable[None]]
 #: a readiness check: returns when healthy, raises when not
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -32,5 +31,5 @@ CONFIG = web.AppKey("avatarstack_http_config", HttpConfig)
 ROUTES = web.AppKey("avatarstack_routes", RouteTable)
 METRICS = web.AppKey("avatarstack_metrics", HttpMetrics)
 STORAGE = web.AppKey("avatarstack_storage", Storage)
-ACCESS_POLICY: web.AppKey[AccessPolicy] = web.AppKey("avatarstack_access_policy")
+PIPELINE = web.AppKey("avatarstack_pipeline", Pipeline)
 READINESS_CHECKS: web.AppKey[dict[str, ReadinessCheck]] = web.AppKey("avatarstack_readiness_checks")

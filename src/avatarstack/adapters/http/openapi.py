@@ -85,6 +85,8 @@ def build_openapi(routes: list[Route], *, version: str, server_url: str) -> dict
     _schema(Problem, components)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
+        if not route.include_in_schema:
+            continue
         path = _PATH_PARAM.sub(r"{\1}", route.path)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route, components)
     return {

@@ -16,6 +16,7 @@ TYPE_PREFIX = "urn:avatarstack:problem:"
 STATUS_BY_ERROR: tuple[tuple[type[errors.AvatarstackError], int], ...] = (
     (errors.InvalidInputError, 422),
     (errors.MalformedRequestError, 400),
+    (errors.InvalidTokenError, 400),
     (errors.UnsupportedMediaTypeError, 415),
     (errors.AuthenticationError, 401),
     (errors.PermissionDeniedError, 403),
@@ -120,3 +121,13 @@ def _default_detail(status: int) -> str:
         405: "This route does not accept that method (see the Allow header).",
         413: "The request body is larger than this route accepts.",
     }.get(status, "")
+
+
+def internal_error(request_id: str | None) -> web.Response:
+    return problem_response(
+        500,
+        "internal-error",
+        "Internal server error",
+        "The server could not complete the request; the request id identifies it in the logs.",
+        request_id=request_id,
+    )

@@ -47,6 +47,8 @@ class Route:
     #: False for high-frequency probes (/healthz, /metrics) to keep logs readable
     log_requests: bool = True
     response_media_type: str = "application/json"
+    #: False for internal routes that are not part of the API (the 404/405 fallback)
+    include_in_schema: bool = True
 
     def __post_init__(self) -> None:
         if not self.access:
@@ -54,16 +56,25 @@ class Route:
 
 
 class RouteTable:
-    """The routes of one application, by aiohttp route object."""
+    """The declared routes of one application, by aiohttp route object."""
 
     def __init__(self) -> None:
         self._by_route: dict[web.AbstractRoute, Route] = {}
         self.routes: list[Route] = []
 
-    def add(self, app: web.Application, route: Route) -> None:
-        aio_route = app.router.add_route(route.method, route.path, route.handler, name=route.name)
+    def add(self, app: web.Application, route: Route, handler: Handler) -> None:
+        """Add ``route`` to the router, served by ``handler`` (its pipeline-wrapped handler)."""
+        aio_route = app.router.add_route(route.method, route.path, handler, name=route.name)
         self._by_route[aio_route] = route
         self.routes.append(route)
+
+    def undeclared(self, app: web.Application) -> list[str]:
+        """Routes added to the router behind the table's back."""
+        return [
+            f"{r.method} {r.resource.canonical if r.resource else '?'}"
+            for r in app.router.routes()
+            if r not in self._by_route
+        ]
 
     def lookup(self, aio_route: web.AbstractRoute | None) -> Route | None:
         return self._by_route.get(aio_route) if aio_route is not None else None

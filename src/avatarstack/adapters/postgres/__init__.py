@@ -256,9 +256,8 @@ class PostgresStorage:
         return [m.version for m in sql_migrations.pending(self._migrations, applied)]
 
     async def schema_version(self) -> str | None:
-        async with self._migration_lock() as conn:
-            applied = await sql_migrations.applied_versions(conn)
-        return max(applied) if applied else None
+        async with self._acquire() as conn:
+            return await sql_migrations.newest_version(_Connection(conn))
 
     def pool_stats(self) -> PoolStats:
         if self._pool is None:

@@ -111,3 +111,12 @@ async def apply(conn: SqlConnection, migrations: list[Migration], now: datetime)
             now,
         )
     return [m.version for m in todo]
+
+
+async def newest_version(conn: SqlConnection) -> str | None:
+    """The newest recorded version, read without locks; None when nothing was ever applied."""
+    try:
+        row = await conn.fetchrow("SELECT MAX(version) AS version FROM schema_migrations")
+    except StorageError:  # no schema_migrations table yet (availability errors propagate)
+        return None
+    return str(row["version"]) if row and row["version"] is not None else None

@@ -173,10 +173,9 @@ class SqliteStorage:
         return [m.version for m in sql_migrations.pending(self._migrations, applied)]
 
     async def schema_version(self) -> str | None:
-        async with self._transaction() as conn:
-            applied = await sql_migrations.applied_versions(conn)
-            await self._connection().commit()
-        return max(applied) if applied else None
+        db = self._connection()
+        async with self._lock:
+            return await sql_migrations.newest_version(_Connection(db))
 
     def pool_stats(self) -> PoolStats:
         open_ = 1 if self._db is not None else 0

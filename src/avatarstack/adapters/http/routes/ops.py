@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from avatarstack.adapters.http import keys, problems
 from avatarstack.adapters.http.openapi import build_openapi
+from avatarstack.adapters.http.pipeline import REQUEST_ID
 from avatarstack.adapters.http.routing import PUBLIC, Route
 
 OPS = ("operations",)
@@ -79,6 +80,7 @@ async def readyz(request: web.Request) -> web.Response:
             "Not ready",
             f"unavailable: {', '.join(failed)}",
             headers={"Retry-After": "5"},
+            request_id=request.get(REQUEST_ID),
             checks=body,
         )
     return web.json_response({"status": "ok", "checks": body})
