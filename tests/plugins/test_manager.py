@@ -11,7 +11,12 @@ import pytest
 
 from avatarstack import hookimpl
 from avatarstack.adapters.http.routing import PUBLIC, Route
-from avatarstack.plugins.manager import PluginError, collect, make_plugin_manager
+from avatarstack.plugins.manager import (
+    BUILTIN_PLUGINS,
+    PluginError,
+    collect,
+    make_plugin_manager,
+)
 
 
 @pytest.fixture
@@ -71,7 +76,8 @@ def test_the_allow_list_loads_only_named_plugins(installed_plugin: Path) -> None
 
 
 def test_no_entry_points_are_loaded_when_asked_not_to(installed_plugin: Path) -> None:
-    assert names(make_plugin_manager(load_entrypoints=False)) == {"ops"}
+    builtins = {module.rsplit(".", 1)[-1] for module in BUILTIN_PLUGINS}
+    assert names(make_plugin_manager(load_entrypoints=False)) == builtins
 
 
 def test_two_plugins_with_one_name_are_refused_naming_both() -> None:
@@ -136,6 +142,6 @@ def test_collect_returns_things_in_registration_order() -> None:
             register(_route("/a"))
 
     pm = make_plugin_manager(load_entrypoints=False, plugins=[("a", A())])
-    found = collect(pm, "register_routes", key=lambda r: r.path, kind="route")
-    assert list(found)[-1] == "/a"
-    assert "/healthz" in found
+    found = collect(pm, "register_routes", key=lambda r: f"{r.method} {r.path}", kind="route")
+    assert list(found)[-1] == "GET /a"
+    assert "GET /healthz" in found

@@ -27,10 +27,10 @@ def test_the_storage_backend_follows_the_database_url(tmp_path: Path) -> None:
     assert isinstance(build_container(Settings(database_url="memory://")).storage(), MemoryStorage)
 
 
-def test_building_a_container_or_an_app_opens_nothing(tmp_path: Path) -> None:
+def test_building_an_app_opens_no_database(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", load_plugins="")
     create_app(settings, setup_logging=False)
-    assert not (tmp_path / "data").exists()
+    assert not (tmp_path / "data" / "avatarstack.db").exists()
 
 
 def test_an_embedding_service_can_override_the_storage(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from aiohttp import web
 from avatarstack import __version__
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.app import build_http_app
+from avatarstack.adapters.http.auth import bearer_policy
 from avatarstack.adapters.http.routing import Route
 from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
@@ -49,18 +50,22 @@ def create_app(
     pm = container.plugin_manager()
     routes: dict[str, Route] = collect(pm, "register_routes", key=_route_key, kind="route")
     storage = container.storage()
+    identity = container.identity()
     app = build_http_app(
         config=keys.HttpConfig(
             max_body_bytes=settings.http.max_body_bytes,
             public_url=settings.resolved_public_url,
             version=__version__,
             access_log=settings.http.access_log,
+            trusted_proxies=tuple(settings.http.trusted_proxies),
         ),
         routes=routes.values(),
         storage=storage,
         metrics=container.metrics(),
         readiness={"storage": storage.ping},
+        access_policy=bearer_policy(identity),
     )
+    app[keys.IDENTITY] = identity
     app[CONTAINER] = container
     auto_migrate = (not settings.is_production) if migrate is None else migrate
 

@@ -6,17 +6,29 @@ starts — tests and embedding services do exactly that.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from dependency_injector import containers, providers
+from pydantic import SecretStr
 
 from avatarstack import __version__
+from avatarstack.adapters.argon2 import Argon2PasswordHasher
+from avatarstack.adapters.console import ConsoleMailer
 from avatarstack.adapters.http.metrics import HttpMetrics
+from avatarstack.adapters.jwt import JwtAccessTokens
 from avatarstack.adapters.memory import MemoryStorage
 from avatarstack.adapters.postgres import PostgresOptions, PostgresStorage
+from avatarstack.adapters.scrypt import ScryptPasswordHasher
+from avatarstack.adapters.smtp import SmtpMailer
 from avatarstack.adapters.sqlite import SqliteStorage
+from avatarstack.adapters.system import SystemClock
 from avatarstack.bootstrap.settings import Settings
-from avatarstack.plugins.manager import PluginManager, make_plugin_manager
+from avatarstack.core.identity import IdentityPolicy, IdentityService
+from avatarstack.core.ratelimit import RateLimiter
+from avatarstack.plugins.manager import PluginManager, collect, make_plugin_manager
+from avatarstack.ports.oauth import OAuthProvider
 from avatarstack.ports.storage import Storage
 
 
@@ -27,6 +39,61 @@ async def _started_storage(storage: Storage) -> AsyncIterator[Storage]:
         yield storage
     finally:
         await storage.close()
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+def key_id(secret: str) -> str:
+    """A public identifier of a signing secret (the JWT ``kid``): a hash prefix."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:12]
+
+
+def make_access_tokens(settings: Settings) -> JwtAccessTokens:
+    current = settings.resolved_secret_key().get_secret_value()
+    keys = {
+        key_id(old.get_secret_value()): old.get_secret_value()
+        for old in settings.auth.previous_secret_keys
+    }
+    keys[key_id(current)] = current
+    return JwtAccessTokens(
+        keys,
+        key_id(current),
+        algorithm=settings.auth.jwt_algorithm,
+        issuer=settings.auth.jwt_issuer or settings.resolved_public_url,
+        audience=settings.auth.jwt_audience,
+        lifetime_seconds=settings.auth.access_token_ttl,
+    )
+
+
+def make_identity_policy(settings: Settings) -> IdentityPolicy:
+    auth = settings.auth
+    return IdentityPolicy(
+        verification_ttl=timedelta(hours=auth.verification_ttl_hours),
+        reset_ttl=timedelta(minutes=auth.reset_ttl_minutes),
+        refresh_ttl=timedelta(days=auth.refresh_token_ttl_days),
+        expose_dev_links=not settings.is_production,
+    )
+
+
+def collect_oauth_providers(pm: PluginManager, settings: Settings) -> dict[str, OAuthProvider]:
+    providers_: dict[str, OAuthProvider] = collect(
+        pm,
+        "register_oauth_providers",
+        key=lambda p: p.name,
+        kind="OAuth provider",
+        settings=settings,
+    )
+    return providers_
+
+
+async def _closing_identity(identity: IdentityService) -> AsyncIterator[IdentityService]:
+    """Resource: close the OAuth providers' HTTP sessions on shutdown."""
+    try:
+        yield identity
+    finally:
+        await identity.close()
 
 
 class Container(containers.DeclarativeContainer):
@@ -64,6 +131,51 @@ class Container(containers.DeclarativeContainer):
     storage_resource = providers.Resource(_started_storage, storage=storage)
 
     metrics = providers.Singleton(HttpMetrics, version=__version__)
+    clock = providers.Singleton(SystemClock)
+
+    password_hasher = providers.Selector(
+        settings.provided.auth.password_hasher,
+        argon2id=providers.Singleton(
+            Argon2PasswordHasher, max_concurrent=settings.provided.auth.max_concurrent_hashes
+        ),
+        scrypt=providers.Singleton(
+            ScryptPasswordHasher, max_concurrent=settings.provided.auth.max_concurrent_hashes
+        ),
+    )
+    access_tokens = providers.Singleton(make_access_tokens, settings=settings)
+    mailer = providers.Selector(
+        settings.provided.mail.backend,
+        console=providers.Singleton(ConsoleMailer),
+        smtp=providers.Singleton(
+            SmtpMailer,
+            host=settings.provided.mail.smtp_host,
+            port=settings.provided.mail.smtp_port,
+            sender=settings.provided.mail.from_,
+            username=settings.provided.mail.smtp_username,
+            password=providers.Callable(_reveal, settings.provided.mail.smtp_password),
+            starttls=settings.provided.mail.smtp_starttls,
+            timeout=settings.provided.mail.smtp_timeout,
+        ),
+    )
+    rate_limiter = providers.Singleton(
+        RateLimiter, storage=storage, clock=clock, enabled=settings.provided.auth.rate_limits
+    )
+    oauth_providers = providers.Singleton(
+        collect_oauth_providers, pm=plugin_manager, settings=settings
+    )
+    identity = providers.Singleton(
+        IdentityService,
+        storage=storage,
+        hasher=password_hasher,
+        tokens=access_tokens,
+        mailer=mailer,
+        clock=clock,
+        limiter=rate_limiter,
+        public_url=settings.provided.resolved_public_url,
+        oauth_providers=oauth_providers,
+        policy=providers.Factory(make_identity_policy, settings=settings),
+    )
+    identity_resource = providers.Resource(_closing_identity, identity=identity)
 
 
 def build_container(

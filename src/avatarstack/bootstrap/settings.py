@@ -64,6 +64,37 @@ class DatabaseSettings(BaseModel):
     sqlite_busy_timeout: float = Field(5.0, gt=0, description="SQLite: seconds to wait for a lock.")
 
 
+class AuthSettings(BaseModel):
+    access_token_ttl: int = Field(
+        900, ge=60, le=900, description="Access-token lifetime in seconds (at most 15 min)."
+    )
+    refresh_token_ttl_days: int = Field(
+        30, ge=1, le=365, description="Days a login session lasts without use."
+    )
+    verification_ttl_hours: int = Field(
+        24, ge=1, le=168, description="Hours an e-mail verification link stays valid."
+    )
+    reset_ttl_minutes: int = Field(
+        60, ge=5, le=60, description="Minutes a password-reset link stays valid."
+    )
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        "HS256", description="Access-token signature (keyed by the secret key)."
+    )
+    jwt_issuer: str | None = Field(None, description="`iss` claim; default: the public URL.")
+    jwt_audience: str = Field("avatarstack", description="`aud` claim.")
+    previous_secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Retired secret keys whose access tokens still verify (key rotation).",
+    )
+    password_hasher: Literal["argon2id", "scrypt"] = Field(
+        "argon2id", description="`argon2id` (OWASP parameters) or `scrypt`."
+    )
+    max_concurrent_hashes: int | None = Field(
+        None, ge=1, description="Password hashes running at once; default: CPU count."
+    )
+    rate_limits: bool = Field(True, description="Per-IP and per-account abuse limits.")
+
+
 class MailSettings(BaseModel):
     backend: Literal["console", "smtp"] = Field("console", description="`console` or `smtp`.")
     smtp_host: str | None = Field(None, description="SMTP server host.")
@@ -182,6 +213,7 @@ class Settings(BaseSettings):
     )
     http: HttpSettings = Field(default_factory=HttpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     kb: KbSettings = Field(default_factory=KbSettings)
@@ -299,6 +331,8 @@ def masked(settings: Settings) -> dict[str, Any]:
         if isinstance(value, Path):
             return str(value)
         if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, tuple):
             return [walk(v) for v in value]
         return value
 

@@ -22,7 +22,12 @@ from avatarstack.plugins.markers import PROJECT
 ENTRY_POINT_GROUP = "avatarstack"
 
 #: the framework's own features, registered through the same hooks as third-party plugins
-BUILTIN_PLUGINS: tuple[str, ...] = ("avatarstack.plugins.builtin.ops",)
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "avatarstack.plugins.builtin.ops",
+    "avatarstack.plugins.builtin.identity",
+    "avatarstack.plugins.builtin.google",
+    "avatarstack.plugins.builtin.github",
+)
 
 T = TypeVar("T")
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from avatarstack.adapters.http.metrics import HttpMetrics
 from avatarstack.adapters.http.pipeline import Pipeline
 from avatarstack.adapters.http.routing import RouteTable
+from avatarstack.core.identity import IdentityService
 from avatarstack.ports.storage import Storage
 
 
@@ -22,6 +23,8 @@ class HttpConfig:
     version: str = "0.0.0"
     access_log: bool = True
     readiness_timeout: float = 2.0
+    #: proxies whose X-Forwarded-For is believed (addresses or networks)
+    trusted_proxies: tuple[str, ...] = ()
 
 
 #: a readiness check: returns when healthy, raises when not
@@ -32,4 +35,5 @@ ROUTES = web.AppKey("avatarstack_routes", RouteTable)
 METRICS = web.AppKey("avatarstack_metrics", HttpMetrics)
 STORAGE = web.AppKey("avatarstack_storage", Storage)
 PIPELINE = web.AppKey("avatarstack_pipeline", Pipeline)
+IDENTITY = web.AppKey("avatarstack_identity", IdentityService)
 READINESS_CHECKS: web.AppKey[dict[str, ReadinessCheck]] = web.AppKey("avatarstack_readiness_checks")

@@ -1,0 +1,878 @@
+"""The identity use cases: accounts, e-mail verification, login sessions, password reset,
+external identities (OAuth), roles and the audit trail.
+
+Security rules kept here, whatever adapter sits behind the ports:
+- secrets (verification/reset tokens, refresh tokens, OAuth state, login codes) are random,
+  ≥ 32 bytes, stored only as SHA-256 hashes, purpose-scoped and single-use by one conditional
+  update;
+- responses that could reveal whether an e-mail is registered are the same either way;
+- a refresh token works once; presenting a used one revokes its whole session (family);
+- a session revoked (logout, reset, admin) stops its access tokens at the next request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import structlog
+
+from avatarstack.core import accounts
+from avatarstack.core.ratelimit import Limit, RateLimiter
+from avatarstack.ports.clock import Clock
+from avatarstack.ports.errors import (
+    AuthenticationError,
+    AvatarstackError,
+    ConflictError,
+    EmailNotVerifiedError,
+    FieldError,
+    InvalidInputError,
+    InvalidTokenError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from avatarstack.ports.mail import Mailer, MailMessage
+from avatarstack.ports.oauth import AuthorizationRequest, OAuthProvider
+from avatarstack.ports.security import AccessTokens, PasswordHasher
+from avatarstack.ports.storage import (
+    AuditEvent,
+    AuthSession,
+    Identity,
+    OneTimeToken,
+    RefreshToken,
+    Storage,
+    UnitOfWork,
+    User,
+    new_id,
+)
+
+log = structlog.get_logger("avatarstack.identity")
+
+VERIFY_EMAIL = "verify_email"
+PASSWORD_RESET = "password_reset"  # noqa: S105 - a token purpose, not a password
+OAUTH_STATE = "oauth_state"
+OAUTH_LOGIN = "oauth_login"
+
+
+#: default rate limits (hits per seconds); operators tune them through settings
+LOGIN_PER_IP = Limit(30, 60)
+LOGIN_PER_ACCOUNT = Limit(10, 900)
+REGISTER_PER_IP = Limit(10, 3600)
+RESEND_PER_ACCOUNT = Limit(1, 60)
+RESEND_PER_IP = Limit(10, 3600)
+FORGOT_PER_ACCOUNT = Limit(3, 3600)
+FORGOT_PER_IP = Limit(10, 3600)
+REFRESH_PER_IP = Limit(120, 60)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityPolicy:
+    verification_ttl: timedelta = timedelta(hours=24)
+    reset_ttl: timedelta = timedelta(minutes=60)
+    refresh_ttl: timedelta = timedelta(days=30)
+    oauth_state_ttl: timedelta = timedelta(minutes=10)
+    login_code_ttl: timedelta = timedelta(seconds=60)
+    #: development only: registration responses carry the verification link
+    expose_dev_links: bool = False
+    login_per_ip: Limit = LOGIN_PER_IP
+    login_per_account: Limit = LOGIN_PER_ACCOUNT
+    register_per_ip: Limit = REGISTER_PER_IP
+    resend_per_account: Limit = RESEND_PER_ACCOUNT
+    resend_per_ip: Limit = RESEND_PER_IP
+    forgot_per_account: Limit = FORGOT_PER_ACCOUNT
+    forgot_per_ip: Limit = FORGOT_PER_IP
+    refresh_per_ip: Limit = REFRESH_PER_IP
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Where a request came from (for rate limits, sessions and the audit trail)."""
+
+    ip: str = "unknown"
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of an authenticated request."""
+
+    user: User
+    roles: frozenset[str]
+    session_id: str
+    permissions: frozenset[str] = field(default_factory=frozenset)
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    user: User
+    roles: frozenset[str]
+    identities: tuple[Identity, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    profile: Profile
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationResult:
+    verification_url: str | None = None
+
+
+def _pkce_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+class IdentityService:
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        hasher: PasswordHasher,
+        tokens: AccessTokens,
+        mailer: Mailer,
+        clock: Clock,
+        limiter: RateLimiter,
+        public_url: str,
+        api_prefix: str = "/api/v1",
+        oauth_providers: Mapping[str, OAuthProvider] | None = None,
+        policy: IdentityPolicy | None = None,
+    ) -> None:
+        self._storage = storage
+        self._hasher = hasher
+        self._tokens = tokens
+        self._mailer = mailer
+        self._clock = clock
+        self._limiter = limiter
+        self.public_url = public_url.rstrip("/")
+        self._api = f"{self.public_url}{api_prefix}"
+        self.oauth_providers: dict[str, OAuthProvider] = dict(oauth_providers or {})
+        self.policy = policy or IdentityPolicy()
+        self._dummy_hash: str | None = None
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _audit(
+        self,
+        uow: UnitOfWork,
+        action: str,
+        *,
+        actor_id: str | None = None,
+        subject_id: str | None = None,
+        ctx: RequestContext | None = None,
+        **data: Any,
+    ) -> None:
+        await uow.audit.append(
+            AuditEvent(
+                action=action,
+                actor_id=actor_id,
+                subject_id=subject_id,
+                ip=ctx.ip if ctx else None,
+                data=data,
+                created_at=self._clock.now(),
+            )
+        )
+
+    async def _send(self, message: MailMessage) -> None:
+        """Mail is sent after the commit; a failure is logged and never undoes the change."""
+        try:
+            await self._mailer.send(message)
+        except Exception as exc:  # the user can ask again (resend, forgot)
+            log.error("mail_failed", template=message.template, error=str(exc))
+
+    async def _issue_one_time(
+        self,
+        uow: UnitOfWork,
+        purpose: str,
+        ttl: timedelta,
+        *,
+        user_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> str:
+        secret = accounts.new_secret()
+        now = self._clock.now()
+        await uow.tokens.add(
+            OneTimeToken(
+                token_hash=accounts.hash_secret(secret),
+                purpose=purpose,
+                user_id=user_id,
+                data=data or {},
+                created_at=now,
+                expires_at=now + ttl,
+            )
+        )
+        return secret
+
+    async def _waste_a_hash(self, password: str) -> None:
+        """Spend the same time as a real check, so timing does not reveal unknown e-mails."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._hasher.hash(accounts.new_secret())
+        await self._hasher.verify(self._dummy_hash, password)
+
+    async def _profile(self, uow: UnitOfWork, user: User) -> Profile:
+        roles = await uow.roles.get(user.id)
+        identities = tuple(await uow.identities.list_for_user(user.id))
+        return Profile(user=user, roles=roles, identities=identities)
+
+    async def _start_session(self, uow: UnitOfWork, user: User, ctx: RequestContext) -> TokenPair:
+        now = self._clock.now()
+        session = AuthSession(
+            id=new_id(),
+            user_id=user.id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + self.policy.refresh_ttl,
+            user_agent=(ctx.user_agent or "")[:300] or None,
+            ip=ctx.ip,
+        )
+        await uow.sessions.add(session)
+        return await self._token_pair(uow, user, session)
+
+    async def _token_pair(self, uow: UnitOfWork, user: User, session: AuthSession) -> TokenPair:
+        now = self._clock.now()
+        refresh = accounts.new_secret()
+        await uow.refresh_tokens.add(
+            RefreshToken(
+                token_hash=accounts.hash_secret(refresh),
+                session_id=session.id,
+                created_at=now,
+                expires_at=session.expires_at,
+            )
+        )
+        profile = await self._profile(uow, user)
+        access = self._tokens.issue(
+            subject=user.id, session_id=session.id, roles=tuple(sorted(profile.roles)), now=now
+        )
+        return TokenPair(access, refresh, self._tokens.lifetime_seconds, profile)
+
+    # ------------------------------------------------------------------ registration
+
+    async def register(
+        self, email: str, password: str, display_name: str | None, ctx: RequestContext
+    ) -> RegistrationResult:
+        """Same outcome for new and existing addresses; the owner of an existing one is told."""
+        await self._limiter.check("register:ip", ctx.ip, self.policy.register_per_ip)
+        email = accounts.normalise_email(email)
+        accounts.check_password(password)
+        name = accounts.clean_display_name(display_name)
+        password_hash = await self._hasher.hash(password)
+        now = self._clock.now()
+        link: str | None = None
+        async with self._storage.unit_of_work() as uow:
+            existing = await uow.users.get_by_email(email)
+            if existing is None:
+                user = User(
+                    id=new_id(),
+                    email=email,
+                    display_name=name,
+                    password_hash=password_hash,
+                    created_at=now,
+                    updated_at=now,
+                )
+                await uow.users.add(user)
+                await uow.roles.set(user.id, frozenset({accounts.MEMBER}))
+                secret = await self._issue_one_time(
+                    uow, VERIFY_EMAIL, self.policy.verification_ttl, user_id=user.id
+                )
+                link = f"{self._api}/auth/verify?token={secret}"
+                await self._audit(uow, "user_registered", subject_id=user.id, ctx=ctx)
+            await uow.commit()
+        if link is not None:
+            await self._send(
+                MailMessage(
+                    to=email,
+                    subject="Confirm your e-mail address",
+                    text=f"Open this link to confirm your address:\n\n{link}\n\n"
+                    f"It expires in {self.policy.verification_ttl}.",
+                    links={"verify": link},
+                    template="verify_email",
+                )
+            )
+        else:
+            await self._send(
+                MailMessage(
+                    to=email,
+                    subject="Someone tried to register with your address",
+                    text="An account with this e-mail address already exists. If this was "
+                    "you, log in or reset your password. Otherwise ignore this message.",
+                    template="already_registered",
+                )
+            )
+        return RegistrationResult(link if self.policy.expose_dev_links else None)
+
+    async def verify_email(self, token: str, ctx: RequestContext) -> Profile:
+        async with self._storage.unit_of_work() as uow:
+            used = await uow.tokens.consume(
+                accounts.hash_secret(token), VERIFY_EMAIL, self._clock.now()
+            )
+            user = await uow.users.get(used.user_id) if used and used.user_id else None
+            if user is None:
+                raise InvalidTokenError("the verification link is invalid, used or expired")
+            if not user.email_verified:
+                user = user.model_copy(
+                    update={"email_verified": True, "updated_at": self._clock.now()}
+                )
+                await uow.users.update(user)
+                await self._audit(uow, "email_verified", subject_id=user.id, ctx=ctx)
+            profile = await self._profile(uow, user)
+            await uow.commit()
+        return profile
+
+    async def resend_verification(self, email: str, ctx: RequestContext) -> None:
+        await self._limiter.check("resend:ip", ctx.ip, self.policy.resend_per_ip)
+        email = accounts.normalise_email(email)
+        await self._limiter.check("resend:account", email, self.policy.resend_per_account)
+        link: str | None = None
+        async with self._storage.unit_of_work() as uow:
+            user = await uow.users.get_by_email(email)
+            if user is not None and not user.email_verified and user.is_active:
+                secret = await self._issue_one_time(
+                    uow, VERIFY_EMAIL, self.policy.verification_ttl, user_id=user.id
+                )
+                link = f"{self._api}/auth/verify?token={secret}"
+            await uow.commit()
+        if link:
+            await self._send(
+                MailMessage(
+                    to=email,
+                    subject="Confirm your e-mail address",
+                    text=f"Open this link to confirm your address:\n\n{link}",
+                    links={"verify": link},
+                    template="verify_email",
+                )
+            )
+
+    # ------------------------------------------------------------------ sessions
+
+    async def login(self, email: str, password: str, ctx: RequestContext) -> TokenPair:
+        await self._limiter.check("login:ip", ctx.ip, self.policy.login_per_ip)
+        try:
+            email = accounts.normalise_email(email)
+        except InvalidInputError:
+            await self._waste_a_hash(password[: accounts.MAX_PASSWORD_LENGTH])
+            raise AuthenticationError("wrong e-mail or password") from None
+        await self._limiter.check("login:account", email, self.policy.login_per_account)
+        async with self._storage.unit_of_work() as uow:
+            user = await uow.users.get_by_email(email)
+        if (
+            user is None
+            or user.password_hash is None
+            or len(password) > accounts.MAX_PASSWORD_LENGTH
+        ):
+            await self._waste_a_hash(password[: accounts.MAX_PASSWORD_LENGTH])
+            await self._record_failed_login(user, ctx)
+            raise AuthenticationError("wrong e-mail or password")
+        if not await self._hasher.verify(user.password_hash, password):
+            await self._record_failed_login(user, ctx)
+            raise AuthenticationError("wrong e-mail or password")
+        if not user.is_active:
+            raise PermissionDeniedError("this account is disabled")
+        if not user.email_verified:
+            raise EmailNotVerifiedError("confirm your e-mail address before logging in")
+        if self._hasher.needs_rehash(user.password_hash):
+            user = user.model_copy(update={"password_hash": await self._hasher.hash(password)})
+        async with self._storage.unit_of_work() as uow:
+            fresh = await uow.users.get(user.id)
+            if fresh is None:
+                raise AuthenticationError("wrong e-mail or password")
+            if fresh.password_hash != user.password_hash:
+                await uow.users.update(
+                    fresh.model_copy(update={"password_hash": user.password_hash})
+                )
+            pair = await self._start_session(uow, fresh, ctx)
+            await self._audit(uow, "login_succeeded", actor_id=user.id, subject_id=user.id, ctx=ctx)
+            await uow.commit()
+        return pair
+
+    async def _record_failed_login(self, user: User | None, ctx: RequestContext) -> None:
+        async with self._storage.unit_of_work() as uow:
+            await self._audit(uow, "login_failed", subject_id=user.id if user else None, ctx=ctx)
+            await uow.commit()
+
+    async def refresh(self, refresh_token: str, ctx: RequestContext) -> TokenPair:
+        await self._limiter.check("refresh:ip", ctx.ip, self.policy.refresh_per_ip)
+        token_hash = accounts.hash_secret(refresh_token)
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            used = await uow.refresh_tokens.use(token_hash, now)
+            if used is None:
+                known = await uow.refresh_tokens.get(token_hash)
+                if known is not None and known.used_at is not None:
+                    # A rotated token came back: someone holds a copy. End the whole family.
+                    session = await uow.sessions.get(known.session_id)
+                    if await uow.sessions.revoke(known.session_id, now):
+                        await self._audit(
+                            uow,
+                            "refresh_token_reused",
+                            subject_id=session.user_id if session else None,
+                            ctx=ctx,
+                            session_id=known.session_id,
+                        )
+                    await uow.commit()
+                raise AuthenticationError("the refresh token is invalid, used or expired")
+            session = await uow.sessions.get(used.session_id)
+            user = await uow.users.get(session.user_id) if session else None
+            if (
+                session is None
+                or user is None
+                or session.revoked_at is not None
+                or session.expires_at <= now
+                or not user.is_active
+            ):
+                raise AuthenticationError("the session has ended; log in again")
+            await uow.sessions.touch(session.id, now)
+            pair = await self._token_pair(uow, user, session)
+            await uow.commit()
+        return pair
+
+    async def authenticate(self, access_token: str) -> Principal:
+        """The principal of a valid access token whose session is still active."""
+        now = self._clock.now()
+        claims = self._tokens.verify(access_token, now=now)
+        async with self._storage.unit_of_work() as uow:
+            session = await uow.sessions.get(claims.session_id)
+            user = await uow.users.get(claims.subject)
+            roles = await uow.roles.get(claims.subject) if user else frozenset()
+        if (
+            session is None
+            or user is None
+            or session.user_id != user.id
+            or session.revoked_at is not None
+            or session.expires_at <= now
+            or not user.is_active
+        ):
+            raise AuthenticationError("the session has ended; log in again")
+        return Principal(
+            user=user,
+            roles=roles,
+            session_id=session.id,
+            permissions=accounts.permissions_for(roles),
+        )
+
+    async def logout(self, principal: Principal, ctx: RequestContext) -> None:
+        async with self._storage.unit_of_work() as uow:
+            await uow.sessions.revoke(principal.session_id, self._clock.now())
+            await self._audit(uow, "logout", actor_id=principal.user.id, ctx=ctx)
+            await uow.commit()
+
+    async def list_sessions(self, principal: Principal) -> list[AuthSession]:
+        async with self._storage.unit_of_work() as uow:
+            return list(await uow.sessions.list_active(principal.user.id, self._clock.now()))
+
+    async def revoke_session(
+        self, principal: Principal, session_id: str, ctx: RequestContext
+    ) -> None:
+        async with self._storage.unit_of_work() as uow:
+            session = await uow.sessions.get(session_id)
+            if session is None or session.user_id != principal.user.id:
+                raise NotFoundError("no such session")
+            await uow.sessions.revoke(session_id, self._clock.now())
+            await self._audit(
+                uow, "session_revoked", actor_id=principal.user.id, ctx=ctx, session_id=session_id
+            )
+            await uow.commit()
+
+    async def revoke_other_sessions(self, principal: Principal, ctx: RequestContext) -> int:
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            sessions = await uow.sessions.list_active(principal.user.id, now)
+            count = 0
+            for session in sessions:
+                if session.id != principal.session_id:
+                    count += await uow.sessions.revoke(session.id, now)
+            await self._audit(
+                uow, "sessions_revoked", actor_id=principal.user.id, ctx=ctx, count=count
+            )
+            await uow.commit()
+        return count
+
+    # ------------------------------------------------------------------ password reset
+
+    async def forgot_password(self, email: str, ctx: RequestContext) -> None:
+        await self._limiter.check("forgot:ip", ctx.ip, self.policy.forgot_per_ip)
+        try:
+            email = accounts.normalise_email(email)
+        except InvalidInputError:
+            return  # same answer as for an unknown address
+        await self._limiter.check("forgot:account", email, self.policy.forgot_per_account)
+        link: str | None = None
+        async with self._storage.unit_of_work() as uow:
+            user = await uow.users.get_by_email(email)
+            if user is not None and user.is_active:
+                secret = await self._issue_one_time(
+                    uow, PASSWORD_RESET, self.policy.reset_ttl, user_id=user.id
+                )
+                link = f"{self.public_url}/reset-password#token={secret}"
+                await self._audit(uow, "password_reset_requested", subject_id=user.id, ctx=ctx)
+            await uow.commit()
+        if link:
+            await self._send(
+                MailMessage(
+                    to=email,
+                    subject="Reset your password",
+                    text=f"Open this link to choose a new password:\n\n{link}\n\n"
+                    f"It expires in {self.policy.reset_ttl}. If you did not ask, ignore this.",
+                    links={"reset": link},
+                    template="password_reset",
+                )
+            )
+
+    async def reset_password(self, token: str, password: str, ctx: RequestContext) -> None:
+        accounts.check_password(password)
+        password_hash = await self._hasher.hash(password)
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            used = await uow.tokens.consume(accounts.hash_secret(token), PASSWORD_RESET, now)
+            user = await uow.users.get(used.user_id) if used and used.user_id else None
+            if user is None:
+                raise InvalidTokenError("the reset link is invalid, used or expired")
+            # the mailbox owner just proved control of the address
+            user = user.model_copy(
+                update={"password_hash": password_hash, "email_verified": True, "updated_at": now}
+            )
+            await uow.users.update(user)
+            revoked = await uow.sessions.revoke_all(user.id, now)
+            await self._audit(
+                uow, "password_reset", subject_id=user.id, ctx=ctx, sessions_revoked=revoked
+            )
+            await uow.commit()
+        await self._send(
+            MailMessage(
+                to=user.email,
+                subject="Your password was changed",
+                text="Your password was just changed and every session was signed out. "
+                "If this was not you, reset your password now.",
+                template="password_changed",
+            )
+        )
+
+    # ------------------------------------------------------------------ profile & admin
+
+    async def profile(self, user_id: str) -> Profile:
+        async with self._storage.unit_of_work() as uow:
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise NotFoundError("no such user")
+            return await self._profile(uow, user)
+
+    async def update_profile(self, principal: Principal, display_name: str | None) -> Profile:
+        name = accounts.clean_display_name(display_name)
+        async with self._storage.unit_of_work() as uow:
+            user = await uow.users.get(principal.user.id)
+            if user is None:
+                raise NotFoundError("no such user")
+            user = user.model_copy(update={"display_name": name, "updated_at": self._clock.now()})
+            await uow.users.update(user)
+            profile = await self._profile(uow, user)
+            await uow.commit()
+        return profile
+
+    async def list_users(self, *, limit: int, offset: int) -> tuple[list[Profile], int]:
+        async with self._storage.unit_of_work() as uow:
+            users = await uow.users.list(limit=limit, offset=offset)
+            total = await uow.users.count()
+            return [await self._profile(uow, u) for u in users], total
+
+    async def set_roles(
+        self, actor: Principal | None, user_id: str, roles: frozenset[str], ctx: RequestContext
+    ) -> Profile:
+        wanted = accounts.validate_roles(roles)
+        async with self._storage.unit_of_work() as uow:
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise NotFoundError("no such user")
+            before = await uow.roles.get(user_id)
+            losing_admin = accounts.ADMIN in before and accounts.ADMIN not in wanted
+            if losing_admin and not await self._another_admin_exists(uow, user_id):
+                raise ConflictError("the last admin cannot lose the admin role")
+            await uow.roles.set(user_id, wanted)
+            await self._audit(
+                uow,
+                "roles_changed",
+                actor_id=actor.user.id if actor else None,
+                subject_id=user_id,
+                ctx=ctx,
+                before=sorted(before),
+                after=sorted(wanted),
+            )
+            profile = await self._profile(uow, user)
+            await uow.commit()
+        return profile
+
+    async def _another_admin_exists(self, uow: UnitOfWork, user_id: str) -> bool:
+        offset = 0
+        while True:
+            users = await uow.users.list(limit=200, offset=offset)
+            for other in users:
+                if other.id != user_id and accounts.ADMIN in await uow.roles.get(other.id):
+                    return True
+            if len(users) < 200:
+                return False
+            offset += 200
+
+    async def create_user(
+        self, email: str, password: str | None, roles: frozenset[str], ctx: RequestContext
+    ) -> Profile:
+        """Operator path (CLI): a verified user with the given roles."""
+        email = accounts.normalise_email(email, field="email")
+        wanted = accounts.validate_roles(roles or {accounts.MEMBER})
+        password_hash = None
+        if password is not None:
+            accounts.check_password(password, field="password")
+            password_hash = await self._hasher.hash(password)
+        now = self._clock.now()
+        user = User(
+            id=new_id(),
+            email=email,
+            password_hash=password_hash,
+            email_verified=True,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._storage.unit_of_work() as uow:
+            if await uow.users.get_by_email(email) is not None:
+                raise ConflictError(f"a user with the e-mail {email} already exists")
+            await uow.users.add(user)
+            await uow.roles.set(user.id, wanted)
+            await self._audit(
+                uow, "user_created", subject_id=user.id, ctx=ctx, roles=sorted(wanted)
+            )
+            profile = await self._profile(uow, user)
+            await uow.commit()
+        return profile
+
+    async def find_user(self, email: str) -> User:
+        async with self._storage.unit_of_work() as uow:
+            user = await uow.users.get_by_email(accounts.normalise_email(email, field="email"))
+        if user is None:
+            raise NotFoundError(f"no user with the e-mail {email}")
+        return user
+
+    async def audit_log(
+        self, *, limit: int, before_id: int | None, subject_id: str | None
+    ) -> list[AuditEvent]:
+        async with self._storage.unit_of_work() as uow:
+            return list(
+                await uow.audit.list(limit=limit, before_id=before_id, subject_id=subject_id)
+            )
+
+    # ------------------------------------------------------------------ OAuth
+
+    def callback_url(self, provider: str) -> str:
+        return f"{self._api}/auth/oauth/{provider}/callback"
+
+    def _provider(self, name: str) -> OAuthProvider:
+        provider = self.oauth_providers.get(name)
+        if provider is None:
+            raise NotFoundError(f"no login provider named {name!r}")
+        return provider
+
+    def safe_redirect(self, redirect_to: str | None) -> str:
+        """Only same-origin targets (PUBLIC_URL) or local paths; anything else is refused."""
+        if not redirect_to:
+            return "/"
+        if redirect_to.startswith("/") and not redirect_to.startswith(("//", "/\\")):
+            if all(ch.isprintable() and ch not in "\\" for ch in redirect_to):
+                return redirect_to
+        else:
+            target, home = urlsplit(redirect_to), urlsplit(self.public_url)
+            if (target.scheme, target.netloc) == (home.scheme, home.netloc) and not target.username:
+                return redirect_to
+        raise InvalidInputError(
+            "redirect_to must stay on this site",
+            [FieldError("query.redirect_to", "use a path or a URL under PUBLIC_URL")],
+        )
+
+    async def begin_oauth(
+        self, provider_name: str, redirect_to: str | None, *, link_user_id: str | None = None
+    ) -> str:
+        provider = self._provider(provider_name)
+        target = self.safe_redirect(redirect_to)
+        nonce = accounts.new_secret()
+        verifier = accounts.new_secret() + accounts.new_secret()[:20]  # 43..128 chars (RFC 7636)
+        async with self._storage.unit_of_work() as uow:
+            state = await self._issue_one_time(
+                uow,
+                OAUTH_STATE,
+                self.policy.oauth_state_ttl,
+                user_id=link_user_id,
+                data={
+                    "provider": provider_name,
+                    "nonce": nonce,
+                    "code_verifier": verifier,
+                    "redirect_to": target,
+                },
+            )
+            await uow.commit()
+        return await provider.authorization_url(
+            AuthorizationRequest(
+                redirect_uri=self.callback_url(provider_name),
+                state=state,
+                nonce=nonce,
+                code_challenge=_pkce_challenge(verifier),
+            )
+        )
+
+    def complete_url(self, fragment: Mapping[str, str]) -> str:
+        parts = "&".join(f"{k}={quote(v, safe='')}" for k, v in fragment.items())
+        return f"{self.public_url}/oauth/complete#{parts}"
+
+    async def finish_oauth(
+        self, provider_name: str, code: str | None, state: str | None, ctx: RequestContext
+    ) -> str:
+        """Handle the provider's callback; returns where to send the browser (never raises for
+        bad input: errors travel in the fragment)."""
+        try:
+            login_code, redirect_to = await self._finish_oauth(provider_name, code, state, ctx)
+        except AvatarstackError as exc:  # incl. provider outages: the browser gets a page
+            log.info("oauth_failed", provider=provider_name, error=exc.code)
+            return self.complete_url({"error": exc.code})
+        return self.complete_url({"code": login_code, "redirect_to": redirect_to})
+
+    async def _finish_oauth(
+        self, provider_name: str, code: str | None, state: str | None, ctx: RequestContext
+    ) -> tuple[str, str]:
+        provider = self._provider(provider_name)
+        if not state or not code:
+            raise InvalidTokenError("the login was not started here or is incomplete")
+        async with self._storage.unit_of_work() as uow:
+            stored = await uow.tokens.consume(
+                accounts.hash_secret(state), OAUTH_STATE, self._clock.now()
+            )
+            await uow.commit()
+        if stored is None or stored.data.get("provider") != provider_name:
+            raise InvalidTokenError("the login state is unknown, used or expired")
+        profile = await provider.complete(
+            code=code,
+            code_verifier=str(stored.data["code_verifier"]),
+            redirect_uri=self.callback_url(provider_name),
+            nonce=str(stored.data["nonce"]),
+        )
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            identity = await uow.identities.get_by_subject(provider_name, profile.subject)
+            link_to = stored.user_id
+            if identity is not None:
+                if link_to is not None and identity.user_id != link_to:
+                    raise ConflictError("this external account is linked to another user")
+                user = await uow.users.get(identity.user_id)
+            elif link_to is not None:
+                user = await uow.users.get(link_to)
+                action = "identity_linked"
+            else:
+                email = accounts.normalise_email(profile.email) if profile.email else None
+                if email is None or not profile.email_verified:
+                    raise AuthenticationError(
+                        "the provider did not confirm an e-mail address; log in another way "
+                        "and link this account from your profile"
+                    )
+                user = await uow.users.get_by_email(email)
+                action = "identity_linked"
+                if user is None:
+                    user = User(
+                        id=new_id(),
+                        email=email,
+                        display_name=accounts.clean_display_name(profile.name),
+                        email_verified=True,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    await uow.users.add(user)
+                    await uow.roles.set(user.id, frozenset({accounts.MEMBER}))
+                    action = "user_registered_oauth"
+                elif not user.email_verified:
+                    user = user.model_copy(update={"email_verified": True, "updated_at": now})
+                    await uow.users.update(user)
+            if user is None or not user.is_active:
+                raise AuthenticationError("this account cannot log in")
+            if identity is None:
+                await uow.identities.add(
+                    Identity(
+                        id=new_id(),
+                        user_id=user.id,
+                        provider=provider_name,
+                        subject=profile.subject,
+                        email=profile.email,
+                        email_verified=profile.email_verified,
+                        created_at=now,
+                    )
+                )
+                await self._audit(
+                    uow,
+                    action,
+                    actor_id=user.id,
+                    subject_id=user.id,
+                    ctx=ctx,
+                    provider=provider_name,
+                )
+            login_code = await self._issue_one_time(
+                uow, OAUTH_LOGIN, self.policy.login_code_ttl, user_id=user.id
+            )
+            await uow.commit()
+        return login_code, str(stored.data.get("redirect_to") or "/")
+
+    async def exchange_login_code(self, code: str, ctx: RequestContext) -> TokenPair:
+        async with self._storage.unit_of_work() as uow:
+            used = await uow.tokens.consume(
+                accounts.hash_secret(code), OAUTH_LOGIN, self._clock.now()
+            )
+            user = await uow.users.get(used.user_id) if used and used.user_id else None
+            if user is None or not user.is_active:
+                raise InvalidTokenError("the login code is invalid, used or expired")
+            pair = await self._start_session(uow, user, ctx)
+            await self._audit(
+                uow,
+                "login_succeeded",
+                actor_id=user.id,
+                subject_id=user.id,
+                ctx=ctx,
+                method="oauth",
+            )
+            await uow.commit()
+        return pair
+
+    async def unlink_identity(
+        self, principal: Principal, identity_id: str, ctx: RequestContext
+    ) -> None:
+        async with self._storage.unit_of_work() as uow:
+            identities = await uow.identities.list_for_user(principal.user.id)
+            target = next((i for i in identities if i.id == identity_id), None)
+            if target is None:
+                raise NotFoundError("no such linked identity")
+            user = await uow.users.get(principal.user.id)
+            has_password = bool(user and user.password_hash)
+            if not has_password and len(identities) == 1:
+                raise ConflictError(
+                    "this is your only way to log in; set a password (reset) or link another "
+                    "provider first"
+                )
+            await uow.identities.delete(identity_id)
+            await self._audit(
+                uow,
+                "identity_unlinked",
+                actor_id=principal.user.id,
+                subject_id=principal.user.id,
+                ctx=ctx,
+                provider=target.provider,
+            )
+            await uow.commit()
+
+    async def close(self) -> None:
+        for provider in self.oauth_providers.values():
+            await provider.close()
+
+
+def utc(dt: datetime) -> str:
+    return dt.isoformat()
