@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dependency_injector import providers
 
 from avatarstack.bootstrap import Settings, build_container, create_app
 from avatarstack.plugins.manager import make_plugin_manager
@@ -41,13 +42,24 @@ def avatarstack_settings(tmp_path: Path) -> SettingsFactory:
 
 @pytest.fixture
 def avatarstack_client(aiohttp_client: Any, avatarstack_settings: SettingsFactory) -> ClientFactory:
-    """Start the application and return an aiohttp test client for it."""
+    """Start the application and return an aiohttp test client for it.
 
-    async def make(*, plugins: Iterable[tuple[str, object]] = (), **overrides: Any) -> Any:
+    ``plugins`` are extra ``(name, plugin)`` pairs; ``providers_`` replaces container providers
+    by name (``{"clock": ManualClock(), "password_hasher": cheap_hasher}``); other keyword
+    arguments are settings. ``client.server.app[CONTAINER]`` is the container."""
+
+    async def make(
+        *,
+        plugins: Iterable[tuple[str, object]] = (),
+        providers_: dict[str, object] | None = None,
+        **overrides: Any,
+    ) -> Any:
         container = build_container(
             avatarstack_settings(**overrides),
             plugin_manager=make_plugin_manager(load_entrypoints=False, plugins=plugins),
         )
+        for name, value in (providers_ or {}).items():
+            getattr(container, name).override(providers.Object(value))
         return await aiohttp_client(create_app(container=container, setup_logging=False))
 
     return make
