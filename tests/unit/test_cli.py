@@ -86,3 +86,46 @@ def test_migrate_against_an_unreachable_database_fails_clearly(
     assert result.exit_code == 1
     assert "unreachable" in result.output
     assert "Traceback" not in result.output
+
+
+def test_users_create_makes_a_verified_user_with_roles_and_a_password_from_stdin(
+    runner: CliRunner,
+) -> None:
+    result = runner.invoke(
+        cli,
+        ["users", "create", "Admin@Example.com", "--role", "admin", "--password-stdin"],
+        input="correct horse battery\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "created admin@example.com" in result.output
+    assert "roles admin" in result.output
+
+
+def test_users_create_without_a_password_sets_none(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["users", "create", "bob@example.com"], input="")
+    assert result.exit_code == 0, result.output
+    assert "no password set" in result.output
+
+
+def test_users_create_refuses_a_weak_password_and_a_duplicate(runner: CliRunner) -> None:
+    weak = runner.invoke(cli, ["users", "create", "c@example.com", "--password-stdin"], input="x\n")
+    assert weak.exit_code == 1
+    assert "at least 8 characters" in weak.output
+    assert runner.invoke(cli, ["users", "create", "d@example.com"], input="").exit_code == 0
+    again = runner.invoke(cli, ["users", "create", "D@example.com"], input="")
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+
+
+def test_users_set_roles_replaces_roles_but_keeps_the_last_admin(runner: CliRunner) -> None:
+    runner.invoke(cli, ["users", "create", "a@example.com", "--role", "admin"], input="")
+    runner.invoke(cli, ["users", "create", "e@example.com"], input="")
+    changed = runner.invoke(cli, ["users", "set-roles", "e@example.com", "editor", "member"])
+    assert changed.exit_code == 0, changed.output
+    assert "e@example.com: editor, member" in changed.output
+    last_admin = runner.invoke(cli, ["users", "set-roles", "a@example.com", "member"])
+    assert last_admin.exit_code == 1
+    assert "last admin" in last_admin.output
+    unknown = runner.invoke(cli, ["users", "set-roles", "nobody@example.com", "member"])
+    assert unknown.exit_code == 1
+    assert "no user" in unknown.output

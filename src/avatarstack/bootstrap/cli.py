@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import click
 import structlog
@@ -20,11 +22,15 @@ from rich.table import Table
 
 from avatarstack import __version__
 from avatarstack.bootstrap.app import create_app
-from avatarstack.bootstrap.container import build_container
+from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings, masked
+from avatarstack.core.accounts import MEMBER, ROLES
+from avatarstack.core.identity import Profile, RequestContext
 from avatarstack.plugins.manager import PluginError, make_plugin_manager
-from avatarstack.ports.errors import AvatarstackError
+from avatarstack.ports.errors import AvatarstackError, InvalidInputError
+
+T = TypeVar("T")
 
 log = structlog.get_logger("avatarstack")
 
@@ -187,6 +193,97 @@ def config() -> None:
 def config_show() -> None:
     """Print the effective settings as JSON, secrets masked."""
     click.echo(json.dumps(masked(load_settings()), indent=2, default=str))
+
+
+@asynccontextmanager
+async def _services(settings: Settings) -> AsyncIterator[Container]:
+    """A started container for one CLI command (migrates in development, like ``serve``)."""
+    container = build_container(settings)
+    storage = container.storage()
+    await storage.start()
+    try:
+        if not settings.is_production:
+            await storage.migrate()
+        elif pending := await storage.pending_migrations():
+            raise click.ClickException(
+                f"migrations {', '.join(pending)} are pending; run `avatarstack migrate`"
+            )
+        yield container
+    finally:
+        await storage.close()
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except AvatarstackError as exc:
+        detail = exc.detail
+        if isinstance(exc, InvalidInputError) and exc.errors:
+            detail += ": " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
+        raise click.ClickException(detail) from exc
+
+
+@cli.group()
+def users() -> None:
+    """Manage user accounts."""
+
+
+@users.command("create")
+@click.argument("email")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice(ROLES),
+    help="Role to grant (repeat for several; default member).",
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input.",
+)
+def users_create(email: str, roles: tuple[str, ...], password_stdin: bool) -> None:
+    """Create a verified user. Without a password the user signs in through a password
+    reset or an external provider; a default password is never set."""
+    settings = load_settings()
+    configure_logging(settings)
+    password: str | None = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def create() -> Profile:
+        async with _services(settings) as container:
+            return await container.identity().create_user(
+                email, password, frozenset(roles or (MEMBER,)), RequestContext(ip="cli")
+            )
+
+    profile = _run(create())
+    click.echo(
+        f"created {profile.user.email} ({profile.user.id}) with roles "
+        f"{', '.join(sorted(profile.roles))}" + ("" if password else "; no password set")
+    )
+
+
+@users.command("set-roles")
+@click.argument("email")
+@click.argument("roles", nargs=-1, required=True, type=click.Choice(ROLES))
+def users_set_roles(email: str, roles: tuple[str, ...]) -> None:
+    """Replace a user's roles (the last admin cannot lose the admin role)."""
+    settings = load_settings()
+    configure_logging(settings)
+
+    async def update() -> Profile:
+        async with _services(settings) as container:
+            identity = container.identity()
+            user = await identity.find_user(email)
+            return await identity.set_roles(
+                None, user.id, frozenset(roles), RequestContext(ip="cli")
+            )
+
+    profile = _run(update())
+    click.echo(f"{profile.user.email}: {', '.join(sorted(profile.roles))}")
 
 
 def main() -> None:  # pragma: no cover - console script entry
