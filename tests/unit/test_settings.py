@@ -129,3 +129,13 @@ def test_driver_suffixes_and_upper_case_schemes_select_the_right_backend() -> No
 def test_mask_url_hides_secret_query_parameters() -> None:
     masked_url = mask_url("postgresql://u@db/x?sslmode=require&password=pw&sslkey=k")
     assert masked_url == "postgresql://u@db/x?sslmode=require&password=***&sslkey=***"
+
+
+def test_plugin_settings_come_from_nested_variables_and_secrets_are_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AVATARSTACK_PLUGINS__OIDC__CLIENT_ID", "abc")
+    monkeypatch.setenv("AVATARSTACK_PLUGINS__OIDC__CLIENT_SECRET", "s3cret")
+    settings = Settings()
+    assert settings.plugins == {"oidc": {"client_id": "abc", "client_secret": "s3cret"}}
+    assert masked(settings)["plugins"] == {"oidc": {"client_id": "abc", "client_secret": "***"}}

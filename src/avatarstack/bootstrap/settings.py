@@ -211,6 +211,11 @@ class Settings(BaseSettings):
         description="Comma-separated entry-point names to load; empty string loads none; "
         "unset loads all installed plugins.",
     )
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings of third-party plugins by plugin name "
+        "(`AVATARSTACK_PLUGINS__<NAME>__<KEY>`); secret-looking keys are masked when shown.",
+    )
     http: HttpSettings = Field(default_factory=HttpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
@@ -337,6 +342,10 @@ def masked(settings: Settings) -> dict[str, Any]:
         return value
 
     data: dict[str, Any] = walk(settings)
+    data["plugins"] = {
+        name: {k: "***" if _SECRET_QUERY_KEYS.search(k) else v for k, v in values.items()}
+        for name, values in settings.plugins.items()
+    }
     data["database_url"] = mask_url(settings.resolved_database_url)
     if settings.kb.chroma_url:
         data["kb"]["chroma_url"] = mask_url(settings.kb.chroma_url)
