@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +16,8 @@ from avatarstack import hookimpl
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.body import read_json
 from avatarstack.adapters.http.routing import PUBLIC, Route
-from avatarstack.bootstrap import create_app
+from avatarstack.bootstrap import Settings, create_app
+from avatarstack.bootstrap.logging import configure_logging
 
 PROBLEM = "application/problem+json"
 
@@ -161,3 +164,15 @@ async def test_a_hostile_incoming_request_id_is_replaced(api: Any) -> None:
     response = await api.get("/healthz", headers={"X-Request-ID": "bad id\u00e9<script>"})
     assert response.headers["X-Request-ID"] != "bad id\u00e9<script>"
     assert re.fullmatch(r"[0-9a-f]{22}", response.headers["X-Request-ID"])
+
+
+async def test_the_log_line_of_a_crash_carries_the_request_id(api: Any) -> None:
+    stream = io.StringIO()
+    configure_logging(Settings(log_format="json"), stream=stream)
+    response = await api.get("/test/crash", headers={"X-Request-ID": "trace-me-42"})
+    assert response.status == 500
+    crash = next(
+        json.loads(line) for line in stream.getvalue().splitlines() if '"unhandled_error"' in line
+    )
+    assert crash["request_id"] == "trace-me-42"
+    assert "passwd" in crash.get("exception", "")  # the trace goes to the log, not the client

@@ -7,6 +7,7 @@ import json
 
 import structlog
 
+from avatarstack.adapters.http.pipeline import CURRENT_REQUEST_ID
 from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings
 
@@ -55,3 +56,17 @@ def test_bound_request_ids_appear_on_every_line() -> None:
     finally:
         structlog.contextvars.clear_contextvars()
     assert json.loads(stream.getvalue().splitlines()[-1])["request_id"] == "req-1"
+
+
+def test_the_current_http_request_id_is_added_to_log_lines() -> None:
+    stream = io.StringIO()
+    configure_logging(production(), stream=stream)
+    token = CURRENT_REQUEST_ID.set("req-2")
+    try:
+        structlog.get_logger("t").info("while_handling")
+    finally:
+        CURRENT_REQUEST_ID.reset(token)
+    structlog.get_logger("t").info("after_the_request")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines()[-2:])
+    assert first["request_id"] == "req-2"
+    assert "request_id" not in second

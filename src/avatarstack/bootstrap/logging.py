@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from avatarstack.adapters.http.pipeline import CURRENT_REQUEST_ID
 from avatarstack.bootstrap.settings import Settings
 
 SECRET_KEY_PATTERN = re.compile(
@@ -51,6 +52,16 @@ def redact_secrets(
     return event_dict
 
 
+def add_request_id(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the id of the HTTP request being handled, if any."""
+    request_id = CURRENT_REQUEST_ID.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
+
+
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
     """Configure structlog and the standard library root logger once, from settings."""
     level = getattr(logging, settings.log_level.upper())
@@ -59,6 +70,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,

@@ -12,6 +12,7 @@ with ``Allow`` when the path exists with other methods.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import re
 import secrets
@@ -31,6 +32,11 @@ log = structlog.get_logger("avatarstack.http")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID = web.RequestKey("avatarstack_request_id", str)
+#: the id of the request being handled, for log lines written while it runs (bootstrap's
+#: logging adds it to every event); a plain ContextVar is cheaper than structlog's binding
+CURRENT_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "avatarstack_request_id", default=None
+)
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UNMATCHED = "(unmatched)"
 
@@ -73,7 +79,7 @@ class Pipeline:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             request_id = self.request_id(request)
             request[REQUEST_ID] = request_id
-            structlog.contextvars.bind_contextvars(request_id=request_id)
+            token = CURRENT_REQUEST_ID.set(request_id)
             started = time.perf_counter()
             try:
                 try:
@@ -100,7 +106,7 @@ class Pipeline:
                 self._finish(request, metric_route, response.status, started, log_requests)
                 return response
             finally:
-                structlog.contextvars.unbind_contextvars("request_id")
+                CURRENT_REQUEST_ID.reset(token)
 
         return endpoint
 
