@@ -8,12 +8,17 @@ uses::
         client = await avatarstack_client(plugins=[("my-plugin", my_plugin_module)])
         assert (await client.get("/my/route")).status == 200
 
+``fake_google`` and ``fake_github`` are running fake OAuth servers on 127.0.0.1
+(:class:`~avatarstack.testkit.oauth.FakeGoogle`, :class:`~avatarstack.testkit.oauth.FakeGitHub`)
+with their default client credentials; register your callback URL before a login
+(``fake_google.redirect_uris.append(url)``, ``fake_github.callback_url = url``).
+
 Needs ``pytest-aiohttp`` (the ``test`` extra) for ``aiohttp_client``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,12 @@ from dependency_injector import providers
 
 from avatarstack.bootstrap import Settings, build_container, create_app
 from avatarstack.plugins.manager import make_plugin_manager
+from avatarstack.testkit.oauth import FakeGitHub, FakeGoogle
+
+try:  # pytest-asyncio runs these in its strict mode too; plain pytest.fixture needs auto mode
+    from pytest_asyncio import fixture as async_fixture
+except ImportError:  # pragma: no cover - pytest-aiohttp depends on pytest-asyncio
+    async_fixture = pytest.fixture  # type: ignore[assignment]
 
 SettingsFactory = Callable[..., Settings]
 ClientFactory = Callable[..., Awaitable[Any]]
@@ -63,3 +74,17 @@ def avatarstack_client(aiohttp_client: Any, avatarstack_settings: SettingsFactor
         return await aiohttp_client(create_app(container=container, setup_logging=False))
 
     return make
+
+
+@async_fixture
+async def fake_google() -> AsyncIterator[FakeGoogle]:
+    """A running fake Google (OpenID Connect) server; stopped after the test."""
+    async with FakeGoogle() as server:
+        yield server
+
+
+@async_fixture
+async def fake_github() -> AsyncIterator[FakeGitHub]:
+    """A running fake GitHub (OAuth app + REST API) server; stopped after the test."""
+    async with FakeGitHub() as server:
+        yield server

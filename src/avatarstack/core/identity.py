@@ -332,7 +332,10 @@ class IdentityService:
 
     async def resend_verification(self, email: str, ctx: RequestContext) -> None:
         await self._limiter.check("resend:ip", ctx.ip, self.policy.resend_per_ip)
-        email = accounts.normalise_email(email)
+        try:
+            email = accounts.normalise_email(email)
+        except InvalidInputError:
+            return  # 202 always, as for an unknown address (and as forgot_password does)
         await self._limiter.check("resend:account", email, self.policy.resend_per_account)
         link: str | None = None
         async with self._storage.unit_of_work() as uow:
@@ -688,7 +691,9 @@ class IdentityService:
                 return redirect_to
         else:
             target, home = urlsplit(redirect_to), urlsplit(self.public_url)
-            if (target.scheme, target.netloc) == (home.scheme, home.netloc) and not target.username:
+            same_site = (target.scheme, target.netloc) == (home.scheme, home.netloc)
+            # printable only, as for paths: a NUL cannot even be stored (PostgreSQL JSONB)
+            if same_site and not target.username and redirect_to.isprintable():
                 return redirect_to
         raise InvalidInputError(
             "redirect_to must stay on this site",
@@ -793,7 +798,12 @@ class IdentityService:
                     await uow.roles.set(user.id, frozenset({accounts.MEMBER}))
                     action = "user_registered_oauth"
                 elif not user.email_verified:
-                    user = user.model_copy(update={"email_verified": True, "updated_at": now})
+                    # Nobody proved this address before: the password was chosen by whoever
+                    # registered it (maybe a squatter), so it must not open the account now
+                    # that the provider confirmed the real owner (pre-account hijacking).
+                    user = user.model_copy(
+                        update={"email_verified": True, "password_hash": None, "updated_at": now}
+                    )
                     await uow.users.update(user)
             if user is None or not user.is_active:
                 raise AuthenticationError("this account cannot log in")

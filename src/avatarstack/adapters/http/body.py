@@ -42,6 +42,12 @@ async def read_json(request: web.Request, model: type[M], *, max_bytes: int) -> 
         data = json.loads(raw or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedRequestError(f"the body is not valid JSON ({exc})") from exc
+    except (RecursionError, ValueError) as exc:
+        # valid JSON syntax Python will not load: nested too deeply, or an integer with more
+        # digits than int() converts (sys.get_int_max_str_digits)
+        raise MalformedRequestError(
+            "the body is not JSON this server accepts (nested too deeply or a number too long)"
+        ) from exc
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -13,7 +13,12 @@ from avatarstack.adapters.http.auth import principal, request_context
 from avatarstack.adapters.http.body import read_json, read_query
 from avatarstack.adapters.http.routing import AUTHENTICATED, PUBLIC, Route
 from avatarstack.core.identity import Profile, TokenPair
-from avatarstack.ports.errors import AvatarstackError
+from avatarstack.ports.errors import (
+    AvatarstackError,
+    NotFoundError,
+    UnavailableError,
+    UpstreamError,
+)
 from avatarstack.ports.storage import AuditEvent, AuthSession
 
 API = "/api/v1"
@@ -209,7 +214,7 @@ class RolesIn(BaseModel):
 class AuditQuery(BaseModel):
     limit: int = Field(50, ge=1, le=500)
     before_id: int | None = Field(None, ge=1)
-    subject_id: str | None = Field(None, max_length=64)
+    subject_id: str | None = Field(None, max_length=64, pattern=r"^[\x20-\x7e]*$")
 
 
 class AuditOut(BaseModel):
@@ -225,6 +230,16 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 def _limit(request: web.Request) -> int:
     return request.app[keys.CONFIG].max_body_bytes
+
+
+def _path_id(request: web.Request, name: str, what: str) -> str:
+    """An id from the path. Ids are made by the application (UUIDs); one with control
+    characters or of absurd length names nothing, and a NUL byte must not reach PostgreSQL
+    (its text type cannot hold one: that would be a storage error, not a 404)."""
+    value = request.match_info[name]
+    if len(value) > 64 or not value.isprintable():
+        raise NotFoundError(f"no such {what}")
+    return value
 
 
 async def register(request: web.Request) -> web.Response:
@@ -244,8 +259,8 @@ async def verify(request: web.Request) -> web.Response:
 async def verify_link(request: web.Request) -> web.Response:
     """The link in the e-mail: verify, then send the browser to the front end."""
     identity = request.app[keys.IDENTITY]
-    query = read_query(request, VerifyQuery)
-    try:
+    try:  # a browser follows this link: every failure lands on the front end, never a problem
+        query = read_query(request, VerifyQuery)
         await identity.verify_email(query.token, request_context(request))
     except AvatarstackError as exc:
         raise web.HTTPSeeOther(f"{identity.public_url}/?verify_error={exc.code}") from None
@@ -307,10 +322,13 @@ async def providers(request: web.Request) -> web.Response:
 
 
 async def oauth_authorize(request: web.Request) -> web.Response:
+    identity = request.app[keys.IDENTITY]
     query = read_query(request, AuthorizeQuery)
-    url = await request.app[keys.IDENTITY].begin_oauth(
-        request.match_info["provider"], query.redirect_to
-    )
+    try:
+        url = await identity.begin_oauth(request.match_info["provider"], query.redirect_to)
+    except (UnavailableError, UpstreamError) as exc:
+        # a browser navigation: an outage lands on the front end's error page, not a 5xx
+        raise web.HTTPFound(identity.complete_url({"error": exc.code})) from None
     raise web.HTTPFound(url)
 
 
@@ -365,7 +383,7 @@ async def revoke_other_sessions(request: web.Request) -> web.Response:
 
 async def revoke_session(request: web.Request) -> web.Response:
     await request.app[keys.IDENTITY].revoke_session(
-        principal(request), request.match_info["session_id"], request_context(request)
+        principal(request), _path_id(request, "session_id", "session"), request_context(request)
     )
     return web.Response(status=204)
 
@@ -389,7 +407,7 @@ async def set_roles(request: web.Request) -> web.Response:
     body = await read_json(request, RolesIn, max_bytes=_limit(request))
     profile = await request.app[keys.IDENTITY].set_roles(
         principal(request),
-        request.match_info["user_id"],
+        _path_id(request, "user_id", "user"),
         frozenset(body.roles),
         request_context(request),
     )
