@@ -519,6 +519,23 @@ async def test_concurrent_consumes_of_one_token_succeed_exactly_once(storage: St
     assert sum(result is not None for result in results) == 1
 
 
+async def test_revoking_a_users_tokens_of_one_purpose_uses_them_up(storage: Storage) -> None:
+    user = await add_user(storage)
+    other = await add_user(storage)
+    async with committed(storage) as uow:
+        await uow.tokens.add(make_token(token_hash="r1", purpose="reset", user_id=user.id))
+        await uow.tokens.add(make_token(token_hash="r2", purpose="reset", user_id=user.id))
+        await uow.tokens.add(make_token(token_hash="v1", user_id=user.id))
+        await uow.tokens.add(make_token(token_hash="o1", purpose="reset", user_id=other.id))
+    async with committed(storage) as uow:
+        assert await uow.tokens.consume("r1", "reset", at(1)) is not None
+        assert await uow.tokens.revoke_for_user(user.id, "reset", at(2)) == 1
+    async with committed(storage) as uow:
+        assert await uow.tokens.consume("r2", "reset", at(3)) is None
+        assert await uow.tokens.consume("v1", "verify_email", at(3)) is not None
+        assert await uow.tokens.consume("o1", "reset", at(3)) is not None
+
+
 async def test_delete_expired_removes_only_expired_tokens(storage: Storage) -> None:
     tokens = [make_token(expires_at=at(seconds)) for seconds in (10, 20, 30)]
     async with committed(storage) as uow:
@@ -1311,6 +1328,17 @@ async def test_an_expired_or_unknown_refresh_token_cannot_be_used(storage: Stora
         assert await uow.refresh_tokens.use("rt-hash", at(5)) is None
         assert await uow.refresh_tokens.use("unknown", at(1)) is None
         assert await uow.refresh_tokens.get("unknown") is None
+
+
+async def test_expired_refresh_tokens_are_deleted(storage: Storage) -> None:
+    session = await add_session(storage)
+    async with committed(storage) as uow:
+        await uow.refresh_tokens.add(make_refresh(session.id, "old", expires_at=at(5)))
+        await uow.refresh_tokens.add(make_refresh(session.id, "new", expires_at=at(500)))
+    async with committed(storage) as uow:
+        assert await uow.refresh_tokens.delete_expired(at(5)) == 1
+        assert await uow.refresh_tokens.get("old") is None
+        assert await uow.refresh_tokens.get("new") is not None
 
 
 async def test_a_refresh_token_for_a_missing_session_is_refused(storage: Storage) -> None:

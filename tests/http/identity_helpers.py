@@ -166,12 +166,20 @@ class Api:
         headers: dict[str, str] | None = None,
     ) -> Any:
         sent = {**(bearer(token) if token else {}), **(headers or {})}
-        return await self.client.post(f"{API}{path}", json=body, headers=sent)
+        response = await self.client.post(f"{API}{path}", json=body, headers=sent)
+        await self.delivered()
+        return response
 
     async def get(self, path: str, *, token: str | None = None, **options: Any) -> Any:
-        return await self.client.get(
+        response = await self.client.get(
             f"{API}{path}", headers=bearer(token) if token else None, **options
         )
+        await self.delivered()
+        return response
+
+    async def delivered(self) -> None:
+        """Mail goes out in the background (response times reveal nothing); wait for it."""
+        await self.container.identity().flush_mail()
 
     async def register(
         self, email_: str, password: str = PASSWORD, display_name: str | None = None, **kw: Any

@@ -657,3 +657,21 @@ async def test_the_admin_sees_logins_resets_and_role_changes_in_the_audit_log(
     page = (await only_user.json())["events"]
     assert len(page) == 2
     assert {e["subject_id"] for e in page} == {user_id}
+
+
+async def test_a_used_reset_link_ends_every_other_reset_link_of_the_user(api: Api) -> None:
+    email = "twice@example.test"
+    await api.verified_user(email)
+    await api.post("/auth/password/forgot", {"email": email})
+    first = api.mail.reset_token(email)
+    await api.post("/auth/password/forgot", {"email": email})
+    second = api.mail.reset_token(email)
+    assert first != second
+    reset = await api.post("/auth/password/reset", {"token": second, "password": NEW_PASSWORD})
+    assert reset.status == 200
+    await assert_problem(
+        await api.post("/auth/password/reset", {"token": first, "password": PASSWORD}),
+        400,
+        "invalid-token",
+    )
+    assert (await api.login(email, NEW_PASSWORD)).status == 200

@@ -445,6 +445,27 @@ async def test_a_callback_with_a_forged_state_is_refused(client: Any, google: Fa
     assert (await back_at(client, callback)).code
 
 
+async def test_a_callback_in_another_browser_is_refused(client: Any, google: FakeGoogle) -> None:
+    """Login CSRF: an attacker's own callback URL, opened in the victim's browser, fails
+    because the victim's browser does not hold the cookie the login was bound to."""
+    callback = await provider_callback(client, "google")
+    client.session.cookie_jar.clear()  # the same URL, another browser
+    assert (await back_at(client, callback)).error == "invalid-token"
+    assert google.token_requests == []
+
+
+async def test_the_binding_cookie_is_http_only_and_scoped_to_the_oauth_routes(
+    client: Any,
+) -> None:
+    response = await client.get(f"{API}/auth/oauth/google/authorize", allow_redirects=False)
+    cookie = response.cookies["avatarstack_oauth"]
+    assert cookie["httponly"]
+    assert cookie["samesite"] == "Lax"
+    assert cookie["path"] == f"{API}/auth/oauth/"
+    assert int(cookie["max-age"]) == 600
+    assert cookie.value not in response.headers["Location"]
+
+
 async def test_a_replayed_callback_is_refused(client: Any, google: FakeGoogle) -> None:
     callback = await provider_callback(client, "google")
     assert (await back_at(client, callback)).code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -9,6 +10,7 @@ from aiohttp import web
 from avatarstack.adapters.memory import MemoryStorage
 from avatarstack.adapters.sql import load_migrations
 from avatarstack.bootstrap.app import CONTAINER
+from avatarstack.ports.storage import OneTimeToken, utcnow
 
 
 async def test_healthz_answers_ok(client: Any) -> None:
@@ -105,3 +107,26 @@ async def test_openapi_document_is_valid_and_lists_every_route_with_its_access(
     assert declared == documented
     assert document["paths"]["/healthz"]["get"]["x-access"] == "public"
     assert "Problem" in document["components"]["schemas"]
+
+
+async def test_maintenance_purges_expired_tokens_while_the_app_runs(
+    avatarstack_client: Any,
+) -> None:
+    client = await avatarstack_client(maintenance_interval=0.05)
+    storage = client.server.app[CONTAINER].storage()
+    past = utcnow()
+    async with storage.unit_of_work() as uow:
+        await uow.tokens.add(
+            OneTimeToken(token_hash="gone", purpose="x", created_at=past, expires_at=past)
+        )
+        await uow.commit()
+
+    async def expired_left() -> int:
+        async with storage.unit_of_work() as uow:  # never committed: only counts
+            return await uow.tokens.delete_expired(utcnow())
+
+    for _ in range(100):
+        if await expired_left() == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await expired_left() == 0

@@ -20,7 +20,7 @@ import pytest
 
 from avatarstack.adapters.postgres import PostgresOptions, PostgresStorage, normalise_dsn
 from avatarstack.adapters.sql import load_migrations
-from avatarstack.ports.errors import StorageError, StorageUnavailableError
+from avatarstack.ports.errors import InvalidInputError, StorageError, StorageUnavailableError
 
 #: short timeouts so an outage is reported in about a second, never hangs a test
 OUTAGE_OPTIONS = PostgresOptions(
@@ -341,3 +341,17 @@ def test_poolers_switch_the_statement_cache_off_unless_configured() -> None:
         "postgresql://u@db/app?pgbouncer=true", PostgresOptions(statement_cache_size=50)
     )
     assert configured.statement_cache_size == 50
+
+
+async def test_a_value_postgres_cannot_hold_is_invalid_input_not_a_crash(
+    postgres_database: _Database,
+) -> None:
+    storage = PostgresStorage(postgres_database.url, OUTAGE_OPTIONS)
+    await storage.start()
+    try:
+        with pytest.raises(InvalidInputError):
+            async with storage.unit_of_work() as uow:
+                await uow.users.get("nul\x00byte")
+        await storage.ping()  # the pool is healthy afterwards
+    finally:
+        await storage.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
@@ -15,6 +17,7 @@ from avatarstack.adapters.http.routing import Route
 from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings
+from avatarstack.core.identity import IdentityService
 from avatarstack.plugins.manager import PluginError, collect
 from avatarstack.ports.errors import StorageError
 
@@ -84,13 +87,33 @@ def create_app(
                         "run `avatarstack migrate` before `avatarstack serve`"
                     )
             log.info("app_started", storage=storage.name, version=__version__)
-            yield
+            maintenance = asyncio.create_task(
+                _maintain(identity, settings.maintenance_interval), name="avatarstack-maintenance"
+            )
+            try:
+                yield
+            finally:
+                maintenance.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await maintenance
         finally:
             await container.shutdown_resources()  # type: ignore[misc]
             log.info("app_stopped")
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def _maintain(identity: IdentityService, interval: float) -> None:
+    """Housekeeping while the app runs: expired tokens and old rate-limit windows go. Every
+    instance may run it; the deletes are idempotent."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            removed = await identity.purge_expired()
+            log.info("maintenance_done", removed=removed)
+        except Exception as exc:  # a database hiccup must not end the loop
+            log.warning("maintenance_failed", error=str(exc))
 
 
 def _route_key(route: Route) -> str:

@@ -211,6 +211,9 @@ class Settings(BaseSettings):
         description="Comma-separated entry-point names to load; empty string loads none; "
         "unset loads all installed plugins.",
     )
+    maintenance_interval: float = Field(
+        3600.0, gt=0, description="Seconds between purges of expired tokens and limit windows."
+    )
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Settings of third-party plugins by plugin name "

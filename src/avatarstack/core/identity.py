@@ -12,8 +12,10 @@ Security rules kept here, whatever adapter sits behind the ports:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -68,6 +70,7 @@ RESEND_PER_IP = Limit(10, 3600)
 FORGOT_PER_ACCOUNT = Limit(3, 3600)
 FORGOT_PER_IP = Limit(10, 3600)
 REFRESH_PER_IP = Limit(120, 60)
+OAUTH_PER_IP = Limit(30, 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,7 @@ class IdentityPolicy:
     forgot_per_account: Limit = FORGOT_PER_ACCOUNT
     forgot_per_ip: Limit = FORGOT_PER_IP
     refresh_per_ip: Limit = REFRESH_PER_IP
+    oauth_per_ip: Limit = OAUTH_PER_IP
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,15 @@ class TokenPair:
 
 
 @dataclass(frozen=True, slots=True)
+class OAuthStart:
+    """Where to send the browser, and the secret binding the login to that browser."""
+
+    url: str
+    binding: str
+    max_age: timedelta
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrationResult:
     verification_url: str | None = None
 
@@ -161,6 +174,7 @@ class IdentityService:
         self.oauth_providers: dict[str, OAuthProvider] = dict(oauth_providers or {})
         self.policy = policy or IdentityPolicy()
         self._dummy_hash: str | None = None
+        self._outbox: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -186,11 +200,23 @@ class IdentityService:
         )
 
     async def _send(self, message: MailMessage) -> None:
-        """Mail is sent after the commit; a failure is logged and never undoes the change."""
+        """Queue a mail after the commit. Delivery runs in the background, so how long a
+        response takes never reveals whether a message was sent (known vs unknown e-mails);
+        a failure is logged and never undoes the change (the user can ask again)."""
+        task = asyncio.create_task(self._deliver(message))
+        self._outbox.add(task)
+        task.add_done_callback(self._outbox.discard)
+
+    async def _deliver(self, message: MailMessage) -> None:
         try:
             await self._mailer.send(message)
-        except Exception as exc:  # the user can ask again (resend, forgot)
+        except Exception as exc:
             log.error("mail_failed", template=message.template, error=str(exc))
+
+    async def flush_mail(self) -> None:
+        """Wait (up to 30 s) until queued mail is delivered or failed (shutdown, tests)."""
+        if self._outbox:
+            await asyncio.wait(set(self._outbox), timeout=30.0)
 
     async def _issue_one_time(
         self,
@@ -546,6 +572,7 @@ class IdentityService:
                 update={"password_hash": password_hash, "email_verified": True, "updated_at": now}
             )
             await uow.users.update(user)
+            await uow.tokens.revoke_for_user(user.id, PASSWORD_RESET, now)  # other links die
             revoked = await uow.sessions.revoke_all(user.id, now)
             await self._audit(
                 uow, "password_reset", subject_id=user.id, ctx=ctx, sessions_revoked=revoked
@@ -701,10 +728,20 @@ class IdentityService:
         )
 
     async def begin_oauth(
-        self, provider_name: str, redirect_to: str | None, *, link_user_id: str | None = None
-    ) -> str:
+        self,
+        provider_name: str,
+        redirect_to: str | None,
+        ctx: RequestContext,
+        *,
+        link_user_id: str | None = None,
+    ) -> OAuthStart:
+        """Store a state and return the provider URL plus the browser binding: a secret the
+        caller gives the browser (a cookie) and must present at the callback, so a login
+        started in one browser cannot be completed in another (login CSRF)."""
+        await self._limiter.check("oauth:ip", ctx.ip, self.policy.oauth_per_ip)
         provider = self._provider(provider_name)
         target = self.safe_redirect(redirect_to)
+        binding = accounts.new_secret()
         nonce = accounts.new_secret()
         verifier = accounts.new_secret() + accounts.new_secret()[:20]  # 43..128 chars (RFC 7636)
         async with self._storage.unit_of_work() as uow:
@@ -718,10 +755,11 @@ class IdentityService:
                     "nonce": nonce,
                     "code_verifier": verifier,
                     "redirect_to": target,
+                    "binding": accounts.hash_secret(binding),
                 },
             )
             await uow.commit()
-        return await provider.authorization_url(
+        url = await provider.authorization_url(
             AuthorizationRequest(
                 redirect_uri=self.callback_url(provider_name),
                 state=state,
@@ -729,25 +767,38 @@ class IdentityService:
                 code_challenge=_pkce_challenge(verifier),
             )
         )
+        return OAuthStart(url=url, binding=binding, max_age=self.policy.oauth_state_ttl)
 
     def complete_url(self, fragment: Mapping[str, str]) -> str:
         parts = "&".join(f"{k}={quote(v, safe='')}" for k, v in fragment.items())
         return f"{self.public_url}/oauth/complete#{parts}"
 
     async def finish_oauth(
-        self, provider_name: str, code: str | None, state: str | None, ctx: RequestContext
+        self,
+        provider_name: str,
+        code: str | None,
+        state: str | None,
+        binding: str | None,
+        ctx: RequestContext,
     ) -> str:
         """Handle the provider's callback; returns where to send the browser (never raises for
         bad input: errors travel in the fragment)."""
         try:
-            login_code, redirect_to = await self._finish_oauth(provider_name, code, state, ctx)
+            login_code, redirect_to = await self._finish_oauth(
+                provider_name, code, state, binding, ctx
+            )
         except AvatarstackError as exc:  # incl. provider outages: the browser gets a page
             log.info("oauth_failed", provider=provider_name, error=exc.code)
             return self.complete_url({"error": exc.code})
         return self.complete_url({"code": login_code, "redirect_to": redirect_to})
 
     async def _finish_oauth(
-        self, provider_name: str, code: str | None, state: str | None, ctx: RequestContext
+        self,
+        provider_name: str,
+        code: str | None,
+        state: str | None,
+        binding: str | None,
+        ctx: RequestContext,
     ) -> tuple[str, str]:
         provider = self._provider(provider_name)
         if not state or not code:
@@ -759,6 +810,10 @@ class IdentityService:
             await uow.commit()
         if stored is None or stored.data.get("provider") != provider_name:
             raise InvalidTokenError("the login state is unknown, used or expired")
+        if not binding or not hmac.compare_digest(
+            accounts.hash_secret(binding), str(stored.data.get("binding", ""))
+        ):
+            raise InvalidTokenError("the login was started in another browser")
         profile = await provider.complete(
             code=code,
             code_verifier=str(stored.data["code_verifier"]),
@@ -879,7 +934,17 @@ class IdentityService:
             )
             await uow.commit()
 
+    async def purge_expired(self) -> int:
+        """Delete expired one-time and refresh tokens and old rate-limit windows."""
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            count = await uow.tokens.delete_expired(now)
+            count += await uow.refresh_tokens.delete_expired(now)
+            await uow.commit()
+        return count + await self._limiter.purge()
+
     async def close(self) -> None:
+        await self.flush_mail()
         for provider in self.oauth_providers.values():
             await provider.close()
 

@@ -291,6 +291,10 @@ class OneTimeTokenRepository(Protocol):
         of two concurrent calls exactly one succeeds.
         """
 
+    async def revoke_for_user(self, user_id: str, purpose: str, now: datetime) -> int:
+        """Use up every unused token of ``purpose`` for the user (e.g. other reset links once
+        one has been used); returns how many."""
+
     async def delete_expired(self, now: datetime) -> int: ...
 
 
@@ -318,6 +322,9 @@ class RefreshTokenRepository(Protocol):
     async def use(self, token_hash: str, now: datetime) -> RefreshToken | None:
         """Mark the token used in one conditional update and return it; None when it is
         unknown, expired or already used. Of two concurrent calls exactly one succeeds."""
+
+    async def delete_expired(self, now: datetime) -> int:
+        """Delete tokens past their expiry (their session has ended); returns how many."""
 
 
 class RateLimitRepository(Protocol):

@@ -144,6 +144,18 @@ class _Tokens(_Repo):
         self._s.tokens[token_hash] = used
         return used
 
+    async def revoke_for_user(self, user_id: str, purpose: str, now: datetime) -> int:
+        found = [
+            h
+            for h, t in self._s.tokens.items()
+            if t.user_id == user_id and t.purpose == purpose and t.used_at is None
+        ]
+        for token_hash in found:
+            self._s.tokens[token_hash] = self._s.tokens[token_hash].model_copy(
+                update={"used_at": now}
+            )
+        return len(found)
+
     async def delete_expired(self, now: datetime) -> int:
         expired = [h for h, t in self._s.tokens.items() if t.expires_at <= now]
         for token_hash in expired:
@@ -209,6 +221,12 @@ class _RefreshTokens(_Repo):
         used = token.model_copy(update={"used_at": now})
         self._s.refresh_tokens[token_hash] = used
         return used
+
+    async def delete_expired(self, now: datetime) -> int:
+        expired = [h for h, t in self._s.refresh_tokens.items() if t.expires_at <= now]
+        for token_hash in expired:
+            del self._s.refresh_tokens[token_hash]
+        return len(expired)
 
 
 class _RateLimits(_Repo):

@@ -19,6 +19,7 @@ from avatarstack.adapters.sql import migrations as sql_migrations
 from avatarstack.ports.errors import (
     ConflictError,
     DuplicateError,
+    InvalidInputError,
     StorageError,
     StorageUnavailableError,
 )
@@ -88,6 +89,9 @@ def _translate(exc: BaseException) -> Exception:
         return DuplicateError("a record with the same key already exists")
     if isinstance(exc, asyncpg.exceptions.IntegrityConstraintViolationError):
         return ConflictError(f"the change violates a constraint ({exc.__class__.__name__})")
+    if isinstance(exc, asyncpg.exceptions.DataError):
+        # a value PostgreSQL cannot hold, e.g. a NUL character in text: bad input, not a crash
+        return InvalidInputError(f"a value cannot be stored ({exc.__class__.__name__})")
     if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
         return StorageUnavailableError("the database did not answer within the command timeout")
     if isinstance(exc, _UNAVAILABLE):

@@ -179,6 +179,15 @@ class SqlOneTimeTokenRepository(_Repository):
         )
         return _model(OneTimeToken, row, ("data",)) if row else None
 
+    async def revoke_for_user(self, user_id: str, purpose: str, now: datetime) -> int:
+        return await self._conn.execute(
+            "UPDATE one_time_tokens SET used_at = $3 "
+            "WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+            user_id,
+            purpose,
+            now,
+        )
+
     async def delete_expired(self, now: datetime) -> int:
         return await self._conn.execute("DELETE FROM one_time_tokens WHERE expires_at <= $1", now)
 
@@ -265,6 +274,9 @@ class SqlRefreshTokenRepository(_Repository):
             now,
         )
         return _model(RefreshToken, row) if row else None
+
+    async def delete_expired(self, now: datetime) -> int:
+        return await self._conn.execute("DELETE FROM refresh_tokens WHERE expires_at <= $1", now)
 
 
 class SqlRateLimitRepository(_Repository):

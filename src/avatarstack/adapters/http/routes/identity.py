@@ -12,7 +12,7 @@ from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.auth import principal, request_context
 from avatarstack.adapters.http.body import read_json, read_query
 from avatarstack.adapters.http.routing import AUTHENTICATED, PUBLIC, Route
-from avatarstack.core.identity import Profile, TokenPair
+from avatarstack.core.identity import IdentityService, OAuthStart, Profile, TokenPair
 from avatarstack.ports.errors import (
     AvatarstackError,
     NotFoundError,
@@ -321,15 +321,37 @@ async def providers(request: web.Request) -> web.Response:
     return _json(ProvidersOut(oauth=listed))
 
 
+#: the browser binding of an OAuth login (see IdentityService.begin_oauth)
+OAUTH_COOKIE = "avatarstack_oauth"
+
+
+def _bind_browser(
+    response: web.StreamResponse, identity: IdentityService, start: OAuthStart
+) -> None:
+    response.set_cookie(
+        OAUTH_COOKIE,
+        start.binding,
+        max_age=int(start.max_age.total_seconds()),
+        path=f"{API}/auth/oauth/",
+        httponly=True,
+        samesite="Lax",  # sent on the provider's top-level redirect back to us
+        secure=identity.public_url.startswith("https://"),
+    )
+
+
 async def oauth_authorize(request: web.Request) -> web.Response:
     identity = request.app[keys.IDENTITY]
     query = read_query(request, AuthorizeQuery)
     try:
-        url = await identity.begin_oauth(request.match_info["provider"], query.redirect_to)
+        start = await identity.begin_oauth(
+            request.match_info["provider"], query.redirect_to, request_context(request)
+        )
     except (UnavailableError, UpstreamError) as exc:
         # a browser navigation: an outage lands on the front end's error page, not a 5xx
         raise web.HTTPFound(identity.complete_url({"error": exc.code})) from None
-    raise web.HTTPFound(url)
+    redirect = web.HTTPFound(start.url)
+    _bind_browser(redirect, identity, start)
+    raise redirect
 
 
 async def oauth_callback(request: web.Request) -> web.Response:
@@ -338,8 +360,14 @@ async def oauth_callback(request: web.Request) -> web.Response:
     if query.error:
         raise web.HTTPFound(identity.complete_url({"error": "provider-denied"}))
     target = await identity.finish_oauth(
-        request.match_info["provider"], query.code, query.state, request_context(request)
+        request.match_info["provider"],
+        query.code,
+        query.state,
+        request.cookies.get(OAUTH_COOKIE),
+        request_context(request),
     )
+    # the cookie is left to expire: it is useless without its (now used) state, and deleting it
+    # on a forged callback would let an attacker break a login in progress
     raise web.HTTPFound(target)
 
 
@@ -351,10 +379,16 @@ async def oauth_exchange(request: web.Request) -> web.Response:
 
 async def oauth_link(request: web.Request) -> web.Response:
     body = await read_json(request, LinkIn, max_bytes=_limit(request))
-    url = await request.app[keys.IDENTITY].begin_oauth(
-        request.match_info["provider"], body.redirect_to, link_user_id=principal(request).user.id
+    identity = request.app[keys.IDENTITY]
+    start = await identity.begin_oauth(
+        request.match_info["provider"],
+        body.redirect_to,
+        request_context(request),
+        link_user_id=principal(request).user.id,
     )
-    return _json(LinkOut(authorize_url=url))
+    response = _json(LinkOut(authorize_url=start.url))
+    _bind_browser(response, identity, start)
+    return response
 
 
 async def me(request: web.Request) -> web.Response:
