@@ -8,6 +8,7 @@ rate limiter. Outcomes are checked through the API only.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -675,3 +676,51 @@ async def test_a_used_reset_link_ends_every_other_reset_link_of_the_user(api: Ap
         "invalid-token",
     )
     assert (await api.login(email, NEW_PASSWORD)).status == 200
+
+
+async def _revoke_behind_the_services_back(api: Api, session_id: str) -> None:
+    """What another instance does: revoke in the shared database, not through this one."""
+    storage = api.container.storage()
+    async with storage.unit_of_work() as uow:
+        assert await uow.sessions.revoke(session_id, api.clock.now())
+        await uow.commit()
+
+
+async def test_a_revocation_made_elsewhere_applies_within_the_principal_cache_lifetime(
+    make_api: MakeApi,
+) -> None:
+    api = await make_api(auth={"principal_cache_seconds": 2})
+    pair = await api.verified_user("cached@example.test")
+    token = pair["access_token"]
+    assert (await api.me(token)).status == 200
+    await _revoke_behind_the_services_back(api, claims_of(token)["sid"])
+    assert (await api.me(token)).status == 200  # remembered for at most 2 s on this instance
+    api.clock.advance(seconds=2)
+    await assert_problem(await api.me(token), 401, "unauthenticated")
+
+
+async def test_without_the_principal_cache_every_request_checks_the_session(
+    make_api: MakeApi,
+) -> None:
+    api = await make_api(auth={"principal_cache_seconds": 0})
+    pair = await api.verified_user("strict@example.test")
+    token = pair["access_token"]
+    assert (await api.me(token)).status == 200
+    await _revoke_behind_the_services_back(api, claims_of(token)["sid"])
+    await assert_problem(await api.me(token), 401, "unauthenticated")
+
+
+async def test_a_logout_on_this_instance_applies_to_the_very_next_request(api: Api) -> None:
+    pair = await api.verified_user("now@example.test")
+    token = pair["access_token"]
+    assert (await api.me(token)).status == 200  # now remembered
+    assert (await api.post("/auth/logout", token=token)).status == 204
+    await assert_problem(await api.me(token), 401, "unauthenticated")
+
+
+async def test_concurrent_requests_with_one_token_share_one_session_check(api: Api) -> None:
+    pair = await api.verified_user("herd@example.test")
+    token = pair["access_token"]
+    api.clock.advance(seconds=3)  # nothing remembered
+    answers = await asyncio.gather(*(api.me(token) for _ in range(20)))
+    assert {answer.status for answer in answers} == {200}

@@ -93,6 +93,14 @@ class AuthSettings(BaseModel):
         None, ge=1, description="Password hashes running at once; default: CPU count."
     )
     rate_limits: bool = Field(True, description="Per-IP and per-account abuse limits.")
+    principal_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="How long a verified access token's caller is remembered per instance; "
+        "changes on another instance apply within this time (0: check the database on every "
+        "request).",
+    )
 
 
 class MailSettings(BaseModel):

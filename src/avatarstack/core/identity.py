@@ -71,6 +71,7 @@ FORGOT_PER_ACCOUNT = Limit(3, 3600)
 FORGOT_PER_IP = Limit(10, 3600)
 REFRESH_PER_IP = Limit(120, 60)
 OAUTH_PER_IP = Limit(30, 60)
+PRINCIPAL_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class IdentityPolicy:
     forgot_per_ip: Limit = FORGOT_PER_IP
     refresh_per_ip: Limit = REFRESH_PER_IP
     oauth_per_ip: Limit = OAUTH_PER_IP
+    #: how long a verified access token's principal is remembered (0: never)
+    principal_cache: timedelta = timedelta(seconds=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +106,17 @@ class RequestContext:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller of an authenticated request."""
+    """The caller of an authenticated request, with their profile as loaded for it."""
 
     user: User
     roles: frozenset[str]
     session_id: str
     permissions: frozenset[str] = field(default_factory=frozenset)
+    identities: tuple[Identity, ...] = ()
+
+    @property
+    def profile(self) -> Profile:
+        return Profile(user=self.user, roles=self.roles, identities=self.identities)
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
@@ -175,6 +183,9 @@ class IdentityService:
         self.policy = policy or IdentityPolicy()
         self._dummy_hash: str | None = None
         self._outbox: set[asyncio.Task[None]] = set()
+        self._principals: dict[str, tuple[datetime, Principal]] = {}
+        self._lookups: dict[str, asyncio.Future[Principal]] = {}
+        self._generation = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -450,6 +461,7 @@ class IdentityService:
                             session_id=known.session_id,
                         )
                     await uow.commit()
+                    self._forget_principals()
                 raise AuthenticationError("the refresh token is invalid, used or expired")
             session = await uow.sessions.get(used.session_id)
             user = await uow.users.get(session.user_id) if session else None
@@ -467,13 +479,41 @@ class IdentityService:
         return pair
 
     async def authenticate(self, access_token: str) -> Principal:
-        """The principal of a valid access token whose session is still active."""
+        """The principal of a valid access token whose session is still active.
+
+        A verified principal is remembered for at most ``policy.principal_cache`` (and never
+        past the token's expiry): repeated requests with one token skip the signature check
+        and the database. Every change made through this service (logout, revocation, reset,
+        roles, profile, identities) forgets all remembered principals at once, so on this
+        instance it applies to the next request; other instances see it within the cache
+        lifetime. A zero lifetime checks the database on every request.
+        """
         now = self._clock.now()
+        cached = self._principals.get(access_token)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        # concurrent requests with one token share one lookup (no stampede at expiry)
+        pending = self._lookups.get(access_token)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        lookup = asyncio.ensure_future(self._load_principal(access_token, now))
+        self._lookups[access_token] = lookup
+        try:
+            return await asyncio.shield(lookup)
+        finally:
+            if lookup.done():
+                self._lookups.pop(access_token, None)
+            else:
+                lookup.add_done_callback(lambda _: self._lookups.pop(access_token, None))
+
+    async def _load_principal(self, access_token: str, now: datetime) -> Principal:
+        generation = self._generation
         claims = self._tokens.verify(access_token, now=now)
         async with self._storage.unit_of_work() as uow:
             session = await uow.sessions.get(claims.session_id)
             user = await uow.users.get(claims.subject)
             roles = await uow.roles.get(claims.subject) if user else frozenset()
+            identities = tuple(await uow.identities.list_for_user(user.id)) if user else ()
         if (
             session is None
             or user is None
@@ -483,18 +523,33 @@ class IdentityService:
             or not user.is_active
         ):
             raise AuthenticationError("the session has ended; log in again")
-        return Principal(
+        principal = Principal(
             user=user,
             roles=roles,
             session_id=session.id,
             permissions=accounts.permissions_for(roles),
+            identities=identities,
         )
+        lifetime = self.policy.principal_cache
+        # a change committed while this lookup ran may not be in what it read: don't keep it
+        if lifetime > timedelta(0) and generation == self._generation:
+            if len(self._principals) >= PRINCIPAL_CACHE_SIZE:
+                self._principals.clear()
+            until = min(now + lifetime, claims.expires_at, session.expires_at)
+            self._principals[access_token] = (until, principal)
+        return principal
+
+    def _forget_principals(self) -> None:
+        """Something that authentication depends on changed: re-check every token."""
+        self._generation += 1
+        self._principals.clear()
 
     async def logout(self, principal: Principal, ctx: RequestContext) -> None:
         async with self._storage.unit_of_work() as uow:
             await uow.sessions.revoke(principal.session_id, self._clock.now())
             await self._audit(uow, "logout", actor_id=principal.user.id, ctx=ctx)
             await uow.commit()
+        self._forget_principals()
 
     async def list_sessions(self, principal: Principal) -> list[AuthSession]:
         async with self._storage.unit_of_work() as uow:
@@ -512,6 +567,7 @@ class IdentityService:
                 uow, "session_revoked", actor_id=principal.user.id, ctx=ctx, session_id=session_id
             )
             await uow.commit()
+        self._forget_principals()
 
     async def revoke_other_sessions(self, principal: Principal, ctx: RequestContext) -> int:
         now = self._clock.now()
@@ -525,6 +581,7 @@ class IdentityService:
                 uow, "sessions_revoked", actor_id=principal.user.id, ctx=ctx, count=count
             )
             await uow.commit()
+        self._forget_principals()
         return count
 
     # ------------------------------------------------------------------ password reset
@@ -578,6 +635,7 @@ class IdentityService:
                 uow, "password_reset", subject_id=user.id, ctx=ctx, sessions_revoked=revoked
             )
             await uow.commit()
+        self._forget_principals()
         await self._send(
             MailMessage(
                 to=user.email,
@@ -607,6 +665,7 @@ class IdentityService:
             await uow.users.update(user)
             profile = await self._profile(uow, user)
             await uow.commit()
+        self._forget_principals()
         return profile
 
     async def list_users(self, *, limit: int, offset: int) -> tuple[list[Profile], int]:
@@ -639,6 +698,7 @@ class IdentityService:
             )
             profile = await self._profile(uow, user)
             await uow.commit()
+        self._forget_principals()
         return profile
 
     async def _another_admin_exists(self, uow: UnitOfWork, user_id: str) -> bool:
@@ -808,6 +868,7 @@ class IdentityService:
                 accounts.hash_secret(state), OAUTH_STATE, self._clock.now()
             )
             await uow.commit()
+        self._forget_principals()
         if stored is None or stored.data.get("provider") != provider_name:
             raise InvalidTokenError("the login state is unknown, used or expired")
         if not binding or not hmac.compare_digest(
@@ -886,6 +947,7 @@ class IdentityService:
                 uow, OAUTH_LOGIN, self.policy.login_code_ttl, user_id=user.id
             )
             await uow.commit()
+        self._forget_principals()
         return login_code, str(stored.data.get("redirect_to") or "/")
 
     async def exchange_login_code(self, code: str, ctx: RequestContext) -> TokenPair:
@@ -933,6 +995,7 @@ class IdentityService:
                 provider=target.provider,
             )
             await uow.commit()
+        self._forget_principals()
 
     async def purge_expired(self) -> int:
         """Delete expired one-time and refresh tokens and old rate-limit windows."""

@@ -392,8 +392,7 @@ async def oauth_link(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
-    profile = await request.app[keys.IDENTITY].profile(principal(request).user.id)
-    return _json(UserOut.of(profile))
+    return _json(UserOut.of(principal(request).profile))  # loaded by authentication
 
 
 async def update_me(request: web.Request) -> web.Response:
