@@ -12,7 +12,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -355,3 +355,34 @@ async def test_a_value_postgres_cannot_hold_is_invalid_input_not_a_crash(
         await storage.ping()  # the pool is healthy afterwards
     finally:
         await storage.close()
+
+
+@pytest.mark.postgres
+async def test_the_server_answers_503_while_postgres_is_down_and_recovers_by_itself(
+    proxy: TcpProxy, postgres_database: _Database, avatarstack_client: Any
+) -> None:
+    client = await avatarstack_client(
+        database_url=via_port(postgres_database.url, proxy.port),
+        database={"acquire_timeout": 1, "connect_timeout": 1, "command_timeout": 2},
+    )
+    assert (await client.get("/readyz")).status == 200
+    assert (await client.get("/api/v1/info")).status == 200
+
+    await proxy.stop()
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert ready.content_type == "application/problem+json"
+    assert (await ready.json())["checks"]["storage"]["status"] == "unavailable"
+    info = await client.get("/api/v1/info")
+    assert info.status == 503
+    assert (await info.json())["type"].endswith("storage-unavailable")
+    login = await client.post("/api/v1/auth/login", json={"email": "a@b.co", "password": "x" * 9})
+    assert login.status == 503  # a route that needs the database says so, never a 500
+
+    await proxy.start()
+    for _ in range(50):
+        if (await client.get("/readyz")).status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert (await client.get("/readyz")).status == 200
+    assert (await client.get("/api/v1/info")).status == 200
