@@ -7,24 +7,16 @@ queues instead of exhausting memory (each hash holds ``memory_cost`` KiB while i
 
 from __future__ import annotations
 
-import asyncio
-import os
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
-
 import argon2
 from argon2.exceptions import Argon2Error, InvalidHashError
 
+from avatarstack.adapters.workers import BoundedThreads
 from avatarstack.ports.errors import InvalidInputError, UnavailableError
 
 __all__ = ["MAX_PASSWORD_LENGTH", "Argon2PasswordHasher"]
 
 #: longer passwords are refused by ``hash`` and never match in ``verify`` (a DoS guard)
 MAX_PASSWORD_LENGTH = 1024
-
-T = TypeVar("T")
 
 
 class Argon2PasswordHasher:
@@ -48,9 +40,6 @@ class Argon2PasswordHasher:
         salt_len: int = 16,
         max_concurrent: int | None = None,
     ) -> None:
-        limit = max_concurrent if max_concurrent is not None else (os.cpu_count() or 1)
-        if limit < 1:
-            raise ValueError("max_concurrent must be at least 1")
         self._hasher = argon2.PasswordHasher(
             time_cost=time_cost,
             memory_cost=memory_cost,
@@ -59,20 +48,16 @@ class Argon2PasswordHasher:
             salt_len=salt_len,
             type=argon2.Type.ID,
         )
-        self.max_concurrent = limit
-        self._semaphore = asyncio.Semaphore(limit)
-        self._executor: ThreadPoolExecutor | None = None
-        self._counter_lock = threading.Lock()
-        self._in_flight = 0
-        self._peak_in_flight = 0
+        self._threads = BoundedThreads(max_concurrent, "argon2")
+        self.max_concurrent = self._threads.max_concurrent
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return self._threads.in_flight
 
     @property
     def peak_in_flight(self) -> int:
-        return self._peak_in_flight
+        return self._threads.peak_in_flight
 
     async def hash(self, password: str) -> str:
         secret = _encode(password)
@@ -81,7 +66,7 @@ class Argon2PasswordHasher:
                 f"passwords must be valid text of at most {MAX_PASSWORD_LENGTH} characters"
             )
         try:
-            return await self._run(self._hasher.hash, secret)
+            return await self._threads.run(self._hasher.hash, secret)
         except Argon2Error as exc:
             raise UnavailableError("password hashing failed") from exc
 
@@ -92,7 +77,7 @@ class Argon2PasswordHasher:
         if not password_hash.startswith("$argon2"):
             return False
         try:
-            return await self._run(self._hasher.verify, password_hash, secret)
+            return await self._threads.run(self._hasher.verify, password_hash, secret)
         except (Argon2Error, ValueError):
             # mismatch, a corrupt hash, or parameters argon2 refuses
             return False
@@ -105,42 +90,7 @@ class Argon2PasswordHasher:
 
     def close(self) -> None:
         """Stop the worker threads (they are started again on the next hash)."""
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            executor.shutdown(wait=False)
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self.max_concurrent, thread_name_prefix="argon2"
-            )
-        await self._semaphore.acquire()
-        try:
-            future = asyncio.get_running_loop().run_in_executor(
-                self._executor, self._counted, fn, *args
-            )
-        except BaseException:
-            self._semaphore.release()
-            raise
-        # The slot is released when the thread finishes, not when the caller stops waiting,
-        # so a cancelled caller cannot let more than ``max_concurrent`` hashes run.
-        future.add_done_callback(self._finished)
-        return await asyncio.shield(future)
-
-    def _finished(self, future: asyncio.Future[Any]) -> None:
-        self._semaphore.release()
-        if not future.cancelled():
-            future.exception()  # retrieved, so an abandoned failure is not reported as lost
-
-    def _counted(self, fn: Callable[..., T], *args: object) -> T:
-        with self._counter_lock:
-            self._in_flight += 1
-            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
-        try:
-            return fn(*args)
-        finally:
-            with self._counter_lock:
-                self._in_flight -= 1
+        self._threads.close()
 
 
 def _encode(password: str) -> bytes | None:

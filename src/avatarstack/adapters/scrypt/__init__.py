@@ -7,18 +7,14 @@ adapter, the work runs in a thread pool of its own with at most ``max_concurrent
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
-import os
 import secrets
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple
 
+from avatarstack.adapters.workers import BoundedThreads
 from avatarstack.ports.errors import InvalidInputError
 
 __all__ = ["MAX_PASSWORD_LENGTH", "ScryptPasswordHasher"]
@@ -27,8 +23,6 @@ __all__ = ["MAX_PASSWORD_LENGTH", "ScryptPasswordHasher"]
 MAX_PASSWORD_LENGTH = 1024
 #: hashes whose parameters need more memory than this are treated as malformed
 _MAX_MEMORY = 256 * 1024 * 1024
-
-T = TypeVar("T")
 
 
 class _Parsed(NamedTuple):
@@ -64,26 +58,19 @@ class ScryptPasswordHasher:
             raise ValueError("r and p must be positive and 128*r*n at most 256 MiB")
         if salt_len < 16 or key_len < 32:
             raise ValueError("use a salt of at least 16 bytes and a key of at least 32 bytes")
-        limit = max_concurrent if max_concurrent is not None else (os.cpu_count() or 1)
-        if limit < 1:
-            raise ValueError("max_concurrent must be at least 1")
         self.n, self.r, self.p = n, r, p
         self.salt_len = salt_len
         self.key_len = key_len
-        self.max_concurrent = limit
-        self._semaphore = asyncio.Semaphore(limit)
-        self._executor: ThreadPoolExecutor | None = None
-        self._counter_lock = threading.Lock()
-        self._in_flight = 0
-        self._peak_in_flight = 0
+        self._threads = BoundedThreads(max_concurrent, "scrypt")
+        self.max_concurrent = self._threads.max_concurrent
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return self._threads.in_flight
 
     @property
     def peak_in_flight(self) -> int:
-        return self._peak_in_flight
+        return self._threads.peak_in_flight
 
     async def hash(self, password: str) -> str:
         secret = _encode(password)
@@ -92,7 +79,9 @@ class ScryptPasswordHasher:
                 f"passwords must be valid text of at most {MAX_PASSWORD_LENGTH} characters"
             )
         salt = secrets.token_bytes(self.salt_len)
-        digest = await self._run(_derive, secret, salt, self.n, self.r, self.p, self.key_len)
+        digest = await self._threads.run(
+            _derive, secret, salt, self.n, self.r, self.p, self.key_len
+        )
         return "$".join(
             (
                 "scrypt",
@@ -110,7 +99,7 @@ class ScryptPasswordHasher:
         if secret is None or parsed is None:
             return False
         try:
-            candidate = await self._run(
+            candidate = await self._threads.run(
                 _derive, secret, parsed.salt, parsed.n, parsed.r, parsed.p, len(parsed.digest)
             )
         except (ValueError, MemoryError):
@@ -130,42 +119,7 @@ class ScryptPasswordHasher:
 
     def close(self) -> None:
         """Stop the worker threads (they are started again on the next hash)."""
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            executor.shutdown(wait=False)
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self.max_concurrent, thread_name_prefix="scrypt"
-            )
-        await self._semaphore.acquire()
-        try:
-            future = asyncio.get_running_loop().run_in_executor(
-                self._executor, self._counted, fn, *args
-            )
-        except BaseException:
-            self._semaphore.release()
-            raise
-        # The slot is released when the thread finishes, not when the caller stops waiting,
-        # so a cancelled caller cannot let more than ``max_concurrent`` hashes run.
-        future.add_done_callback(self._finished)
-        return await asyncio.shield(future)
-
-    def _finished(self, future: asyncio.Future[Any]) -> None:
-        self._semaphore.release()
-        if not future.cancelled():
-            future.exception()  # retrieved, so an abandoned failure is not reported as lost
-
-    def _counted(self, fn: Callable[..., T], *args: object) -> T:
-        with self._counter_lock:
-            self._in_flight += 1
-            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
-        try:
-            return fn(*args)
-        finally:
-            with self._counter_lock:
-                self._in_flight -= 1
+        self._threads.close()
 
 
 def _derive(secret: bytes, salt: bytes, n: int, r: int, p: int, key_len: int) -> bytes:
