@@ -218,6 +218,42 @@ class IdentityService:
         self._outbox.add(task)
         task.add_done_callback(self._outbox.discard)
 
+    async def _send_verification(self, email: str, link: str) -> None:
+        await self._send(
+            MailMessage(
+                to=email,
+                subject="Confirm your e-mail address",
+                text=f"Open this link to confirm your address:\n\n{link}\n\n"
+                f"It expires in {self.policy.verification_ttl}.",
+                links={"verify": link},
+                template="verify_email",
+            )
+        )
+
+    async def _add_user(
+        self,
+        uow: UnitOfWork,
+        email: str,
+        roles: frozenset[str],
+        *,
+        password_hash: str | None = None,
+        display_name: str | None = None,
+        email_verified: bool = False,
+    ) -> User:
+        now = self._clock.now()
+        user = User(
+            id=new_id(),
+            email=email,
+            display_name=display_name,
+            password_hash=password_hash,
+            email_verified=email_verified,
+            created_at=now,
+            updated_at=now,
+        )
+        await uow.users.add(user)
+        await uow.roles.set(user.id, roles)
+        return user
+
     async def _deliver(self, message: MailMessage) -> None:
         try:
             await self._mailer.send(message)
@@ -305,21 +341,17 @@ class IdentityService:
         accounts.check_password(password)
         name = accounts.clean_display_name(display_name)
         password_hash = await self._hasher.hash(password)
-        now = self._clock.now()
         link: str | None = None
         async with self._storage.unit_of_work() as uow:
             existing = await uow.users.get_by_email(email)
             if existing is None:
-                user = User(
-                    id=new_id(),
-                    email=email,
-                    display_name=name,
+                user = await self._add_user(
+                    uow,
+                    email,
+                    frozenset({accounts.MEMBER}),
                     password_hash=password_hash,
-                    created_at=now,
-                    updated_at=now,
+                    display_name=name,
                 )
-                await uow.users.add(user)
-                await uow.roles.set(user.id, frozenset({accounts.MEMBER}))
                 secret = await self._issue_one_time(
                     uow, VERIFY_EMAIL, self.policy.verification_ttl, user_id=user.id
                 )
@@ -327,16 +359,7 @@ class IdentityService:
                 await self._audit(uow, "user_registered", subject_id=user.id, ctx=ctx)
             await uow.commit()
         if link is not None:
-            await self._send(
-                MailMessage(
-                    to=email,
-                    subject="Confirm your e-mail address",
-                    text=f"Open this link to confirm your address:\n\n{link}\n\n"
-                    f"It expires in {self.policy.verification_ttl}.",
-                    links={"verify": link},
-                    template="verify_email",
-                )
-            )
+            await self._send_verification(email, link)
         else:
             await self._send(
                 MailMessage(
@@ -384,15 +407,7 @@ class IdentityService:
                 link = f"{self._api}/auth/verify?token={secret}"
             await uow.commit()
         if link:
-            await self._send(
-                MailMessage(
-                    to=email,
-                    subject="Confirm your e-mail address",
-                    text=f"Open this link to confirm your address:\n\n{link}",
-                    links={"verify": link},
-                    template="verify_email",
-                )
-            )
+            await self._send_verification(email, link)
 
     # ------------------------------------------------------------------ sessions
 
@@ -722,20 +737,12 @@ class IdentityService:
         if password is not None:
             accounts.check_password(password, field="password")
             password_hash = await self._hasher.hash(password)
-        now = self._clock.now()
-        user = User(
-            id=new_id(),
-            email=email,
-            password_hash=password_hash,
-            email_verified=True,
-            created_at=now,
-            updated_at=now,
-        )
         async with self._storage.unit_of_work() as uow:
             if await uow.users.get_by_email(email) is not None:
                 raise ConflictError(f"a user with the e-mail {email} already exists")
-            await uow.users.add(user)
-            await uow.roles.set(user.id, wanted)
+            user = await self._add_user(
+                uow, email, wanted, password_hash=password_hash, email_verified=True
+            )
             await self._audit(
                 uow, "user_created", subject_id=user.id, ctx=ctx, roles=sorted(wanted)
             )
@@ -902,16 +909,13 @@ class IdentityService:
                 user = await uow.users.get_by_email(email)
                 action = "identity_linked"
                 if user is None:
-                    user = User(
-                        id=new_id(),
-                        email=email,
+                    user = await self._add_user(
+                        uow,
+                        email,
+                        frozenset({accounts.MEMBER}),
                         display_name=accounts.clean_display_name(profile.name),
                         email_verified=True,
-                        created_at=now,
-                        updated_at=now,
                     )
-                    await uow.users.add(user)
-                    await uow.roles.set(user.id, frozenset({accounts.MEMBER}))
                     action = "user_registered_oauth"
                 elif not user.email_verified:
                     # Nobody proved this address before: the password was chosen by whoever
@@ -1011,6 +1015,3 @@ class IdentityService:
         for provider in self.oauth_providers.values():
             await provider.close()
 
-
-def utc(dt: datetime) -> str:
-    return dt.isoformat()
