@@ -1014,4 +1014,3 @@ class IdentityService:
         await self.flush_mail()
         for provider in self.oauth_providers.values():
             await provider.close()
-
