@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from avatarstack.adapters.http.routing import Route
     from avatarstack.bootstrap.settings import Settings
+    from avatarstack.ports.avatar import AvatarProvider, AvatarProviderContext
     from avatarstack.ports.oauth import OAuthProvider
 
 
@@ -36,3 +37,10 @@ def register_commands(cli: click.Group) -> None:
 @hookspec
 def register_oauth_providers(register: Callable[[OAuthProvider], None], settings: Settings) -> None:
     """Register external login providers (``OAuthProvider``); read their config from settings."""
+
+
+@hookspec
+def register_avatar_providers(
+    register: Callable[[AvatarProvider], None], settings: Settings, context: AvatarProviderContext
+) -> None:
+    """Register streaming-avatar vendors (``AvatarProvider``); read their keys from settings."""

@@ -1,0 +1,131 @@
+"""The avatar provider port: a streaming video avatar (HeyGen LiveAvatar, legacy HeyGen
+Interactive Avatar, the offline text avatar, or a vendor plugin).
+
+The browser renders the video: a provider's ``start_session`` returns what the browser needs
+(LiveKit URL and client token) and never the API key. The server drives speech, interruption,
+keep-alive and stop, and follows the session through a stream of normalised events.
+
+Error contract for every adapter (tests in ``tests/contract/test_avatar_contract.py``):
+- unknown avatar → :class:`~avatarstack.ports.errors.NotFoundError`;
+- the vendor's concurrency limit → :class:`~avatarstack.ports.errors.RateLimitedError`;
+- a session that is closed or not started → :class:`~avatarstack.ports.errors.ConflictError`;
+- bad or missing API key, or any vendor answer we cannot act on → ``UpstreamError`` (502),
+  with a message a person can act on (never the key);
+- the vendor unreachable, timing out or answering 5xx after retries → ``UnavailableError``;
+- text that is empty or longer than ``max_text_length`` → ``InvalidInputError``
+  (callers split long text into sentences first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from avatarstack.ports.clock import Clock
+
+SpeakMode = Literal["repeat", "talk"]
+Quality = Literal["low", "medium", "high", "very_high"]
+AvatarEventType = Literal["speaking", "idle", "closed"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class AvatarInfo(_Model):
+    id: str
+    name: str
+    preview_url: str | None = None
+    default_voice_id: str | None = None
+
+
+class SessionRequest(_Model):
+    avatar_id: str | None = None
+    voice_id: str | None = None
+    quality: Quality | None = None
+    language: str | None = None
+    #: idle seconds the vendor allows before closing (keep-alive resets it)
+    idle_timeout_seconds: int | None = None
+    #: a free/sandbox session where the vendor offers one (LiveAvatar ``is_sandbox``)
+    sandbox: bool = False
+
+
+class LiveKitCredentials(_Model):
+    """What the browser joins the room with: the server URL and the *client* participant token."""
+
+    url: str
+    access_token: str = Field(repr=False)
+
+
+class ProviderSession(_Model):
+    provider_session_id: str
+    livekit: LiveKitCredentials | None = None
+    #: the vendor's hard cap on the session's length, if it has one
+    max_duration_seconds: float | None = None
+    #: idle seconds before the vendor closes the session without keep-alive
+    idle_timeout_seconds: float | None = None
+
+
+class AvatarEvent(_Model):
+    """A normalised event: the avatar started speaking, went idle, or the session closed."""
+
+    type: AvatarEventType
+    provider_session_id: str
+    task_id: str | None = None
+    #: for ``closed``: ``stopped``, ``idle_timeout``, ``max_duration``, ``error``, … (vendor reason)
+    reason: str | None = None
+    #: for ``speaking``: the estimated or reported duration
+    duration_seconds: float | None = None
+    at: datetime
+
+
+class CommandChannel(Protocol):
+    """Carries realtime commands to a session when the vendor accepts them only on the LiveKit
+    data channel (LiveAvatar FULL mode): relayed through the owner's browser, or published by a
+    server-side LiveKit participant."""
+
+    async def send(self, provider_session_id: str, command: Mapping[str, Any]) -> None:
+        """Deliver one command; UnavailableError when nothing can carry it now."""
+
+
+@dataclass(frozen=True)
+class AvatarProviderContext:
+    """What the host gives provider plugins besides settings."""
+
+    clock: Clock
+    #: for vendors whose speak/interrupt travel on the LiveKit data channel only
+    commands: CommandChannel
+
+
+class AvatarProvider(Protocol):
+    name: str
+    #: the longest text one ``speak`` call accepts
+    max_text_length: int
+
+    async def list_avatars(self) -> Sequence[AvatarInfo]: ...
+
+    async def start_session(self, request: SessionRequest) -> ProviderSession: ...
+
+    async def speak(self, provider_session_id: str, text: str, mode: SpeakMode) -> str:
+        """Queue ``text`` (≤ ``max_text_length``); returns a task id."""
+
+    async def interrupt(self, provider_session_id: str) -> None:
+        """Stop the current utterance and drop queued ones."""
+
+    async def keep_alive(self, provider_session_id: str) -> None: ...
+
+    async def stop(self, provider_session_id: str) -> None:
+        """End the session at the vendor; stopping a session that already ended succeeds."""
+
+    async def active_sessions(self) -> Sequence[str]:
+        """Ids of the sessions the vendor considers running (for reconciliation after a crash)."""
+
+    def events(self, provider_session_id: str) -> AsyncIterator[AvatarEvent]:
+        """The session's events until it closes (the last one is ``closed``)."""
+
+    async def close(self) -> None:
+        """Release HTTP sessions and background tasks."""
