@@ -17,9 +17,10 @@ from avatarstack.adapters.http.routing import Route
 from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings
+from avatarstack.core.avatars import AvatarService
 from avatarstack.core.identity import IdentityService
 from avatarstack.plugins.manager import PluginError, collect
-from avatarstack.ports.errors import StorageError
+from avatarstack.ports.errors import AvatarstackError, StorageError
 
 CONTAINER = web.AppKey("avatarstack_container", Container)
 
@@ -54,6 +55,7 @@ def create_app(
     routes: dict[str, Route] = collect(pm, "register_routes", key=_route_key, kind="route")
     storage = container.storage()
     identity = container.identity()
+    avatars = container.avatars()
     app = build_http_app(
         config=keys.HttpConfig(
             max_body_bytes=settings.http.max_body_bytes,
@@ -69,6 +71,7 @@ def create_app(
         access_policy=bearer_policy(identity),
     )
     app[keys.IDENTITY] = identity
+    app[keys.AVATARS] = avatars
     app[CONTAINER] = container
     auto_migrate = (not settings.is_production) if migrate is None else migrate
 
@@ -87,15 +90,28 @@ def create_app(
                         "run `avatarstack migrate` before `avatarstack serve`"
                     )
             log.info("app_started", storage=storage.name, version=__version__)
-            maintenance = asyncio.create_task(
-                _maintain(identity, settings.maintenance_interval), name="avatarstack-maintenance"
-            )
+            try:
+                await avatars.reconcile()
+            except AvatarstackError as exc:  # the vendor may be down; the loop retries later
+                log.warning("avatar_reconcile_failed", error=exc.code)
+            loops = [
+                asyncio.create_task(
+                    _maintain(identity, settings.maintenance_interval),
+                    name="avatarstack-maintenance",
+                ),
+                asyncio.create_task(
+                    _tend_avatars(avatars, settings.avatar.maintenance_seconds),
+                    name="avatarstack-avatars",
+                ),
+            ]
             try:
                 yield
             finally:
-                maintenance.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await maintenance
+                for loop in loops:
+                    loop.cancel()
+                for loop in loops:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await loop
         finally:
             await container.shutdown_resources()  # type: ignore[misc]
             log.info("app_stopped")
@@ -114,6 +130,16 @@ async def _maintain(identity: IdentityService, interval: float) -> None:
             log.info("maintenance_done", removed=removed)
         except Exception as exc:  # a database hiccup must not end the loop
             log.warning("maintenance_failed", error=str(exc))
+
+
+async def _tend_avatars(avatars: AvatarService, interval: float) -> None:
+    """Keep-alive, idle stop and renewal of avatar sessions while the app runs."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await avatars.tick()
+        except Exception as exc:  # a database or vendor hiccup must not end the loop
+            log.warning("avatar_maintenance_failed", error=str(exc))
 
 
 def _route_key(route: Route) -> str:

@@ -18,16 +18,18 @@ from avatarstack.adapters.argon2 import Argon2PasswordHasher
 from avatarstack.adapters.console import ConsoleMailer
 from avatarstack.adapters.http.metrics import HttpMetrics
 from avatarstack.adapters.jwt import JwtAccessTokens
-from avatarstack.adapters.memory import MemoryStorage
+from avatarstack.adapters.memory import CommandRelay, MemoryStorage
 from avatarstack.adapters.postgres import PostgresOptions, PostgresStorage
 from avatarstack.adapters.scrypt import ScryptPasswordHasher
 from avatarstack.adapters.smtp import SmtpMailer
 from avatarstack.adapters.sqlite import SqliteStorage
 from avatarstack.adapters.system import SystemClock
 from avatarstack.bootstrap.settings import Settings
+from avatarstack.core.avatars import AvatarPolicy, AvatarService
 from avatarstack.core.identity import IdentityPolicy, IdentityService
 from avatarstack.core.ratelimit import RateLimiter
-from avatarstack.plugins.manager import PluginManager, collect, make_plugin_manager
+from avatarstack.plugins.manager import PluginError, PluginManager, collect, make_plugin_manager
+from avatarstack.ports.avatar import AvatarProvider, AvatarProviderContext
 from avatarstack.ports.oauth import OAuthProvider
 from avatarstack.ports.storage import Storage
 
@@ -87,6 +89,56 @@ def collect_oauth_providers(pm: PluginManager, settings: Settings) -> dict[str, 
         settings=settings,
     )
     return providers_
+
+
+def collect_avatar_providers(
+    pm: PluginManager, settings: Settings, context: AvatarProviderContext
+) -> dict[str, AvatarProvider]:
+    found: dict[str, AvatarProvider] = collect(
+        pm,
+        "register_avatar_providers",
+        key=lambda p: p.name,
+        kind="avatar provider",
+        settings=settings,
+        context=context,
+    )
+    return found
+
+
+def pick_avatar_provider(
+    available: dict[str, AvatarProvider], settings: Settings
+) -> AvatarProvider:
+    name = settings.avatar.provider
+    provider = available.get(name)
+    if provider is None:
+        known = ", ".join(sorted(available)) or "none"
+        raise PluginError(
+            f"AVATARSTACK_AVATAR__PROVIDER={name!r} is not available (available: {known}); "
+            "vendor providers need their API key, e.g. AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY"
+        )
+    return provider
+
+
+def make_avatar_policy(settings: Settings) -> AvatarPolicy:
+    avatar = settings.avatar
+    return AvatarPolicy(
+        per_user=avatar.sessions_per_user,
+        total=avatar.sessions_total,
+        keep_alive_every=timedelta(seconds=avatar.keep_alive_seconds),
+        stop_idle_after=timedelta(seconds=avatar.stop_idle_after_seconds),
+        renew_before=timedelta(seconds=avatar.renew_before_seconds),
+    )
+
+
+async def _closing_avatar_providers(
+    providers_: dict[str, AvatarProvider],
+) -> AsyncIterator[dict[str, AvatarProvider]]:
+    """Resource: close the vendors' HTTP sessions and timers on shutdown."""
+    try:
+        yield providers_
+    finally:
+        for provider in providers_.values():
+            await provider.close()
 
 
 async def _closing_identity(identity: IdentityService) -> AsyncIterator[IdentityService]:
@@ -177,6 +229,25 @@ class Container(containers.DeclarativeContainer):
         policy=providers.Factory(make_identity_policy, settings=settings),
     )
     identity_resource = providers.Resource(_closing_identity, identity=identity)
+
+    avatar_commands = providers.Singleton(CommandRelay)
+    avatar_context = providers.Singleton(
+        AvatarProviderContext, clock=clock, commands=avatar_commands
+    )
+    avatar_providers = providers.Singleton(
+        collect_avatar_providers, pm=plugin_manager, settings=settings, context=avatar_context
+    )
+    avatar_provider = providers.Singleton(
+        pick_avatar_provider, available=avatar_providers, settings=settings
+    )
+    avatars = providers.Singleton(
+        AvatarService,
+        storage=storage,
+        provider=avatar_provider,
+        clock=clock,
+        policy=providers.Factory(make_avatar_policy, settings=settings),
+    )
+    avatar_resource = providers.Resource(_closing_avatar_providers, providers_=avatar_providers)
 
 
 def build_container(

@@ -162,10 +162,30 @@ class HeyGenSettings(BaseModel):
 class LiveAvatarSettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="LiveAvatar API key.")
     base_url: str = Field("https://api.liveavatar.com", description="LiveAvatar API base URL.")
+    context_id: str | None = Field(
+        None, description="LiveAvatar context (persona prompt) used by `talk` in FULL mode."
+    )
+    sandbox: bool = Field(False, description="Free sandbox sessions (Wayne avatar, ~60 s).")
 
 
 class AvatarSettings(BaseModel):
     provider: str = Field("text", description="`text`, `liveavatar`, `heygen` or a plugin's.")
+    sessions_per_user: int = Field(1, ge=1, le=20, description="Avatar sessions one user may run.")
+    sessions_total: int = Field(
+        3, ge=1, description="Avatar sessions the deployment may run (below the vendor's limit)."
+    )
+    keep_alive_seconds: float = Field(
+        60.0, gt=0, description="Keep-alive cadence for sessions in use."
+    )
+    stop_idle_after_seconds: float = Field(
+        300.0, gt=0, description="Stop a session nobody used for this long (it costs money)."
+    )
+    renew_before_seconds: float = Field(
+        90.0, ge=0, description="Start a replacement this long before the vendor's duration cap."
+    )
+    maintenance_seconds: float = Field(
+        10.0, gt=0, description="How often keep-alive, idle stop and renewal are checked."
+    )
     heygen: HeyGenSettings = Field(default_factory=HeyGenSettings)
     liveavatar: LiveAvatarSettings = Field(default_factory=LiveAvatarSettings)
 

@@ -25,6 +25,10 @@ ENTRY_POINT_GROUP = "avatarstack"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "avatarstack.plugins.builtin.ops",
     "avatarstack.plugins.builtin.identity",
+    "avatarstack.plugins.builtin.avatar",
+    "avatarstack.plugins.builtin.textavatar",
+    "avatarstack.plugins.builtin.liveavatar",
+    "avatarstack.plugins.builtin.heygen",
     "avatarstack.plugins.builtin.google",
     "avatarstack.plugins.builtin.github",
 )

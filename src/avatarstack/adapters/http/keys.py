@@ -10,6 +10,7 @@ from aiohttp import web
 from avatarstack.adapters.http.metrics import HttpMetrics
 from avatarstack.adapters.http.pipeline import Pipeline
 from avatarstack.adapters.http.routing import RouteTable
+from avatarstack.core.avatars import AvatarService
 from avatarstack.core.identity import IdentityService
 from avatarstack.ports.storage import Storage
 
@@ -36,4 +37,5 @@ METRICS = web.AppKey("avatarstack_metrics", HttpMetrics)
 STORAGE = web.AppKey("avatarstack_storage", Storage)
 PIPELINE = web.AppKey("avatarstack_pipeline", Pipeline)
 IDENTITY = web.AppKey("avatarstack_identity", IdentityService)
+AVATARS = web.AppKey("avatarstack_avatars", AvatarService)
 READINESS_CHECKS: web.AppKey[dict[str, ReadinessCheck]] = web.AppKey("avatarstack_readiness_checks")

@@ -1,0 +1,239 @@
+"""HTTP plumbing for HeyGen's legacy streaming API: one lazy aiohttp session, the envelope,
+retries for idempotent calls, and transport failures mapped to port errors.
+
+What the wire looks like (``/work/shared/heygen-api.md`` §1, §2, §6): JSON over HTTPS, success is
+a 2xx with ``{"code": 100, "data": …, "message": …}``, errors are non-2xx with
+``{"code": <int>, "message": <str>}``. Like HeyGen's SDK and pipecat we judge success by the HTTP
+status only (the success ``code`` is not confirmed for every endpoint).
+
+This module decides nothing about what a 4xx *means*: it raises :class:`HeyGenRefusal` with the
+status, code and message, and the provider maps it for the operation it was doing. Transport
+failures are final here: timeouts, refused connections and 5xx answers become
+:class:`UnavailableError` (after retries, for idempotent calls only), broken HTTP or a 2xx body
+that is not a JSON object become :class:`UpstreamError`. No message ever contains a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+import structlog
+
+from avatarstack.ports.errors import UnavailableError, UpstreamError
+
+log = structlog.get_logger("avatarstack.heygen")
+
+#: the setting that holds the API key (named in errors, so a person knows what to fix)
+API_KEY_SETTING = "AVATARSTACK_AVATAR__HEYGEN__API_KEY"
+#: the largest answer we read (an avatar list with a few hundred entries is far below this)
+MAX_BODY_BYTES = 4 * 1024 * 1024
+#: HeyGen's body ``code`` for a bad, missing or used credential (sent with HTTP 401)
+UNAUTHORIZED_CODE = 400112
+_MESSAGE_LIMIT = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """How one request authenticates: the API key (``x-api-key``) or a session token
+    (``Authorization: Bearer``). The value never appears in a repr, a log or an error."""
+
+    kind: Literal["api_key", "session_token"]
+    value: str = field(repr=False)
+
+    def headers(self) -> dict[str, str]:
+        if self.kind == "api_key":
+            return {"x-api-key": self.value}
+        return {"Authorization": f"Bearer {self.value}"}
+
+
+class HeyGenRefusal(Exception):
+    """HeyGen answered a 4xx: the caller knows what it means for the operation it was doing."""
+
+    def __init__(
+        self, endpoint: str, status: int, code: int | None, message: str | None, *, via: str
+    ) -> None:
+        self.endpoint = endpoint
+        self.status = status
+        self.code = code
+        self.message = message
+        #: ``api_key`` or ``session_token``: which credential the refused request carried
+        self.via = via
+        #: seconds from a ``Retry-After`` header, if the answer had one
+        self.retry_after: float | None = None
+        super().__init__(f"{endpoint} answered HTTP {status} (code {code}): {message}")
+
+    @property
+    def unauthorized(self) -> bool:
+        return self.status == 401 or self.code == UNAUTHORIZED_CODE
+
+    def describe(self) -> str:
+        """``HTTP 400, code 10013: avatar not found`` (the vendor's own words, shortened)."""
+        parts = f"HTTP {self.status}"
+        if self.code is not None:
+            parts += f", code {self.code}"
+        return f"{parts}: {self.message}" if self.message else parts
+
+
+def _clean_message(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = _CONTROL.sub(" ", value).strip()
+    if len(text) > _MESSAGE_LIMIT:
+        text = text[: _MESSAGE_LIMIT - 1] + "…"
+    return text or None
+
+
+def _int_code(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:  # an HTTP date: not worth parsing for a hint
+        return None
+
+
+class HeyGenHttp:
+    """One ``aiohttp.ClientSession`` for the provider, created on first use, closed by ``close()``.
+
+    ``retries`` extra attempts with exponential backoff and jitter are made for idempotent calls
+    only, and only after a timeout, a connection failure or a 5xx answer.
+    """
+
+    def __init__(
+        self, base_url: str, *, timeout: float, retries: int, backoff: float, vendor: str
+    ) -> None:
+        base = base_url.rstrip("/")
+        if base.endswith("/v1"):  # pipecat configures "https://api.heygen.com/v1"
+            base = base[:-3]
+        self.base_url = base
+        self.vendor = vendor
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._retries = max(0, retries)
+        self._backoff = max(0.0, backoff)
+        self._random = secrets.SystemRandom()  # jitter
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                headers={"Accept": "application/json"},
+                raise_for_status=False,
+            )
+        return self._session
+
+    def _delay(self, attempt: int) -> float:
+        ceiling = self._backoff * (2**attempt)
+        return self._random.uniform(ceiling / 2, ceiling)
+
+    async def call(
+        self,
+        method: Literal["GET", "POST"],
+        endpoint: str,
+        *,
+        credential: Credential,
+        body: Mapping[str, Any] | None = None,
+        idempotent: bool,
+        time_limit: float | None = None,
+    ) -> dict[str, Any]:
+        """Send one API call (``endpoint`` is the path after the base URL, e.g.
+        ``v1/streaming.new``) and return the whole envelope of a 2xx answer."""
+        name = endpoint.rsplit("/", 1)[-1]
+        url = f"{self.base_url}/{endpoint}"
+        attempts = 1 + (self._retries if idempotent else 0)
+        headers = credential.headers()
+        request_timeout = aiohttp.ClientTimeout(total=time_limit) if time_limit else None
+        payload = dict(body) if body is not None and method == "POST" else None
+        if method == "POST" and payload is None:
+            payload = {}
+        failure = ""
+        last_exc: BaseException | None = None
+        for attempt in range(attempts):
+            try:
+                async with self._client().request(
+                    method,
+                    url,
+                    json=payload,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=request_timeout or self._timeout,
+                ) as response:
+                    status = response.status
+                    retry_after = response.headers.get("Retry-After")
+                    raw = await response.content.read(MAX_BODY_BYTES + 1)
+            except TimeoutError as exc:
+                seconds = (request_timeout or self._timeout).total
+                failure, last_exc = f"did not answer {name} within {seconds:g} s", exc
+            except aiohttp.ClientConnectionError as exc:
+                failure, last_exc = f"cannot be reached ({type(exc).__name__})", exc
+            except aiohttp.ClientError as exc:
+                log.warning("heygen_broken_answer", endpoint=name, error=type(exc).__name__)
+                raise UpstreamError(
+                    f"{self.vendor} sent a broken HTTP answer to {name}; try again, and report "
+                    "it if it keeps happening"
+                ) from exc
+            else:
+                if status < 500:
+                    return self._parse(name, status, raw, credential, retry_after)
+                failure, last_exc = f"answered {name} with HTTP {status}", None
+            if attempt + 1 < attempts:
+                delay = self._delay(attempt)
+                log.info("heygen_request_retry", endpoint=name, attempt=attempt + 1, reason=failure)
+                await asyncio.sleep(delay)
+        log.warning("heygen_unavailable", endpoint=name, attempts=attempts, reason=failure)
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        raise UnavailableError(
+            f"{self.vendor} is unavailable: it {failure}{tries}; try again later"
+        ) from last_exc
+
+    def _parse(
+        self, name: str, status: int, raw: bytes, credential: Credential, retry_after: str | None
+    ) -> dict[str, Any]:
+        if len(raw) > MAX_BODY_BYTES:
+            raise UpstreamError(
+                f"{self.vendor} answered {name} with more than {MAX_BODY_BYTES} bytes"
+            )
+        try:
+            body: Any = json.loads(raw) if raw.strip() else None
+        except ValueError:  # UnicodeDecodeError is a ValueError too
+            body = _NOT_JSON
+        if 200 <= status < 300:
+            if body is _NOT_JSON or not isinstance(body, dict):
+                log.warning("heygen_malformed_answer", endpoint=name, status=status)
+                what = "a body that is not JSON" if body is _NOT_JSON else "no JSON object"
+                raise UpstreamError(
+                    f"{self.vendor} answered {name} (HTTP {status}) with {what}; its API may "
+                    "have changed — report this with the time it happened"
+                )
+            return body
+        code = message = None
+        if isinstance(body, dict):
+            code = _int_code(body.get("code"))
+            message = _clean_message(body.get("message") or body.get("error"))
+        refusal = HeyGenRefusal(name, status, code, message, via=credential.kind)
+        refusal.retry_after = _seconds(retry_after)
+        raise refusal
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+_NOT_JSON: Any = object()

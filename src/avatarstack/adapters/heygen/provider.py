@@ -1,0 +1,687 @@
+"""HeyGen Interactive (Streaming) Avatar, the legacy ``api.heygen.com/v1/streaming.*`` API, as an
+:class:`~avatarstack.ports.avatar.AvatarProvider`.
+
+A session is three calls: ``streaming.create_token`` (API key) → ``streaming.new`` (Bearer session
+token, ``version: "v2"`` = LiveKit) → ``streaming.start``. The browser joins the LiveKit room with
+the returned ``url`` + ``access_token``; the server drives ``task`` / ``interrupt`` /
+``keep_alive`` / ``stop`` over REST.
+
+Credentials (``heygen-api.md`` §2), as HeyGen's own SDK and its backend pattern (SDK PR #69) use
+them: the API key (``x-api-key``) mints tokens and reads the lists; each session's calls carry
+that session's one-time token as ``Authorization: Bearer``. The doc also says a backend may call
+every endpoint with the API key, so when we hold no token for a session (after a restart) or
+HeyGen rejects it (reported at the one-hour mark), the call is repeated once with the API key —
+a 401 means nothing was done, so even ``task`` is safe to repeat. Session tokens live only in
+memory, are dropped when the session ends and are never logged.
+
+Events are derived, not received (HeyGen sends ``avatar_start_talking``/``…stop_talking`` to
+the browser over LiveKit only): ``speaking`` when a task starts, ``idle`` after its duration
+(HeyGen's ``duration_ms`` or :func:`~avatarstack.core.speech.estimate_speech_seconds`, times
+``speech_time_scale``; tasks queue one after another as at HeyGen), ``closed`` on ``stop`` or
+when HeyGen answers that the session is closed (``400006``). HeyGen closes idle or over-long
+sessions silently, so that ``closed`` arrives with the next call (``keep_alive`` runs
+regularly); its reason (``idle_timeout``/``max_duration``) is inferred from the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from avatarstack.adapters.heygen import _parse
+from avatarstack.adapters.heygen._http import (
+    API_KEY_SETTING,
+    Credential,
+    HeyGenHttp,
+    HeyGenRefusal,
+    log,
+)
+from avatarstack.core.speech import estimate_speech_seconds
+from avatarstack.ports.avatar import (
+    AvatarEvent,
+    AvatarEventType,
+    AvatarInfo,
+    LiveKitCredentials,
+    ProviderSession,
+    SessionRequest,
+    SpeakMode,
+)
+from avatarstack.ports.clock import Clock
+from avatarstack.ports.errors import (
+    AvatarstackError,
+    ConflictError,
+    FieldError,
+    InvalidInputError,
+    NotFoundError,
+    RateLimitedError,
+    UpstreamError,
+)
+
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "MAX_IDLE_TIMEOUT",
+    "MAX_TEXT_LENGTH",
+    "MIN_IDLE_TIMEOUT",
+    "HeyGenAvatarProvider",
+]
+
+#: one ``speak`` call's limit. HeyGen rejects or truncates text of "about 1000+" characters
+#: (HeyGen-Official/StreamingAvatar #18, a single report): 800 keeps a fifth of margin under an
+#: approximate threshold, and callers split text into sentences anyway.
+MAX_TEXT_LENGTH = 800
+#: HeyGen's ``activity_idle_timeout``: default and allowed range in seconds
+DEFAULT_IDLE_TIMEOUT = 120
+MIN_IDLE_TIMEOUT = 30
+MAX_IDLE_TIMEOUT = 3600
+#: the API has low (360p), medium (480p) and high (720p) only
+_QUALITY = {"low": "low", "medium": "medium", "high": "high", "very_high": "high"}
+#: ended sessions remembered (for a late ``events()`` or a repeated ``stop``)
+_ENDED_SESSIONS_KEPT = 1000
+
+# body codes seen in the wild (heygen-api.md §6); messages matter where codes are unknown
+_STATE_WRONG = 400006
+_AVATAR_NOT_FOUND = 10013
+_TTS_FAILED = 400009
+_NO_API_ACCESS = 400599
+_CONCURRENT = re.compile(r"concurrent\s+(session\s+)?limit", re.IGNORECASE)
+_WRONG_STATE = re.compile(r"not in (the )?correct state|session state wrong", re.IGNORECASE)
+_UNKNOWN_SESSION = re.compile(
+    r"session\b[^.]*\b(not found|not exist|does not exist|unknown)", re.IGNORECASE
+)
+_AVATAR_MISSING = re.compile(r"avatar\b[^.]*\bnot found", re.IGNORECASE)
+
+
+@dataclass(eq=False)
+class _Session:
+    """What the provider knows about one session (its token stays out of every repr)."""
+
+    session_id: str
+    token: str | None = field(repr=False)
+    started_at: datetime
+    idle_timeout: float
+    max_duration: float | None
+    last_activity: datetime
+    #: when the queued speech ends (speaking counts as activity)
+    busy_until: datetime
+    #: None ends the stream (the provider was closed)
+    queue: asyncio.Queue[AvatarEvent | None] = field(default_factory=asyncio.Queue)
+    closed: AvatarEvent | None = None
+    speaking: tuple[str, float] | None = None
+    pending: deque[tuple[str, float]] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
+
+
+class HeyGenAvatarProvider:
+    """An ``AvatarProvider`` for HeyGen's legacy Interactive Avatar API.
+
+    ``timeout`` bounds each request (``start_timeout`` the slower ``streaming.new`` and
+    ``streaming.start``; users report 6 to 7 s for ``new``); ``retries`` extra attempts with
+    exponential backoff (``backoff`` seconds, doubled, with jitter) are made for the idempotent
+    calls only — lists, ``keep_alive``, ``interrupt``, ``stop`` — never for ``create_token``,
+    ``new``, ``start`` or ``task``. ``speech_time_scale`` multiplies the time between a
+    ``speaking`` event and its ``idle`` (0 in tests).
+    """
+
+    max_text_length: int = MAX_TEXT_LENGTH
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        clock: Clock,
+        name: str = "heygen",
+        timeout: float = 10.0,
+        retries: int = 2,
+        speech_time_scale: float = 1.0,
+        start_timeout: float | None = None,
+        backoff: float = 0.5,
+    ) -> None:
+        if not api_key:
+            raise ValueError(f"the HeyGen avatar provider needs an API key ({API_KEY_SETTING})")
+        self.name = name
+        self._api_key = Credential("api_key", api_key)
+        self._clock = clock
+        self._speech_time_scale = max(0.0, speech_time_scale)
+        self._timeout = timeout
+        self._start_timeout = start_timeout if start_timeout is not None else max(timeout, 30.0)
+        self._http = HeyGenHttp(
+            base_url, timeout=timeout, retries=retries, backoff=backoff, vendor="HeyGen"
+        )
+        self._sessions: dict[str, _Session] = {}
+        self._ended: deque[str] = deque()
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, base_url={self._http.base_url!r})"
+
+    # ------------------------------------------------------------------ lists
+
+    async def ping(self) -> None:
+        """Readiness: the cheapest authenticated call (the running sessions)."""
+        await self.active_sessions()
+
+    async def list_avatars(self) -> Sequence[AvatarInfo]:
+        envelope = await self._get("v1/streaming/avatar.list", action="list the avatars")
+        return _parse.avatars(envelope)
+
+    async def active_sessions(self) -> Sequence[str]:
+        envelope = await self._get("v1/streaming.list", action="list the running sessions")
+        return _parse.running_session_ids(envelope)
+
+    # ------------------------------------------------------------------ session lifecycle
+
+    async def start_session(self, request: SessionRequest) -> ProviderSession:
+        idle_timeout = _idle_timeout(request.idle_timeout_seconds)
+        if request.sandbox:  # the legacy API has none; trial API keys play that role
+            log.info("heygen_sandbox_not_offered")
+        body = _without_none(
+            {
+                "version": "v2",  # LiveKit; v1 (raw WebRTC) is gone
+                "avatar_id": request.avatar_id,
+                "quality": _QUALITY[request.quality] if request.quality else None,
+                "voice": {"voice_id": request.voice_id} if request.voice_id else None,
+                "language": request.language,
+                "activity_idle_timeout": idle_timeout,
+                "video_encoding": "H264",  # what HeyGen's SDK always sends
+            }
+        )
+        token = await self._create_token()
+        try:
+            envelope, token_ok = await self._post_as(
+                token, "v1/streaming.new", body, idempotent=False, time_limit=self._start_timeout
+            )
+        except HeyGenRefusal as refusal:
+            raise self._error(
+                refusal, "create a session", avatar_id=request.avatar_id, starting=True
+            ) from refusal
+        created = _parse.new_session(envelope)  # without an id there is nothing to stop
+        session_token = token if token_ok else None
+        try:
+            if created.url is None or created.access_token is None:
+                raise UpstreamError(
+                    "HeyGen answered streaming.new without the LiveKit url and access_token; "
+                    "its API may have changed — report this with the time it happened"
+                )
+            try:
+                _, token_ok = await self._post_as(
+                    session_token,
+                    "v1/streaming.start",
+                    {"session_id": created.session_id},
+                    idempotent=False,
+                    time_limit=self._start_timeout,
+                )
+            except HeyGenRefusal as refusal:
+                raise self._error(
+                    refusal, "start the session", session_id=created.session_id, starting=True
+                ) from refusal
+        except BaseException:
+            await self._abandon(created.session_id, session_token)
+            raise
+        now = self._clock.now()
+        self._remember(
+            _Session(
+                session_id=created.session_id,
+                token=session_token if token_ok else None,
+                started_at=now,
+                idle_timeout=float(idle_timeout),
+                max_duration=created.duration_limit,
+                last_activity=now,
+                busy_until=now,
+            )
+        )
+        log.info(
+            "heygen_session_started",
+            session_id=created.session_id,
+            avatar_id=request.avatar_id,
+            idle_timeout=idle_timeout,
+            max_duration=created.duration_limit,
+        )
+        return ProviderSession(
+            provider_session_id=created.session_id,
+            livekit=LiveKitCredentials(url=created.url, access_token=created.access_token),
+            max_duration_seconds=created.duration_limit,
+            idle_timeout_seconds=float(idle_timeout),
+        )
+
+    async def speak(self, provider_session_id: str, text: str, mode: SpeakMode) -> str:
+        if mode not in ("repeat", "talk"):
+            raise InvalidInputError(
+                "the speech mode must be repeat or talk",
+                [
+                    FieldError(
+                        "body.mode", "use repeat (say it verbatim) or talk (let HeyGen answer)"
+                    )
+                ],
+            )
+        cleaned = text.strip()
+        if not cleaned:
+            raise InvalidInputError(
+                "there is nothing to say", [FieldError("body.text", "the text is empty")]
+            )
+        if len(cleaned) > self.max_text_length:
+            raise InvalidInputError(
+                f"HeyGen speaks at most {self.max_text_length} characters per call; split the "
+                "text into sentences first",
+                [FieldError("body.text", f"longer than {self.max_text_length} characters")],
+            )
+        state = self._usable(provider_session_id)
+        envelope = await self._session_call(
+            provider_session_id,
+            state,
+            "v1/streaming.task",
+            {
+                "session_id": provider_session_id,
+                "text": cleaned,
+                "task_type": mode,
+                "task_mode": "async",  # returns at once; speaking/idle events follow
+            },
+            idempotent=False,
+            action="make the avatar speak",
+        )
+        task_id, seconds = _parse.task(envelope)
+        if task_id is None:  # accepted but unnamed: do not make the caller say it twice
+            task_id = f"local-{uuid.uuid4().hex}"
+            log.warning("heygen_task_without_id", session_id=provider_session_id)
+        if seconds is None:
+            seconds = estimate_speech_seconds(cleaned)
+        state = state or self._adopt(provider_session_id)
+        self._touch(state, seconds)
+        self._queue_speech(state, task_id, seconds)
+        return task_id
+
+    async def interrupt(self, provider_session_id: str) -> None:
+        state = self._usable(provider_session_id)
+        await self._session_call(
+            provider_session_id,
+            state,
+            "v1/streaming.interrupt",
+            {"session_id": provider_session_id},
+            idempotent=True,
+            action="interrupt the avatar",
+        )
+        state = state or self._adopt(provider_session_id)
+        self._touch(state)
+        self._silence(state)
+
+    async def keep_alive(self, provider_session_id: str) -> None:
+        state = self._usable(provider_session_id)
+        await self._session_call(
+            provider_session_id,
+            state,
+            "v1/streaming.keep_alive",
+            {"session_id": provider_session_id},
+            idempotent=True,
+            action="keep the session alive",
+        )
+        self._touch(state or self._adopt(provider_session_id))
+
+    async def stop(self, provider_session_id: str) -> None:
+        state = self._sessions.get(provider_session_id)
+        if state is not None and state.closed is not None:
+            return  # we stopped it, or HeyGen told us it ended
+        try:
+            await self._session_call(
+                provider_session_id,
+                state,
+                "v1/streaming.stop",
+                {"session_id": provider_session_id},
+                idempotent=True,
+                action="stop the session",
+            )
+        except ConflictError:  # ended at HeyGen already, or never known there
+            log.info("heygen_stop_already_ended", session_id=provider_session_id)
+            return
+        if state is not None:
+            self._close(state, "stopped")
+        log.info("heygen_session_stopped", session_id=provider_session_id)
+
+    async def events(self, provider_session_id: str) -> AsyncIterator[AvatarEvent]:
+        state = self._sessions.get(provider_session_id)
+        if state is None:
+            raise ConflictError(
+                f"HeyGen session {provider_session_id} was not started through this provider; "
+                "start a new session"
+            )
+        while True:
+            if state.queue.empty():
+                if state.closed is not None:
+                    yield state.closed  # a late listener still learns how it ended
+                    return
+                if self._closed:
+                    return
+            event = await state.queue.get()
+            if event is None:  # close(): the session may still run at HeyGen
+                return
+            yield event
+            if event.type == "closed":
+                return
+
+    async def close(self) -> None:
+        """Cancel speech timers and end open event streams (without a ``closed`` event:
+        sessions are not stopped at HeyGen — the caller stops what it no longer needs). A
+        clean-up ``stop`` still in flight gets up to ``timeout`` seconds to finish."""
+        self._closed = True
+        for state in self._sessions.values():
+            if state.closed is None:
+                state.queue.put_nowait(None)
+        if self._background:  # stops of sessions whose start failed: let them finish
+            await asyncio.wait(set(self._background), timeout=self._timeout)
+        workers = [s.worker for s in self._sessions.values() if s.worker is not None]
+        workers += list(self._background)
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for state in self._sessions.values():
+            state.worker = None
+        await self._http.close()
+
+    # ------------------------------------------------------------------ HTTP + error mapping
+
+    async def _get(self, endpoint: str, *, action: str) -> dict[str, Any]:
+        try:
+            return await self._http.call("GET", endpoint, credential=self._api_key, idempotent=True)
+        except HeyGenRefusal as refusal:
+            raise self._error(refusal, action) from refusal
+
+    async def _create_token(self) -> str:
+        try:
+            envelope = await self._http.call(
+                "POST",
+                "v1/streaming.create_token",
+                credential=self._api_key,
+                body={},
+                idempotent=False,
+            )
+        except HeyGenRefusal as refusal:
+            raise self._error(refusal, "create a session token", starting=True) from refusal
+        return _parse.session_token(envelope)
+
+    async def _post_as(
+        self,
+        token: str | None,
+        endpoint: str,
+        body: dict[str, Any],
+        *,
+        idempotent: bool,
+        time_limit: float | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """POST with the session token if we have one, else (or when HeyGen rejects it) with
+        the API key; also says whether the token was accepted."""
+        if token is not None:
+            try:
+                envelope = await self._http.call(
+                    "POST",
+                    endpoint,
+                    credential=Credential("session_token", token),
+                    body=body,
+                    idempotent=idempotent,
+                    time_limit=time_limit,
+                )
+                return envelope, True
+            except HeyGenRefusal as refusal:
+                if not refusal.unauthorized:
+                    raise
+                log.info("heygen_session_token_rejected", endpoint=refusal.endpoint)
+        envelope = await self._http.call(
+            "POST",
+            endpoint,
+            credential=self._api_key,
+            body=body,
+            idempotent=idempotent,
+            time_limit=time_limit,
+        )
+        return envelope, False
+
+    async def _session_call(
+        self,
+        session_id: str,
+        state: _Session | None,
+        endpoint: str,
+        body: dict[str, Any],
+        *,
+        idempotent: bool,
+        action: str,
+    ) -> dict[str, Any]:
+        token = state.token if state is not None else None
+        try:
+            envelope, token_ok = await self._post_as(token, endpoint, body, idempotent=idempotent)
+        except HeyGenRefusal as refusal:
+            if state is not None and token is not None and refusal.via == "api_key":
+                state.token = None  # HeyGen rejected it before we fell back
+            error = self._error(refusal, action, session_id=session_id)
+            if state is not None and isinstance(error, ConflictError):
+                self._closed_by_vendor(state)
+            raise error from refusal
+        if state is not None and token is not None and not token_ok:
+            state.token = None
+        return envelope
+
+    def _error(
+        self,
+        refusal: HeyGenRefusal,
+        action: str,
+        *,
+        session_id: str | None = None,
+        avatar_id: str | None = None,
+        starting: bool = False,
+    ) -> AvatarstackError:
+        """The port error for a 4xx answer, with a sentence a person can act on."""
+        message = refusal.message or ""
+        said = refusal.describe()
+        if refusal.unauthorized:
+            log.warning("heygen_api_key_rejected", endpoint=refusal.endpoint)
+            return UpstreamError(
+                f"HeyGen rejected the API key when asked to {action} ({said}); set "
+                f"{API_KEY_SETTING} to an active key from HeyGen → Settings → API "
+                "(a LiveAvatar key does not work with this API)"
+            )
+        if refusal.code == _NO_API_ACCESS or refusal.status == 403:
+            return UpstreamError(
+                f"HeyGen refused to {action} ({said}): the account of {API_KEY_SETTING} has "
+                "no API access to streaming avatars; check its plan"
+            )
+        if refusal.code == _AVATAR_NOT_FOUND or _AVATAR_MISSING.search(message):
+            which = f" {avatar_id!r}" if avatar_id else " (the account default)"
+            return NotFoundError(
+                f"HeyGen has no interactive avatar{which} for this API key; choose one from "
+                "the avatar list"
+            )
+        if _CONCURRENT.search(message):
+            return RateLimitedError(
+                "HeyGen's limit of concurrent sessions for this API key is reached (trial keys "
+                "allow 3); stop sessions you no longer need, or wait until HeyGen closes idle "
+                "ones",
+                retry_after=refusal.retry_after or 30.0,
+            )
+        if refusal.status == 429:
+            return RateLimitedError(
+                f"HeyGen is rate limiting us; try to {action} again later",
+                retry_after=refusal.retry_after or 5.0,
+            )
+        if refusal.code == _STATE_WRONG or _WRONG_STATE.search(message):
+            if starting:
+                return UpstreamError(
+                    f"HeyGen closed the new session before it started ({said}); try again"
+                )
+            return ConflictError(
+                f"HeyGen session {session_id} is closed or not started; start a new session"
+            )
+        if session_id is not None and _UNKNOWN_SESSION.search(message):
+            if starting:
+                return UpstreamError(f"HeyGen lost the new session before it started ({said})")
+            return ConflictError(
+                f"HeyGen has no session {session_id} (never started, or ended long ago); start "
+                "a new session"
+            )
+        if refusal.code == _TTS_FAILED:
+            return UpstreamError(
+                f"HeyGen's text-to-speech failed when asked to {action} ({said}); check the "
+                "voice and its provider settings at HeyGen"
+            )
+        log.warning(
+            "heygen_request_refused",
+            endpoint=refusal.endpoint,
+            status=refusal.status,
+            code=refusal.code,
+        )
+        return UpstreamError(f"HeyGen refused to {action} ({said})")
+
+    async def _abandon(self, session_id: str, token: str | None) -> None:
+        """Stop a session whose start failed, even when the caller is being cancelled."""
+        task = asyncio.ensure_future(self._stop_quietly(session_id, token))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await asyncio.shield(task)
+
+    async def _stop_quietly(self, session_id: str, token: str | None) -> None:
+        try:
+            await self._post_as(
+                token, "v1/streaming.stop", {"session_id": session_id}, idempotent=True
+            )
+        except (HeyGenRefusal, AvatarstackError) as exc:
+            log.warning("heygen_cleanup_failed", session_id=session_id, error=type(exc).__name__)
+            return
+        log.info("heygen_session_abandoned", session_id=session_id)
+
+    # ------------------------------------------------------------------ session state + events
+
+    def _remember(self, state: _Session) -> None:
+        self._sessions[state.session_id] = state
+
+    def _adopt(self, session_id: str) -> _Session:
+        """Follow a session started elsewhere (e.g. before a restart) once a call succeeds."""
+        state = self._sessions.get(session_id)
+        if state is None:
+            now = self._clock.now()
+            state = _Session(
+                session_id=session_id,
+                token=None,
+                started_at=now,
+                idle_timeout=float(DEFAULT_IDLE_TIMEOUT),
+                max_duration=None,
+                last_activity=now,
+                busy_until=now,
+            )
+            self._remember(state)
+        return state
+
+    def _usable(self, session_id: str) -> _Session | None:
+        state = self._sessions.get(session_id)
+        if state is not None and state.closed is not None:
+            raise ConflictError(
+                f"HeyGen session {session_id} has ended ({state.closed.reason}); start a new "
+                "session"
+            )
+        return state
+
+    def _touch(self, state: _Session, speech_seconds: float = 0.0) -> None:
+        now = self._clock.now()
+        state.last_activity = now
+        state.busy_until = max(now, state.busy_until) + timedelta(seconds=speech_seconds)
+
+    def _closed_by_vendor(self, state: _Session) -> str:
+        """HeyGen says the session is over: infer why from the clock, then close it here."""
+        if state.closed is not None:
+            return state.closed.reason or "closed"
+        now = self._clock.now()
+        idle_since = max(state.last_activity, state.busy_until)
+        if state.max_duration is not None and now >= state.started_at + timedelta(
+            seconds=state.max_duration
+        ):
+            reason = "max_duration"
+        elif now >= idle_since + timedelta(seconds=state.idle_timeout):
+            reason = "idle_timeout"
+        else:
+            reason = "closed_by_vendor"
+        log.info("heygen_session_closed_by_vendor", session_id=state.session_id, reason=reason)
+        self._close(state, reason)
+        return reason
+
+    def _close(self, state: _Session, reason: str) -> None:
+        if state.closed is not None:
+            return
+        self._silence(state)
+        state.token = None
+        state.closed = self._event(state, "closed", reason=reason)
+        state.queue.put_nowait(state.closed)
+        self._ended.append(state.session_id)
+        while len(self._ended) > _ENDED_SESSIONS_KEPT:
+            self._sessions.pop(self._ended.popleft(), None)
+
+    def _event(
+        self,
+        state: _Session,
+        kind: AvatarEventType,
+        *,
+        task_id: str | None = None,
+        reason: str | None = None,
+        duration: float | None = None,
+    ) -> AvatarEvent:
+        return AvatarEvent(
+            type=kind,
+            provider_session_id=state.session_id,
+            task_id=task_id,
+            reason=reason,
+            duration_seconds=duration,
+            at=self._clock.now(),
+        )
+
+    def _emit(self, state: _Session, kind: Literal["speaking", "idle"], **values: Any) -> None:
+        state.queue.put_nowait(self._event(state, kind, **values))
+
+    def _queue_speech(self, state: _Session, task_id: str, seconds: float) -> None:
+        """HeyGen speaks async tasks one after another: ``speaking`` now if the avatar is idle,
+        else when the tasks before it are done."""
+        if state.speaking is not None:
+            state.pending.append((task_id, seconds))
+            return
+        state.speaking = (task_id, seconds)
+        self._emit(state, "speaking", task_id=task_id, duration=seconds)
+        state.worker = asyncio.get_running_loop().create_task(
+            self._speech(state), name=f"heygen-speech-{state.session_id}"
+        )
+
+    async def _speech(self, state: _Session) -> None:
+        while state.speaking is not None:
+            task_id, seconds = state.speaking
+            await asyncio.sleep(seconds * self._speech_time_scale)
+            self._emit(state, "idle", task_id=task_id)
+            state.speaking = state.pending.popleft() if state.pending else None
+            if state.speaking is not None:
+                next_id, next_seconds = state.speaking
+                self._emit(state, "speaking", task_id=next_id, duration=next_seconds)
+        state.worker = None
+
+    def _silence(self, state: _Session) -> None:
+        """The avatar stopped mid-task (interrupt or end): ``idle`` for the cut task; queued
+        tasks are dropped (they never started, so they get no events)."""
+        if state.worker is not None:
+            state.worker.cancel()
+            state.worker = None
+        if state.speaking is not None:
+            self._emit(state, "idle", task_id=state.speaking[0], reason="interrupted")
+            state.speaking = None
+        state.pending.clear()
+
+
+def _idle_timeout(requested: int | None) -> int:
+    """HeyGen accepts 30 to 3600 s; a value outside is clamped (and reported back in the
+    ProviderSession, so the caller schedules keep-alives for what really applies)."""
+    if requested is None:
+        return DEFAULT_IDLE_TIMEOUT
+    used = min(MAX_IDLE_TIMEOUT, max(MIN_IDLE_TIMEOUT, int(requested)))
+    if used != requested:
+        log.info("heygen_idle_timeout_clamped", requested=requested, used=used)
+    return used
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

@@ -1,0 +1,341 @@
+"""Avatar sessions: who runs which paid vendor session, within which limits, for how long.
+
+The registry lives in storage (``avatar_sessions``), so limits hold across instances and a
+restarted instance finds what it left running. One maintenance pass (:meth:`AvatarService.tick`,
+run periodically by the app and directly by tests with a manual clock) keeps sessions alive
+while they are used, stops idle ones, renews sessions before the vendor's duration cap (between
+utterances, so no sentence is cut) and reconciles the registry with the vendor after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from avatarstack.core.speech import estimate_speech_seconds, split_for_speech
+from avatarstack.ports.avatar import (
+    AvatarInfo,
+    AvatarProvider,
+    LiveKitCredentials,
+    SessionRequest,
+    SpeakMode,
+)
+from avatarstack.ports.clock import Clock
+from avatarstack.ports.errors import (
+    AvatarstackError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+)
+from avatarstack.ports.storage import AvatarSession, Storage, new_id
+
+log = structlog.get_logger("avatarstack.avatars")
+
+STARTING = "starting"
+ACTIVE = "active"
+STOPPED = "stopped"
+FAILED = "failed"
+LIVE = (STARTING, ACTIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class AvatarPolicy:
+    #: sessions one user may run at once
+    per_user: int = 1
+    #: sessions the whole deployment may run at once (keep it below the vendor account's limit)
+    total: int = 3
+    #: keep-alive cadence while a session is in use (vendors close idle sessions after 2 to 5 min)
+    keep_alive_every: timedelta = timedelta(seconds=60)
+    #: a session nobody used for this long is stopped (it costs money while it runs)
+    stop_idle_after: timedelta = timedelta(minutes=5)
+    #: renew this long before the vendor's duration cap
+    renew_before: timedelta = timedelta(seconds=90)
+
+
+@dataclass(frozen=True, slots=True)
+class StartedSession:
+    session: AvatarSession
+    #: handed to the browser once; never stored
+    livekit: LiveKitCredentials | None
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    session_id: str
+    old_provider_session_id: str
+    new_provider_session_id: str
+    livekit: LiveKitCredentials | None
+
+
+class AvatarService:
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        provider: AvatarProvider,
+        clock: Clock,
+        policy: AvatarPolicy | None = None,
+    ) -> None:
+        self._storage = storage
+        self.provider = provider
+        self._clock = clock
+        self.policy = policy or AvatarPolicy()
+
+    # ------------------------------------------------------------------ queries
+
+    async def list_avatars(self) -> Sequence[AvatarInfo]:
+        return await self.provider.list_avatars()
+
+    async def list_sessions(
+        self, owner_id: str, *, active_only: bool = False
+    ) -> list[AvatarSession]:
+        async with self._storage.unit_of_work() as uow:
+            return list(await uow.avatar_sessions.list_for_owner(owner_id, active_only=active_only))
+
+    async def get(self, owner_id: str, session_id: str) -> AvatarSession:
+        async with self._storage.unit_of_work() as uow:
+            session = await uow.avatar_sessions.get(session_id)
+        if session is None or session.owner_id != owner_id:
+            raise NotFoundError("no such avatar session")
+        return session
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, owner_id: str, request: SessionRequest) -> StartedSession:
+        """Reserve a slot in the registry, then start at the vendor. The reservation counts
+        against the limits at once, so concurrent starts cannot overshoot them."""
+        now = self._clock.now()
+        reserved = AvatarSession(
+            id=new_id(),
+            owner_id=owner_id,
+            provider=self.provider.name,
+            status=STARTING,
+            started_at=now,
+            last_activity_at=now,
+            data={"request": request.model_dump(exclude_none=True)},
+        )
+        async with self._storage.unit_of_work() as uow:
+            mine = await uow.avatar_sessions.list_for_owner(owner_id, active_only=True)
+            if len(mine) >= self.policy.per_user:
+                raise RateLimitedError(
+                    f"you already have {len(mine)} avatar session(s) running; stop one first",
+                    retry_after=5,
+                )
+            if len(await uow.avatar_sessions.list_active()) >= self.policy.total:
+                raise RateLimitedError(
+                    "all avatar sessions are in use; try again in a minute", retry_after=30
+                )
+            await uow.avatar_sessions.add(reserved)
+            await uow.commit()
+        try:
+            started = await self.provider.start_session(request)
+        except BaseException:
+            await self._end(reserved.id, FAILED, "start_failed")
+            raise
+        expires = (
+            now + timedelta(seconds=started.max_duration_seconds)
+            if started.max_duration_seconds
+            else None
+        )
+        session = reserved.model_copy(
+            update={
+                "provider_session_id": started.provider_session_id,
+                "status": ACTIVE,
+                "expires_at": expires,
+                "data": {**reserved.data, "keep_alive_at": now.isoformat()},
+            }
+        )
+        try:
+            async with self._storage.unit_of_work() as uow:
+                await uow.avatar_sessions.update(session)
+                await uow.commit()
+        except BaseException:
+            await self._stop_quietly(started.provider_session_id)
+            raise
+        log.info("avatar_session_started", session_id=session.id, provider=self.provider.name)
+        return StartedSession(session=session, livekit=started.livekit)
+
+    async def speak(self, owner_id: str, session_id: str, text: str, mode: SpeakMode) -> list[str]:
+        """Say ``text`` (split into sentences within the vendor's limit); returns task ids."""
+        session = await self._active(owner_id, session_id)
+        chunks = split_for_speech(text, self.provider.max_text_length)
+        assert session.provider_session_id is not None
+        tasks = [
+            await self.provider.speak(session.provider_session_id, chunk, mode) for chunk in chunks
+        ]
+        now = self._clock.now()
+        busy_until = max(now, _when(session.data.get("speaking_until")) or now) + timedelta(
+            seconds=sum(estimate_speech_seconds(c) for c in chunks)
+        )
+        await self._update(
+            session.id,
+            last_activity_at=now,
+            data={"speaking_until": busy_until.isoformat()},
+        )
+        return tasks
+
+    async def interrupt(self, owner_id: str, session_id: str) -> None:
+        session = await self._active(owner_id, session_id)
+        assert session.provider_session_id is not None
+        await self.provider.interrupt(session.provider_session_id)
+        now = self._clock.now()
+        await self._update(
+            session.id, last_activity_at=now, data={"speaking_until": now.isoformat()}
+        )
+
+    async def touch(self, owner_id: str, session_id: str) -> None:
+        """Chat activity in the conversation that uses this session: it is still wanted."""
+        session = await self._active(owner_id, session_id)
+        await self._update(session.id, last_activity_at=self._clock.now())
+
+    async def stop(self, owner_id: str, session_id: str) -> None:
+        session = await self.get(owner_id, session_id)
+        if session.status not in LIVE:
+            return
+        if session.provider_session_id:
+            await self.provider.stop(session.provider_session_id)
+        await self._end(session.id, STOPPED, "user")
+
+    # ------------------------------------------------------------------ maintenance
+
+    async def tick(self) -> list[Renewal]:
+        """One maintenance pass; returns the renewals it made (the new LiveKit credentials go
+        to the owner's browser)."""
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            sessions = [s for s in await uow.avatar_sessions.list_active() if s.status == ACTIVE]
+        renewals: list[Renewal] = []
+        for session in sessions:
+            try:
+                renewal = await self._maintain(session, now)
+            except AvatarstackError as exc:
+                log.warning("avatar_maintenance_failed", session_id=session.id, error=exc.code)
+                continue
+            if renewal is not None:
+                renewals.append(renewal)
+        return renewals
+
+    async def _maintain(self, session: AvatarSession, now: datetime) -> Renewal | None:
+        assert session.provider_session_id is not None
+        if now - session.last_activity_at >= self.policy.stop_idle_after:
+            await self._stop_quietly(session.provider_session_id)
+            await self._end(session.id, STOPPED, "idle")
+            return None
+        if session.expires_at is not None and session.expires_at - now <= self.policy.renew_before:
+            speaking_until = _when(session.data.get("speaking_until"))
+            if speaking_until is None or speaking_until <= now:  # between utterances
+                return await self._renew(session, now)
+        keep_alive_at = _when(session.data.get("keep_alive_at")) or session.started_at
+        if now - keep_alive_at >= self.policy.keep_alive_every:
+            try:
+                await self.provider.keep_alive(session.provider_session_id)
+            except ConflictError:  # the vendor closed it (idle, cap, crash)
+                await self._end(session.id, STOPPED, "closed_by_provider")
+                return None
+            await self._update(session.id, data={"keep_alive_at": now.isoformat()})
+        return None
+
+    async def _renew(self, session: AvatarSession, now: datetime) -> Renewal:
+        """Start a replacement before the cap, point the registry at it, stop the old one."""
+        old = session.provider_session_id
+        assert old is not None
+        request = SessionRequest.model_validate(session.data.get("request", {}))
+        started = await self.provider.start_session(request)
+        expires = (
+            now + timedelta(seconds=started.max_duration_seconds)
+            if started.max_duration_seconds
+            else None
+        )
+        renewals = int(session.data.get("renewals", 0)) + 1
+        await self._update(
+            session.id,
+            provider_session_id=started.provider_session_id,
+            expires_at=expires,
+            data={"keep_alive_at": now.isoformat(), "renewals": renewals},
+        )
+        await self._stop_quietly(old)
+        log.info("avatar_session_renewed", session_id=session.id, renewals=renewals)
+        return Renewal(session.id, old, started.provider_session_id, started.livekit)
+
+    async def reconcile(self) -> tuple[int, int]:
+        """After a crash: stop vendor sessions the registry does not know as live, and end
+        registry rows whose vendor session is gone. Returns (stopped, ended)."""
+        running = set(await self.provider.active_sessions())
+        async with self._storage.unit_of_work() as uow:
+            live = [
+                s
+                for s in await uow.avatar_sessions.list_active()
+                if s.provider == self.provider.name
+            ]
+        known = {s.provider_session_id for s in live if s.provider_session_id}
+        stopped = 0
+        for orphan in sorted(running - known):
+            await self._stop_quietly(orphan)
+            stopped += 1
+        ended = 0
+        for session in live:
+            if session.status == STARTING or session.provider_session_id not in running:
+                await self._end(
+                    session.id, FAILED if session.status == STARTING else STOPPED, "lost"
+                )
+                ended += 1
+        if stopped or ended:
+            log.warning("avatar_sessions_reconciled", stopped=stopped, ended=ended)
+        return stopped, ended
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _active(self, owner_id: str, session_id: str) -> AvatarSession:
+        session = await self.get(owner_id, session_id)
+        if session.status != ACTIVE or not session.provider_session_id:
+            raise ConflictError(f"the avatar session is {session.status}, not active")
+        return session
+
+    async def _update(
+        self, session_id: str, *, data: dict[str, Any] | None = None, **fields: Any
+    ) -> None:
+        async with self._storage.unit_of_work() as uow:
+            current = await uow.avatar_sessions.get(session_id)
+            if current is None:
+                raise NotFoundError("no such avatar session")
+            update = dict(fields)
+            if data:
+                update["data"] = {**current.data, **data}
+            await uow.avatar_sessions.update(current.model_copy(update=update))
+            await uow.commit()
+
+    async def _end(self, session_id: str, status: str, reason: str) -> None:
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            current = await uow.avatar_sessions.get(session_id)
+            if current is None or current.ended_at is not None:
+                return
+            cost = (
+                (now - current.started_at).total_seconds() if current.provider_session_id else 0.0
+            )
+            await uow.avatar_sessions.update(
+                current.model_copy(
+                    update={
+                        "status": status,
+                        "ended_at": now,
+                        "cost_seconds": max(cost, 0.0),
+                        "data": {**current.data, "end_reason": reason},
+                    }
+                )
+            )
+            await uow.commit()
+        log.info("avatar_session_ended", session_id=session_id, status=status, reason=reason)
+
+    async def _stop_quietly(self, provider_session_id: str) -> None:
+        try:
+            await self.provider.stop(provider_session_id)
+        except AvatarstackError as exc:
+            log.warning("avatar_stop_failed", error=exc.code)
+
+
+def _when(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None

@@ -1,0 +1,226 @@
+"""The avatar routes of the public contract, on the offline text provider and on LiveAvatar
+(against its fake server, with the default browser relay carrying data-channel commands)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from avatarstack.adapters.argon2 import Argon2PasswordHasher
+from avatarstack.bootstrap.app import CONTAINER
+from avatarstack.core.identity import RequestContext
+from avatarstack.testkit.liveavatar import FakeLiveAvatar
+
+API = "/api/v1/avatar"
+PASSWORD = "correct horse battery"
+
+
+def fast_hasher() -> Argon2PasswordHasher:
+    return Argon2PasswordHasher(memory_cost=1024, time_cost=1, parallelism=1)
+
+
+async def login(client: Any, email: str, role: str = "member") -> dict[str, str]:
+    identity = client.server.app[CONTAINER].identity()
+    await identity.create_user(email, PASSWORD, frozenset({role}), RequestContext())
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status == 200, await response.text()
+    return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
+
+
+@pytest.fixture
+async def text_client(avatarstack_client: Any) -> Any:
+    return await avatarstack_client(
+        providers_={"password_hasher": fast_hasher()},
+        avatar={"sessions_per_user": 1, "sessions_total": 2},
+    )
+
+
+async def test_a_member_runs_a_text_avatar_session_end_to_end(text_client: Any) -> None:
+    auth = await login(text_client, "ada@example.com")
+    avatars = await (await text_client.get(f"{API}/avatars", headers=auth)).json()
+    assert avatars["provider"] == "text"
+    assert avatars["avatars"]
+
+    started = await text_client.post(f"{API}/sessions", json={}, headers=auth)
+    assert started.status == 201, await started.text()
+    session = await started.json()
+    assert session["provider"] == "text"
+    assert session["status"] == "active"
+    assert session["livekit"] is None  # no video offline
+    sid = session["session_id"]
+
+    spoken = await text_client.post(
+        f"{API}/sessions/{sid}/speak", json={"text": "Hello. How can I help?"}, headers=auth
+    )
+    assert spoken.status == 202
+    assert (await spoken.json())["task_id"]
+    assert (await text_client.post(f"{API}/sessions/{sid}/interrupt", headers=auth)).status == 204
+    listed = await (await text_client.get(f"{API}/sessions", headers=auth)).json()
+    assert [s["session_id"] for s in listed["sessions"]] == [sid]
+
+    assert (await text_client.delete(f"{API}/sessions/{sid}", headers=auth)).status == 204
+    after = await text_client.post(
+        f"{API}/sessions/{sid}/speak", json={"text": "still there?"}, headers=auth
+    )
+    assert after.status == 409
+    assert after.content_type == "application/problem+json"
+
+
+async def test_limits_answer_429_problems(text_client: Any) -> None:
+    ada = await login(text_client, "ada@example.com")
+    bob = await login(text_client, "bob@example.com")
+    cyd = await login(text_client, "cyd@example.com")
+    assert (await text_client.post(f"{API}/sessions", json={}, headers=ada)).status == 201
+    second = await text_client.post(f"{API}/sessions", json={}, headers=ada)
+    assert second.status == 429
+    assert second.headers["Retry-After"]
+    assert (await text_client.post(f"{API}/sessions", json={}, headers=bob)).status == 201
+    total = await text_client.post(f"{API}/sessions", json={}, headers=cyd)
+    assert total.status == 429
+    assert "in use" in (await total.json())["detail"]
+
+
+async def test_another_users_session_does_not_exist_for_you(text_client: Any) -> None:
+    ada = await login(text_client, "ada@example.com")
+    bob = await login(text_client, "bob@example.com")
+    sid = (await (await text_client.post(f"{API}/sessions", json={}, headers=ada)).json())[
+        "session_id"
+    ]
+    for method, path in (
+        ("POST", f"{API}/sessions/{sid}/speak"),
+        ("POST", f"{API}/sessions/{sid}/interrupt"),
+        ("DELETE", f"{API}/sessions/{sid}"),
+    ):
+        response = await text_client.request(method, path, json={"text": "hi"}, headers=bob)
+        assert response.status == 404, (method, path)
+
+
+async def test_bad_input_gets_4xx_problems(text_client: Any) -> None:
+    auth = await login(text_client, "ada@example.com")
+    unknown = await text_client.post(
+        f"{API}/sessions", json={"avatar_id": "no-such-avatar"}, headers=auth
+    )
+    assert unknown.status == 404
+    bad_quality = await text_client.post(f"{API}/sessions", json={"quality": "8k"}, headers=auth)
+    assert bad_quality.status == 422
+    sid = (await (await text_client.post(f"{API}/sessions", json={}, headers=auth)).json())[
+        "session_id"
+    ]
+    for body in ({"text": ""}, {"text": "   "}, {"text": "hi", "mode": "sing"}):
+        response = await text_client.post(f"{API}/sessions/{sid}/speak", json=body, headers=auth)
+        assert response.status == 422, body
+    nul = await text_client.post(f"{API}/sessions/%00/speak", json={"text": "hi"}, headers=auth)
+    assert nul.status == 404
+
+
+async def test_very_long_text_is_split_into_sentences_within_the_provider_limit(
+    text_client: Any,
+) -> None:
+    auth = await login(text_client, "ada@example.com")
+    sid = (await (await text_client.post(f"{API}/sessions", json={}, headers=auth)).json())[
+        "session_id"
+    ]
+    text = "This is one sentence of a long answer. " * 120  # ~4,700 characters
+    spoken = await text_client.post(
+        f"{API}/sessions/{sid}/speak", json={"text": text}, headers=auth
+    )
+    assert spoken.status == 202
+    assert len((await spoken.json())["task_ids"]) > 1
+
+
+async def test_anonymous_callers_are_refused(text_client: Any) -> None:
+    assert (await text_client.get(f"{API}/avatars")).status == 401
+
+
+# --------------------------------------------------------------------------- LiveAvatar
+
+
+@pytest.fixture
+async def fake_liveavatar() -> AsyncIterator[FakeLiveAvatar]:
+    async with FakeLiveAvatar() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def live_client(avatarstack_client: Any, fake_liveavatar: FakeLiveAvatar) -> Any:
+    return await avatarstack_client(
+        providers_={"password_hasher": fast_hasher()},
+        avatar={
+            "provider": "liveavatar",
+            "liveavatar": {
+                "api_key": fake_liveavatar.api_key,
+                "base_url": fake_liveavatar.base_url,
+            },
+        },
+    )
+
+
+@contextlib.asynccontextmanager
+async def browser_relay(client: Any, provider_session_id: str, fake: FakeLiveAvatar) -> Any:
+    """What the owner's page does: take the session's commands from our relay and publish them
+    on the room's data channel (here: the fake's stand-in)."""
+    relay = client.server.app[CONTAINER].avatar_commands()
+    queue = relay.subscribe(provider_session_id)
+
+    async def forward() -> None:
+        while True:
+            command = await queue.get()
+            await fake.commands.send(provider_session_id, command)
+
+    task = asyncio.create_task(forward())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        relay.unsubscribe(provider_session_id, queue)
+
+
+async def test_a_liveavatar_session_hands_the_browser_livekit_credentials_never_the_key(
+    live_client: Any, fake_liveavatar: FakeLiveAvatar
+) -> None:
+    auth = await login(live_client, "ada@example.com")
+    avatar_id = sorted(fake_liveavatar.active_avatar_ids)[0]
+    started = await live_client.post(f"{API}/sessions", json={"avatar_id": avatar_id}, headers=auth)
+    assert started.status == 201, await started.text()
+    session = await started.json()
+    assert session["livekit"]["url"]
+    assert session["livekit"]["access_token"]
+    assert fake_liveavatar.api_key not in await started.text()
+    assert session["expires_at"] is not None
+    sid = session["session_id"]
+
+    # without the browser view connected, speech cannot be delivered: a clear 503
+    no_view = await live_client.post(
+        f"{API}/sessions/{sid}/speak", json={"text": "Hello there."}, headers=auth
+    )
+    assert no_view.status == 503
+    assert "browser view" in (await no_view.json())["detail"]
+
+    storage = live_client.server.app[CONTAINER].storage()
+    async with storage.unit_of_work() as uow:
+        row = await uow.avatar_sessions.get(sid)
+    assert row is not None
+    assert row.provider_session_id is not None
+    provider_id = row.provider_session_id
+    async with browser_relay(live_client, provider_id, fake_liveavatar):
+        spoken = await live_client.post(
+            f"{API}/sessions/{sid}/speak",
+            json={"text": "Hello there.", "mode": "repeat"},
+            headers=auth,
+        )
+        assert spoken.status == 202
+        interrupted = await live_client.post(f"{API}/sessions/{sid}/interrupt", headers=auth)
+        assert interrupted.status == 204
+        await asyncio.sleep(0.05)
+    kinds = [c.event_type for c in fake_liveavatar.commands.received]
+    assert kinds[:2] == ["avatar.speak_text", "avatar.interrupt"]
+
+    assert (await live_client.delete(f"{API}/sessions/{sid}", headers=auth)).status == 204
+    assert fake_liveavatar.saw_stop(provider_id)
+    assert provider_id not in fake_liveavatar.active_session_ids

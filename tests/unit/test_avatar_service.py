@@ -1,0 +1,195 @@
+"""The avatar session registry: limits, speech, idle stop, keep-alive, renewal, reconciliation.
+
+Runs the real service over in-memory storage and the offline text provider, on a manual clock;
+the vendor adapters are covered by their own suites against the fake servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from avatarstack.adapters.memory import MemoryStorage
+from avatarstack.adapters.textavatar import TextAvatarProvider
+from avatarstack.core.avatars import AvatarPolicy, AvatarService
+from avatarstack.ports.avatar import SessionRequest
+from avatarstack.ports.errors import ConflictError, NotFoundError, RateLimitedError
+from avatarstack.testkit.clock import ManualClock
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+async def provider(clock: ManualClock) -> AsyncIterator[TextAvatarProvider]:
+    text = TextAvatarProvider(clock=clock, speech_time_scale=0, max_duration_seconds=600)
+    yield text
+    await text.close()
+
+
+@pytest.fixture
+async def service(clock: ManualClock, provider: TextAvatarProvider) -> AvatarService:
+    storage = MemoryStorage()
+    await storage.start()
+    return AvatarService(
+        storage=storage,
+        provider=provider,
+        clock=clock,
+        policy=AvatarPolicy(
+            per_user=1,
+            total=2,
+            keep_alive_every=timedelta(seconds=60),
+            stop_idle_after=timedelta(minutes=5),
+            renew_before=timedelta(seconds=90),
+        ),
+    )
+
+
+async def test_a_started_session_is_registered_as_active_with_its_expiry(
+    service: AvatarService, provider: TextAvatarProvider
+) -> None:
+    started = await service.start("ada", SessionRequest())
+    session = started.session
+    assert session.status == "active"
+    assert session.owner_id == "ada"
+    assert session.expires_at == T0 + timedelta(seconds=600)
+    assert session.provider_session_id in await provider.active_sessions()
+    assert [s.id for s in await service.list_sessions("ada")] == [session.id]
+
+
+async def test_one_user_cannot_exceed_the_per_user_limit(service: AvatarService) -> None:
+    await service.start("ada", SessionRequest())
+    with pytest.raises(RateLimitedError, match="already have 1"):
+        await service.start("ada", SessionRequest())
+
+
+async def test_the_deployment_cannot_exceed_the_total_limit(service: AvatarService) -> None:
+    await service.start("ada", SessionRequest())
+    await service.start("bob", SessionRequest())
+    with pytest.raises(RateLimitedError, match="all avatar sessions are in use"):
+        await service.start("cyd", SessionRequest())
+
+
+async def test_a_failed_start_frees_its_reservation(
+    service: AvatarService, provider: TextAvatarProvider
+) -> None:
+    with pytest.raises(NotFoundError):
+        await service.start("ada", SessionRequest(avatar_id="no-such-avatar"))
+    (failed,) = await service.list_sessions("ada")
+    assert failed.status == "failed"
+    assert (await service.start("ada", SessionRequest())).session.status == "active"
+
+
+async def test_long_text_is_spoken_sentence_by_sentence_within_the_provider_limit(
+    service: AvatarService, provider: TextAvatarProvider
+) -> None:
+    session = (await service.start("ada", SessionRequest())).session
+    sentence = "This sentence is about sixty characters long, more or less. "
+    text = sentence * (provider.max_text_length // len(sentence) + 5)
+    tasks = await service.speak("ada", session.id, text, "repeat")
+    assert len(tasks) > 1
+
+
+async def test_only_the_owner_can_drive_a_session(service: AvatarService) -> None:
+    session = (await service.start("ada", SessionRequest())).session
+    with pytest.raises(NotFoundError):
+        await service.speak("mallory", session.id, "hello", "repeat")
+    with pytest.raises(NotFoundError):
+        await service.stop("mallory", session.id)
+
+
+async def test_a_stopped_session_records_its_cost_and_refuses_speech(
+    service: AvatarService, provider: TextAvatarProvider, clock: ManualClock
+) -> None:
+    session = (await service.start("ada", SessionRequest())).session
+    clock.advance(seconds=42)
+    await service.stop("ada", session.id)
+    await service.stop("ada", session.id)  # twice is fine
+    stopped = await service.get("ada", session.id)
+    assert stopped.status == "stopped"
+    assert stopped.cost_seconds == 42
+    assert session.provider_session_id not in await provider.active_sessions()
+    with pytest.raises(ConflictError):
+        await service.speak("ada", session.id, "hello", "repeat")
+
+
+async def test_a_session_nobody_uses_is_stopped_by_maintenance(
+    service: AvatarService, provider: TextAvatarProvider, clock: ManualClock
+) -> None:
+    session = (await service.start("ada", SessionRequest())).session
+    clock.advance(minutes=4)
+    await service.speak("ada", session.id, "still here", "repeat")
+    clock.advance(minutes=4)
+    await service.tick()
+    assert (await service.get("ada", session.id)).status == "active"  # activity 4 min ago
+    clock.advance(minutes=1, seconds=1)
+    await service.tick()
+    idle = await service.get("ada", session.id)
+    assert idle.status == "stopped"
+    assert idle.data["end_reason"] == "idle"
+    assert session.provider_session_id not in await provider.active_sessions()
+
+
+async def test_sessions_in_use_get_keep_alives(service: AvatarService, clock: ManualClock) -> None:
+    session = (await service.start("ada", SessionRequest())).session
+    clock.advance(seconds=61)
+    await service.touch("ada", session.id)
+    await service.tick()
+    kept = await service.get("ada", session.id)
+    assert kept.data["keep_alive_at"] == (T0 + timedelta(seconds=61)).isoformat()
+
+
+async def test_a_session_closed_by_the_vendor_is_ended_at_the_next_keep_alive(
+    service: AvatarService, provider: TextAvatarProvider, clock: ManualClock
+) -> None:
+    session = (await service.start("ada", SessionRequest())).session
+    assert session.provider_session_id is not None
+    await provider.stop(session.provider_session_id)  # e.g. the vendor's idle timeout
+    clock.advance(seconds=61)
+    await service.touch("ada", session.id)
+    await service.tick()
+    ended = await service.get("ada", session.id)
+    assert ended.status == "stopped"
+    assert ended.data["end_reason"] == "closed_by_provider"
+
+
+async def test_a_session_is_renewed_before_the_duration_cap_between_utterances(
+    service: AvatarService, provider: TextAvatarProvider, clock: ManualClock
+) -> None:
+    session = (await service.start("ada", SessionRequest())).session
+    old = session.provider_session_id
+    clock.advance(seconds=515)  # 85 s before the cap: time to renew
+    # a long answer is being spoken: renewal waits for the end of the utterance
+    await service.speak("ada", session.id, "word " * 100, "repeat")  # about 40 s of speech
+    assert await service.tick() == []
+    clock.advance(seconds=41)
+    await service.touch("ada", session.id)
+    (renewal,) = await service.tick()
+    assert renewal.session_id == session.id
+    assert renewal.old_provider_session_id == old
+    renewed = await service.get("ada", session.id)
+    assert renewed.provider_session_id == renewal.new_provider_session_id != old
+    assert renewed.expires_at == clock.now() + timedelta(seconds=600)
+    assert renewed.data["renewals"] == 1
+    running = await provider.active_sessions()
+    assert old not in running
+    assert renewal.new_provider_session_id in running
+    await service.speak("ada", session.id, "the conversation goes on", "repeat")
+
+
+async def test_reconciliation_stops_orphans_and_ends_lost_sessions(
+    service: AvatarService, provider: TextAvatarProvider
+) -> None:
+    orphan = await provider.start_session(SessionRequest())  # left by a crashed instance
+    lost = (await service.start("ada", SessionRequest())).session
+    assert lost.provider_session_id is not None
+    await provider.stop(lost.provider_session_id)  # gone at the vendor meanwhile
+    assert await service.reconcile() == (1, 1)
+    assert orphan.provider_session_id not in await provider.active_sessions()
+    assert (await service.get("ada", lost.id)).data["end_reason"] == "lost"
