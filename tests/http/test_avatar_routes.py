@@ -224,3 +224,29 @@ async def test_a_liveavatar_session_hands_the_browser_livekit_credentials_never_
     assert (await live_client.delete(f"{API}/sessions/{sid}", headers=auth)).status == 204
     assert fake_liveavatar.saw_stop(provider_id)
     assert provider_id not in fake_liveavatar.active_session_ids
+
+
+async def test_metrics_show_open_sessions_session_seconds_and_vendor_calls(
+    text_client: Any,
+) -> None:
+    auth = await login(text_client, "ada@example.com")
+    await text_client.post(f"{API}/sessions", json={"avatar_id": "nope"}, headers=auth)
+    sid = (await (await text_client.post(f"{API}/sessions", json={}, headers=auth)).json())[
+        "session_id"
+    ]
+    await text_client.post(f"{API}/sessions/{sid}/speak", json={"text": "Hi."}, headers=auth)
+    metrics = await (await text_client.get("/metrics")).text()
+    assert 'avatarstack_avatar_sessions_open{provider="text"} 1.0' in metrics
+    assert (
+        'avatarstack_avatar_provider_calls_total{call="start_session",outcome="not-found",'
+        'provider="text"} 1.0' in metrics
+    )
+    assert (
+        'avatarstack_avatar_provider_calls_total{call="speak",outcome="ok",provider="text"} 1.0'
+        in metrics
+    )
+    assert "avatarstack_avatar_provider_call_duration_seconds_bucket" in metrics
+    await text_client.delete(f"{API}/sessions/{sid}", headers=auth)
+    metrics = await (await text_client.get("/metrics")).text()
+    assert 'avatarstack_avatar_sessions_open{provider="text"} 0.0' in metrics
+    assert 'avatarstack_avatar_session_seconds_total{provider="text"}' in metrics

@@ -72,6 +72,7 @@ def create_app(
     )
     app[keys.IDENTITY] = identity
     app[keys.AVATARS] = avatars
+    app[keys.METRICS].watch_avatars(avatars.stats)
     app[CONTAINER] = container
     auto_migrate = (not settings.is_production) if migrate is None else migrate
 

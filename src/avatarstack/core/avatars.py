@@ -9,18 +9,22 @@ utterances, so no sentence is cut) and reconciles the registry with the vendor a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import bisect
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from avatarstack.core.speech import estimate_speech_seconds, split_for_speech
 from avatarstack.ports.avatar import (
+    AvatarEvent,
     AvatarInfo,
     AvatarProvider,
     LiveKitCredentials,
+    ProviderSession,
     SessionRequest,
     SpeakMode,
 )
@@ -34,6 +38,7 @@ from avatarstack.ports.errors import (
 from avatarstack.ports.storage import AvatarSession, Storage, new_id
 
 log = structlog.get_logger("avatarstack.avatars")
+T = TypeVar("T")
 
 STARTING = "starting"
 ACTIVE = "active"
@@ -54,6 +59,90 @@ class AvatarPolicy:
     stop_idle_after: timedelta = timedelta(minutes=5)
     #: renew this long before the vendor's duration cap
     renew_before: timedelta = timedelta(seconds=90)
+
+
+#: histogram buckets (seconds) for vendor call latency
+CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class CallStats:
+    count: int = 0
+    seconds: float = 0.0
+    #: per-bucket counts (last = +Inf), same order as CALL_BUCKETS
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(CALL_BUCKETS) + 1))
+    #: outcome ("ok" or an error code) -> count
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class AvatarStats:
+    """Figures for metrics, kept in plain numbers (the event loop is one thread)."""
+
+    provider: str
+    #: live sessions in the registry (all instances), refreshed by every tick
+    open_sessions: int = 0
+    #: vendor session seconds of sessions ended by this instance
+    session_seconds: float = 0.0
+    calls: dict[str, CallStats] = field(default_factory=dict)
+
+    def record(self, call: str, seconds: float, outcome: str) -> None:
+        stats = self.calls.setdefault(call, CallStats())
+        stats.count += 1
+        stats.seconds += seconds
+        stats.buckets[bisect.bisect_left(CALL_BUCKETS, seconds)] += 1
+        stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
+
+
+class InstrumentedProvider:
+    """Wraps a provider: times every vendor call and counts outcomes by error code."""
+
+    def __init__(self, provider: AvatarProvider, stats: AvatarStats) -> None:
+        self._provider = provider
+        self._stats = stats
+        self.name = provider.name
+        self.max_text_length = provider.max_text_length
+
+    async def _timed(self, call: str, work: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await work
+        except AvatarstackError as exc:
+            outcome = exc.code
+            raise
+        except BaseException:
+            outcome = "error"
+            raise
+        finally:
+            self._stats.record(call, time.perf_counter() - started, outcome)
+
+    async def list_avatars(self) -> Sequence[AvatarInfo]:
+        return await self._timed("list_avatars", self._provider.list_avatars())
+
+    async def start_session(self, request: SessionRequest) -> ProviderSession:
+        return await self._timed("start_session", self._provider.start_session(request))
+
+    async def speak(self, provider_session_id: str, text: str, mode: SpeakMode) -> str:
+        return await self._timed("speak", self._provider.speak(provider_session_id, text, mode))
+
+    async def interrupt(self, provider_session_id: str) -> None:
+        await self._timed("interrupt", self._provider.interrupt(provider_session_id))
+
+    async def keep_alive(self, provider_session_id: str) -> None:
+        await self._timed("keep_alive", self._provider.keep_alive(provider_session_id))
+
+    async def stop(self, provider_session_id: str) -> None:
+        await self._timed("stop", self._provider.stop(provider_session_id))
+
+    async def active_sessions(self) -> Sequence[str]:
+        return await self._timed("active_sessions", self._provider.active_sessions())
+
+    def events(self, provider_session_id: str) -> AsyncIterator[AvatarEvent]:
+        return self._provider.events(provider_session_id)
+
+    async def close(self) -> None:
+        await self._provider.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +170,8 @@ class AvatarService:
         policy: AvatarPolicy | None = None,
     ) -> None:
         self._storage = storage
-        self.provider = provider
+        self.stats = AvatarStats(provider=provider.name)
+        self.provider: AvatarProvider = InstrumentedProvider(provider, self.stats)
         self._clock = clock
         self.policy = policy or AvatarPolicy()
 
@@ -131,6 +221,7 @@ class AvatarService:
                 )
             await uow.avatar_sessions.add(reserved)
             await uow.commit()
+        self.stats.open_sessions += 1
         try:
             started = await self.provider.start_session(request)
         except BaseException:
@@ -207,7 +298,9 @@ class AvatarService:
         to the owner's browser)."""
         now = self._clock.now()
         async with self._storage.unit_of_work() as uow:
-            sessions = [s for s in await uow.avatar_sessions.list_active() if s.status == ACTIVE]
+            live = await uow.avatar_sessions.list_active()
+        self.stats.open_sessions = len(live)
+        sessions = [s for s in live if s.status == ACTIVE]
         renewals: list[Renewal] = []
         for session in sessions:
             try:
@@ -328,6 +421,8 @@ class AvatarService:
                 )
             )
             await uow.commit()
+        self.stats.session_seconds += max(cost, 0.0)
+        self.stats.open_sessions = max(self.stats.open_sessions - 1, 0)
         log.info("avatar_session_ended", session_id=session_id, status=status, reason=reason)
 
     async def _stop_quietly(self, provider_session_id: str) -> None:

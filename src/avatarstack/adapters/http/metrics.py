@@ -16,6 +16,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from avatarstack.core.avatars import CALL_BUCKETS, AvatarStats
 from avatarstack.ports.storage import PoolStats
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -88,13 +89,60 @@ class _RequestCollector(Collector):
             labels=["method", "route"],
         )
         for series_labels, (buckets, total) in sorted(self.latency.items()):
-            cumulative: list[tuple[str, float]] = []
-            running = 0
-            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), buckets, strict=True):
-                running += count
-                cumulative.append(("+Inf" if math.isinf(bound) else repr(bound), running))
-            latency.add_metric(list(series_labels), cumulative, total[0])
+            latency.add_metric(list(series_labels), _cumulative(LATENCY_BUCKETS, buckets), total[0])
         yield latency
+
+
+class _AvatarCollector(Collector):
+    def __init__(self, stats: AvatarStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        provider = stats.provider
+        open_ = GaugeMetricFamily(
+            "avatarstack_avatar_sessions_open",
+            "Avatar sessions running (registry, all instances).",
+            labels=["provider"],
+        )
+        open_.add_metric([provider], stats.open_sessions)
+        yield open_
+        seconds = CounterMetricFamily(
+            "avatarstack_avatar_session_seconds",
+            "Vendor session seconds of sessions ended by this instance (what they cost).",
+            labels=["provider"],
+        )
+        seconds.add_metric([provider], stats.session_seconds)
+        yield seconds
+        calls = CounterMetricFamily(
+            "avatarstack_avatar_provider_calls",
+            "Calls to the avatar vendor by call and outcome (ok or the error code).",
+            labels=["provider", "call", "outcome"],
+        )
+        latency = HistogramMetricFamily(
+            "avatarstack_avatar_provider_call_duration_seconds",
+            "Latency of calls to the avatar vendor.",
+            labels=["provider", "call"],
+        )
+        for call, call_stats in sorted(stats.calls.items()):
+            for outcome, count in sorted(call_stats.outcomes.items()):
+                calls.add_metric([provider, call, outcome], count)
+            latency.add_metric(
+                [provider, call],
+                _cumulative(CALL_BUCKETS, call_stats.buckets),
+                call_stats.seconds,
+            )
+        yield calls
+        yield latency
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    cumulative: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+        running += count
+        cumulative.append(("+Inf" if math.isinf(bound) else repr(bound), running))
+    return cumulative
 
 
 class HttpMetrics:
@@ -106,6 +154,7 @@ class HttpMetrics:
         self.registry.register(self._requests)
         self.registry.register(_InfoCollector(version))
         self._pool: _PoolCollector | None = None
+        self._avatars: _AvatarCollector | None = None
         self.observe = self._requests.observe
 
     def watch_pool(self, stats: Callable[[], PoolStats], backend: str) -> None:
@@ -114,6 +163,13 @@ class HttpMetrics:
             self.registry.unregister(self._pool)
         self._pool = _PoolCollector(stats, backend)
         self.registry.register(self._pool)
+
+    def watch_avatars(self, stats: AvatarStats) -> None:
+        """Report avatar sessions and vendor calls (replacing any watched before)."""
+        if self._avatars is not None:
+            self.registry.unregister(self._avatars)
+        self._avatars = _AvatarCollector(stats)
+        self.registry.register(self._avatars)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
