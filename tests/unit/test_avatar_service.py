@@ -193,3 +193,24 @@ async def test_reconciliation_stops_orphans_and_ends_lost_sessions(
     assert await service.reconcile() == (1, 1)
     assert orphan.provider_session_id not in await provider.active_sessions()
     assert (await service.get("ada", lost.id)).data["end_reason"] == "lost"
+
+
+async def test_keep_alives_come_at_least_twice_per_vendor_idle_timeout(
+    clock: ManualClock,
+) -> None:
+    provider = TextAvatarProvider(clock=clock, speech_time_scale=0, idle_timeout_seconds=60)
+    storage = MemoryStorage()
+    await storage.start()
+    service = AvatarService(
+        storage=storage,
+        provider=provider,
+        clock=clock,
+        policy=AvatarPolicy(keep_alive_every=timedelta(minutes=10)),
+    )
+    session = (await service.start("ada", SessionRequest())).session
+    clock.advance(seconds=31)
+    await service.touch("ada", session.id)
+    await service.tick()
+    kept = await service.get("ada", session.id)
+    assert kept.data["keep_alive_at"] == clock.now().isoformat()
+    await provider.close()

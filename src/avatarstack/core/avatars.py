@@ -237,7 +237,11 @@ class AvatarService:
                 "provider_session_id": started.provider_session_id,
                 "status": ACTIVE,
                 "expires_at": expires,
-                "data": {**reserved.data, "keep_alive_at": now.isoformat()},
+                "data": {
+                    **reserved.data,
+                    "keep_alive_at": now.isoformat(),
+                    "idle_timeout": started.idle_timeout_seconds,
+                },
             }
         )
         try:
@@ -323,7 +327,7 @@ class AvatarService:
             if speaking_until is None or speaking_until <= now:  # between utterances
                 return await self._renew(session, now)
         keep_alive_at = _when(session.data.get("keep_alive_at")) or session.started_at
-        if now - keep_alive_at >= self.policy.keep_alive_every:
+        if now - keep_alive_at >= self._keep_alive_every(session):
             try:
                 await self.provider.keep_alive(session.provider_session_id)
             except ConflictError:  # the vendor closed it (idle, cap, crash)
@@ -331,6 +335,13 @@ class AvatarService:
                 return None
             await self._update(session.id, data={"keep_alive_at": now.isoformat()})
         return None
+
+    def _keep_alive_every(self, session: AvatarSession) -> timedelta:
+        """The configured cadence, but at least twice per vendor idle timeout."""
+        idle = session.data.get("idle_timeout")
+        if isinstance(idle, int | float) and idle > 0:
+            return min(self.policy.keep_alive_every, timedelta(seconds=idle / 2))
+        return self.policy.keep_alive_every
 
     async def _renew(self, session: AvatarSession, now: datetime) -> Renewal:
         """Start a replacement before the cap, point the registry at it, stop the old one."""
@@ -348,7 +359,11 @@ class AvatarService:
             session.id,
             provider_session_id=started.provider_session_id,
             expires_at=expires,
-            data={"keep_alive_at": now.isoformat(), "renewals": renewals},
+            data={
+                "keep_alive_at": now.isoformat(),
+                "renewals": renewals,
+                "idle_timeout": started.idle_timeout_seconds,
+            },
         )
         await self._stop_quietly(old)
         log.info("avatar_session_renewed", session_id=session.id, renewals=renewals)

@@ -106,8 +106,9 @@ class TextAvatarProvider:
     ``max_concurrent`` (None: unlimited) makes ``start_session`` refuse with
     :class:`RateLimitedError` beyond that many open sessions, like a vendor account's limit.
     ``speech_time_scale`` multiplies the estimated speaking time (0 makes speech instant).
-    ``max_duration_seconds`` reports a duration cap like a vendor's in ``ProviderSession`` (not
-    enforced), so the service's renewal can be exercised offline.
+    ``max_duration_seconds`` and ``idle_timeout_seconds`` report a vendor-like duration cap and
+    idle timeout in ``ProviderSession`` (not enforced), so the service's renewal and keep-alive
+    cadence can be exercised offline.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class TextAvatarProvider:
         max_concurrent: int | None = None,
         avatars: Sequence[AvatarInfo] = DEFAULT_AVATARS,
         max_duration_seconds: float | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> None:
         if max_text_length < 1:
             raise ValueError("max_text_length must be at least 1")
@@ -134,6 +136,7 @@ class TextAvatarProvider:
         self.speech_time_scale = speech_time_scale
         self.max_concurrent = max_concurrent
         self.max_duration_seconds = max_duration_seconds
+        self.idle_timeout_seconds = idle_timeout_seconds
         self._clock = clock
         self._avatars = {avatar.id: avatar for avatar in avatars}
         self._default_avatar_id = avatars[0].id
@@ -164,7 +167,9 @@ class TextAvatarProvider:
         self._sessions[session.id] = session
         log.info("text_avatar_session_started", session_id=session.id, avatar_id=avatar_id)
         return ProviderSession(
-            provider_session_id=session.id, max_duration_seconds=self.max_duration_seconds
+            provider_session_id=session.id,
+            max_duration_seconds=self.max_duration_seconds,
+            idle_timeout_seconds=self.idle_timeout_seconds,
         )
 
     async def speak(self, provider_session_id: str, text: str, mode: SpeakMode) -> str:
