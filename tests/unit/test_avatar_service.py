@@ -6,6 +6,7 @@ the vendor adapters are covered by their own suites against the fake servers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -214,3 +215,28 @@ async def test_keep_alives_come_at_least_twice_per_vendor_idle_timeout(
     kept = await service.get("ada", session.id)
     assert kept.data["keep_alive_at"] == clock.now().isoformat()
     await provider.close()
+
+
+async def test_session_events_follow_speech_and_continue_across_a_renewal(
+    service: AvatarService, clock: ManualClock
+) -> None:
+    session = (await service.start("ada", SessionRequest())).session
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for event in service.events("ada", session.id):
+            seen.append(event.type)
+
+    reader = asyncio.create_task(follow())
+    await asyncio.sleep(0)
+    await service.speak("ada", session.id, "Before the renewal.", "repeat")
+    await asyncio.sleep(0.01)
+    clock.advance(seconds=515)
+    await service.touch("ada", session.id)
+    assert len(await service.tick()) == 1  # renewed while idle
+    await asyncio.sleep(0.01)
+    await service.speak("ada", session.id, "After the renewal.", "repeat")
+    await asyncio.sleep(0.01)
+    await service.stop("ada", session.id)
+    await asyncio.wait_for(reader, 2)
+    assert seen == ["speaking", "idle", "speaking", "idle", "closed"]

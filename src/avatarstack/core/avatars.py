@@ -295,6 +295,24 @@ class AvatarService:
             await self.provider.stop(session.provider_session_id)
         await self._end(session.id, STOPPED, "user")
 
+    async def events(self, owner_id: str, session_id: str) -> AsyncIterator[AvatarEvent]:
+        """The session's normalised events (``avatar.speaking``/``avatar.idle`` for the realtime
+        connection). After a renewal the stream continues with the replacement session; it
+        ends when the session does."""
+        followed: str | None = None
+        while True:
+            session = await self.get(owner_id, session_id)
+            current = session.provider_session_id
+            if session.status not in LIVE or current is None or current == followed:
+                return
+            followed = current
+            async for event in self.provider.events(current):
+                if event.type == "closed":
+                    renewed = await self.get(owner_id, session_id)
+                    if renewed.status in LIVE and renewed.provider_session_id != current:
+                        break  # replaced by a renewal: follow the new session
+                yield event
+
     # ------------------------------------------------------------------ maintenance
 
     async def tick(self) -> list[Renewal]:
