@@ -10,12 +10,36 @@ from avatarstack.ports.errors import FieldError, InvalidInputError
 WORDS_PER_MINUTE = 150.0
 _SENTENCE_END = re.compile(r"(?<=[.!?\u2026\u3002\uff01\uff1f])\s+")
 _SPACE = re.compile(r"\s+")
+SPEAK_MODES = ("repeat", "talk")
 
 
 def estimate_speech_seconds(text: str, words_per_minute: float = WORDS_PER_MINUTE) -> float:
     """Roughly how long speaking ``text`` takes (at least a quarter of a second)."""
     words = len(text.split()) or 1
     return max(0.25, words * 60.0 / words_per_minute)
+
+
+def check_speech(text: str, mode: str, max_length: int, vendor: str = "the avatar") -> None:
+    """What every provider's ``speak`` refuses: an unknown mode, empty text, text over the
+    limit (callers split long text with :func:`split_for_speech` first)."""
+    if mode not in SPEAK_MODES:
+        raise InvalidInputError(
+            "the speech mode must be 'repeat' or 'talk'",
+            [
+                FieldError(
+                    "body.mode", "use repeat (say it verbatim) or talk (let the vendor answer)"
+                )
+            ],
+        )
+    if not text.strip():
+        raise InvalidInputError(
+            "there is nothing to say", [FieldError("body.text", "the text is empty")]
+        )
+    if len(text) > max_length:
+        raise InvalidInputError(
+            f"{vendor} speaks at most {max_length} characters per call; split the text first",
+            [FieldError("body.text", f"at most {max_length} characters")],
+        )
 
 
 def split_for_speech(text: str, max_length: int) -> list[str]:

@@ -42,7 +42,7 @@ from avatarstack.adapters.heygen._http import (
     HeyGenRefusal,
     log,
 )
-from avatarstack.core.speech import estimate_speech_seconds
+from avatarstack.core.speech import check_speech, estimate_speech_seconds
 from avatarstack.ports.avatar import (
     AvatarEvent,
     AvatarEventType,
@@ -56,8 +56,6 @@ from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
     AvatarstackError,
     ConflictError,
-    FieldError,
-    InvalidInputError,
     NotFoundError,
     RateLimitedError,
     UpstreamError,
@@ -252,26 +250,8 @@ class HeyGenAvatarProvider:
         )
 
     async def speak(self, provider_session_id: str, text: str, mode: SpeakMode) -> str:
-        if mode not in ("repeat", "talk"):
-            raise InvalidInputError(
-                "the speech mode must be repeat or talk",
-                [
-                    FieldError(
-                        "body.mode", "use repeat (say it verbatim) or talk (let HeyGen answer)"
-                    )
-                ],
-            )
+        check_speech(text, mode, self.max_text_length, "HeyGen")
         cleaned = text.strip()
-        if not cleaned:
-            raise InvalidInputError(
-                "there is nothing to say", [FieldError("body.text", "the text is empty")]
-            )
-        if len(cleaned) > self.max_text_length:
-            raise InvalidInputError(
-                f"HeyGen speaks at most {self.max_text_length} characters per call; split the "
-                "text into sentences first",
-                [FieldError("body.text", f"longer than {self.max_text_length} characters")],
-            )
         state = self._usable(provider_session_id)
         envelope = await self._session_call(
             provider_session_id,

@@ -54,7 +54,7 @@ from avatarstack.adapters.liveavatar._http import (
     LiveAvatarHttp,
     SessionTokenRejectedError,
 )
-from avatarstack.core.speech import estimate_speech_seconds
+from avatarstack.core.speech import check_speech, estimate_speech_seconds
 from avatarstack.ports.avatar import (
     AvatarEvent,
     AvatarEventType,
@@ -501,20 +501,7 @@ class LiveAvatarProvider:
     # ------------------------------------------------------------------ helpers: commands
 
     def _check_text(self, text: str, mode: str) -> None:
-        if mode not in _COMMANDS:
-            raise InvalidInputError(
-                "the speech mode must be 'repeat' or 'talk'",
-                [FieldError("body.mode", "must be 'repeat' or 'talk'")],
-            )
-        if not text.strip():
-            raise InvalidInputError(
-                "there is nothing to say", [FieldError("body.text", "the text is empty")]
-            )
-        if len(text) > self.max_text_length:
-            raise InvalidInputError(
-                f"the text is longer than {self.max_text_length} characters; split it first",
-                [FieldError("body.text", f"at most {self.max_text_length} characters")],
-            )
+        check_speech(text, mode, self.max_text_length, "LiveAvatar")
 
     async def _for_command(self, provider_session_id: str) -> _Session:
         """The open session a command goes to, or ConflictError."""

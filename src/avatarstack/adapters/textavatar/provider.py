@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import structlog
 
-from avatarstack.core.speech import estimate_speech_seconds
+from avatarstack.core.speech import check_speech, estimate_speech_seconds
 from avatarstack.ports.avatar import (
     AvatarEvent,
     AvatarEventType,
@@ -31,8 +31,6 @@ from avatarstack.ports.avatar import (
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
     ConflictError,
-    FieldError,
-    InvalidInputError,
     NotFoundError,
     RateLimitedError,
     UnavailableError,
@@ -238,20 +236,7 @@ class TextAvatarProvider:
         return session
 
     def _check_text(self, text: str, mode: str) -> None:
-        if mode not in _MODES:
-            raise InvalidInputError(
-                "the speech mode must be 'repeat' or 'talk'",
-                [FieldError("body.mode", "must be 'repeat' or 'talk'")],
-            )
-        if not text.strip():
-            raise InvalidInputError(
-                "there is nothing to say", [FieldError("body.text", "the text is empty")]
-            )
-        if len(text) > self.max_text_length:
-            raise InvalidInputError(
-                f"the text is longer than {self.max_text_length} characters; split it first",
-                [FieldError("body.text", f"at most {self.max_text_length} characters")],
-            )
+        check_speech(text, mode, self.max_text_length, "the text avatar")
 
     async def _speak_queue(self, session: _Session) -> None:
         """Say the queued utterances one after the other (FIFO)."""
