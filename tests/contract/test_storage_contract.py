@@ -1390,3 +1390,32 @@ async def test_old_rate_limit_windows_are_purged(storage: Storage) -> None:
         assert await uow.rate_limits.purge(at(60)) == 1
         assert await uow.rate_limits.hit("k", at(120)) == 2
         assert await uow.rate_limits.hit("k", T0) == 1
+
+
+# --------------------------------------------------------------------------- named locks
+
+
+async def test_a_named_lock_makes_check_then_write_sequences_take_turns(storage: Storage) -> None:
+    """Five concurrent "count, then insert if below the limit" sequences under one lock: the
+    limit holds on every backend (PostgreSQL runs them concurrently, the others in turn)."""
+    user = await add_user(storage)
+
+    async def start_if_free() -> bool:
+        async with storage.unit_of_work() as uow:
+            await uow.lock(f"avatar-sessions:{user.id}")
+            if await uow.avatar_sessions.list_for_owner(user.id, active_only=True):
+                return False
+            await uow.avatar_sessions.add(make_avatar_session(user.id))
+            await asyncio.sleep(0.01)  # widen the window a race would need
+            await uow.commit()
+            return True
+
+    results = await asyncio.gather(*(start_if_free() for _ in range(5)))
+    assert sorted(results) == [False, False, False, False, True]
+
+
+async def test_different_lock_names_do_not_wait_for_each_other(storage: Storage) -> None:
+    async with committed(storage) as uow:
+        await uow.lock("a")
+        await uow.lock("b")
+        await uow.lock("a")  # taking a held lock again in the same unit of work is fine

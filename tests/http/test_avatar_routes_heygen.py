@@ -182,11 +182,6 @@ async def test_a_bad_api_key_is_a_502_problem_that_never_shows_the_key(
     assert heygen.sessions == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="problems.from_error replaces the detail of every 5xx but 503 with a generic sentence, "
-    "so the 502's detail cannot name the setting the provider's UpstreamError names",
-)
 async def test_the_502_for_a_bad_api_key_names_the_setting_to_fix(
     avatarstack_client: Any, heygen: FakeHeyGen
 ) -> None:

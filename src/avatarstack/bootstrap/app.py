@@ -93,7 +93,7 @@ def create_app(
             log.info("app_started", storage=storage.name, version=__version__)
             try:
                 await avatars.reconcile()
-            except AvatarstackError as exc:  # the vendor may be down; the loop retries later
+            except AvatarstackError as exc:  # the vendor may be down; the loop reconciles again
                 log.warning("avatar_reconcile_failed", error=exc.code)
             loops = [
                 asyncio.create_task(
@@ -133,12 +133,21 @@ async def _maintain(identity: IdentityService, interval: float) -> None:
             log.warning("maintenance_failed", error=str(exc))
 
 
+#: ticks between reconciliations with the vendor (a vendor down at startup is retried)
+RECONCILE_EVERY = 30
+
+
 async def _tend_avatars(avatars: AvatarService, interval: float) -> None:
-    """Keep-alive, idle stop and renewal of avatar sessions while the app runs."""
+    """Keep-alive, idle stop and renewal of avatar sessions while the app runs, and every
+    RECONCILE_EVERY ticks a reconciliation with the vendor's list of running sessions."""
+    ticks = 0
     while True:
         await asyncio.sleep(interval)
+        ticks += 1
         try:
             await avatars.tick()
+            if ticks % RECONCILE_EVERY == 0:
+                await avatars.reconcile()
         except Exception as exc:  # a database or vendor hiccup must not end the loop
             log.warning("avatar_maintenance_failed", error=str(exc))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -45,6 +46,12 @@ ACTIVE = "active"
 STOPPED = "stopped"
 FAILED = "failed"
 LIVE = (STARTING, ACTIVE)
+#: serialises starts (count, then reserve) across instances
+STARTS_LOCK = "avatar-sessions:start"
+#: how long an instance's claim to renew a session holds
+RENEWAL_CLAIM = timedelta(minutes=2)
+#: a start older than this that never became active is lost (its instance died)
+STARTING_GRACE = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +216,7 @@ class AvatarService:
             data={"request": request.model_dump(exclude_none=True)},
         )
         async with self._storage.unit_of_work() as uow:
+            await uow.lock(STARTS_LOCK)  # count-then-insert must not interleave across instances
             mine = await uow.avatar_sessions.list_for_owner(owner_id, active_only=True)
             if len(mine) >= self.policy.per_user:
                 raise RateLimitedError(
@@ -232,25 +240,25 @@ class AvatarService:
             if started.max_duration_seconds
             else None
         )
-        session = reserved.model_copy(
-            update={
-                "provider_session_id": started.provider_session_id,
-                "status": ACTIVE,
-                "expires_at": expires,
-                "data": {
-                    **reserved.data,
+        try:
+            session = await self._change(
+                reserved.id,
+                expect_status=STARTING,
+                status=ACTIVE,
+                provider_session_id=started.provider_session_id,
+                expires_at=expires,
+                data={
                     "keep_alive_at": now.isoformat(),
                     "idle_timeout": started.idle_timeout_seconds,
+                    "max_duration": started.max_duration_seconds,
                 },
-            }
-        )
-        try:
-            async with self._storage.unit_of_work() as uow:
-                await uow.avatar_sessions.update(session)
-                await uow.commit()
+            )
         except BaseException:
             await self._stop_quietly(started.provider_session_id)
             raise
+        if session is None:  # ended meanwhile (e.g. the user stopped it): nothing may run
+            await self._stop_quietly(started.provider_session_id)
+            raise ConflictError("the avatar session was stopped while it was starting")
         log.info("avatar_session_started", session_id=session.id, provider=self.provider.name)
         return StartedSession(session=session, livekit=started.livekit)
 
@@ -259,9 +267,11 @@ class AvatarService:
         session = await self._active(owner_id, session_id)
         chunks = split_for_speech(text, self.provider.max_text_length)
         assert session.provider_session_id is not None
-        tasks = [
-            await self.provider.speak(session.provider_session_id, chunk, mode) for chunk in chunks
-        ]
+        async with self._closed_by_vendor(session):
+            tasks = [
+                await self.provider.speak(session.provider_session_id, chunk, mode)
+                for chunk in chunks
+            ]
         now = self._clock.now()
         busy_until = max(now, _when(session.data.get("speaking_until")) or now) + timedelta(
             seconds=sum(estimate_speech_seconds(c) for c in chunks)
@@ -276,7 +286,8 @@ class AvatarService:
     async def interrupt(self, owner_id: str, session_id: str) -> None:
         session = await self._active(owner_id, session_id)
         assert session.provider_session_id is not None
-        await self.provider.interrupt(session.provider_session_id)
+        async with self._closed_by_vendor(session):
+            await self.provider.interrupt(session.provider_session_id)
         now = self._clock.now()
         await self._update(
             session.id, last_activity_at=now, data={"speaking_until": now.isoformat()}
@@ -291,9 +302,12 @@ class AvatarService:
         session = await self.get(owner_id, session_id)
         if session.status not in LIVE:
             return
-        if session.provider_session_id:
-            await self.provider.stop(session.provider_session_id)
-        await self._end(session.id, STOPPED, "user")
+        # end the row first: a renewal racing with this stop then sees it ended and stops its
+        # replacement itself
+        ended = await self._end(session.id, STOPPED, "user")
+        current = ended.provider_session_id if ended else session.provider_session_id
+        if current:
+            await self.provider.stop(current)
 
     async def events(self, owner_id: str, session_id: str) -> AsyncIterator[AvatarEvent]:
         """The session's normalised events (``avatar.speaking``/``avatar.idle`` for the realtime
@@ -335,24 +349,44 @@ class AvatarService:
         return renewals
 
     async def _maintain(self, session: AvatarSession, now: datetime) -> Renewal | None:
-        assert session.provider_session_id is not None
+        current = session.provider_session_id
+        assert current is not None
         if now - session.last_activity_at >= self.policy.stop_idle_after:
-            await self._stop_quietly(session.provider_session_id)
-            await self._end(session.id, STOPPED, "idle")
+            if await self._end(session.id, STOPPED, "idle", expect_provider_id=current):
+                await self._stop_quietly(current)
             return None
-        if session.expires_at is not None and session.expires_at - now <= self.policy.renew_before:
+        if self._renewal_due(session, now):
             speaking_until = _when(session.data.get("speaking_until"))
             if speaking_until is None or speaking_until <= now:  # between utterances
-                return await self._renew(session, now)
+                renewal = await self._renew(session, now)
+                if renewal is not None:
+                    return renewal
         keep_alive_at = _when(session.data.get("keep_alive_at")) or session.started_at
         if now - keep_alive_at >= self._keep_alive_every(session):
             try:
-                await self.provider.keep_alive(session.provider_session_id)
+                await self.provider.keep_alive(current)
             except ConflictError:  # the vendor closed it (idle, cap, crash)
-                await self._end(session.id, STOPPED, "closed_by_provider")
+                await self._end(
+                    session.id, STOPPED, "closed_by_provider", expect_provider_id=current
+                )
                 return None
-            await self._update(session.id, data={"keep_alive_at": now.isoformat()})
+            await self._change(
+                session.id,
+                expect_provider_id=current,
+                data={"keep_alive_at": now.isoformat()},
+            )
         return None
+
+    def _renewal_due(self, session: AvatarSession, now: datetime) -> bool:
+        """Within the renewal margin of the cap. The margin is at most a third of the vendor's
+        session length, so short sessions (a 60 s sandbox) are not replaced at every tick."""
+        if session.expires_at is None:
+            return False
+        margin = self.policy.renew_before
+        duration = session.data.get("max_duration")
+        if isinstance(duration, int | float) and duration > 0:
+            margin = min(margin, timedelta(seconds=duration / 3))
+        return session.expires_at - now <= margin
 
     def _keep_alive_every(self, session: AvatarSession) -> timedelta:
         """The configured cadence, but at least twice per vendor idle timeout."""
@@ -361,28 +395,51 @@ class AvatarService:
             return min(self.policy.keep_alive_every, timedelta(seconds=idle / 2))
         return self.policy.keep_alive_every
 
-    async def _renew(self, session: AvatarSession, now: datetime) -> Renewal:
-        """Start a replacement before the cap, point the registry at it, stop the old one."""
+    async def _renew(self, session: AvatarSession, now: datetime) -> Renewal | None:
+        """Start a replacement before the cap, point the registry at it, stop the old one.
+
+        A claim in the row keeps two instances from renewing the same session at once; the
+        switch is a compare-and-set, so a session stopped meanwhile gets its replacement
+        stopped instead of left running."""
         old = session.provider_session_id
         assert old is not None
+        claim = (now + RENEWAL_CLAIM).isoformat()
+        claimed = await self._change(
+            session.id,
+            expect_provider_id=old,
+            unclaimed_at=now,
+            data={"renewing_until": claim},
+        )
+        if claimed is None:
+            return None
         request = SessionRequest.model_validate(session.data.get("request", {}))
-        started = await self.provider.start_session(request)
+        try:
+            started = await self.provider.start_session(request)
+        except BaseException:  # no spare slot, vendor down…: keep the old one, retry next tick
+            await self._change(session.id, expect_provider_id=old, data={"renewing_until": None})
+            raise
         expires = (
             now + timedelta(seconds=started.max_duration_seconds)
             if started.max_duration_seconds
             else None
         )
         renewals = int(session.data.get("renewals", 0)) + 1
-        await self._update(
+        switched = await self._change(
             session.id,
+            expect_provider_id=old,
             provider_session_id=started.provider_session_id,
             expires_at=expires,
             data={
                 "keep_alive_at": now.isoformat(),
                 "renewals": renewals,
+                "renewing_until": None,
                 "idle_timeout": started.idle_timeout_seconds,
+                "max_duration": started.max_duration_seconds,
             },
         )
+        if switched is None:  # stopped (or renewed elsewhere) meanwhile
+            await self._stop_quietly(started.provider_session_id)
+            return None
         await self._stop_quietly(old)
         log.info("avatar_session_renewed", session_id=session.id, renewals=renewals)
         return Renewal(session.id, old, started.provider_session_id, started.livekit)
@@ -390,25 +447,34 @@ class AvatarService:
     async def reconcile(self) -> tuple[int, int]:
         """After a crash: stop vendor sessions the registry does not know as live, and end
         registry rows whose vendor session is gone. Returns (stopped, ended)."""
-        running = set(await self.provider.active_sessions())
+        now = self._clock.now()
         async with self._storage.unit_of_work() as uow:
             live = [
                 s
                 for s in await uow.avatar_sessions.list_active()
                 if s.provider == self.provider.name
             ]
+        running = set(await self.provider.active_sessions())
         known = {s.provider_session_id for s in live if s.provider_session_id}
+        # a start in progress (here or on another instance) has a vendor session the registry
+        # does not name yet: while one is young, no unknown vendor session counts as an orphan
+        young = any(s.status == STARTING and now - s.started_at < STARTING_GRACE for s in live)
         stopped = 0
-        for orphan in sorted(running - known):
-            await self._stop_quietly(orphan)
-            stopped += 1
+        if not young:
+            for orphan in sorted(running - known):
+                await self._stop_quietly(orphan)
+                stopped += 1
         ended = 0
         for session in live:
-            if session.status == STARTING or session.provider_session_id not in running:
-                await self._end(
-                    session.id, FAILED if session.status == STARTING else STOPPED, "lost"
+            if session.status == STARTING:
+                lost = now - session.started_at >= STARTING_GRACE and await self._end(
+                    session.id, FAILED, "lost", expect_status=STARTING
                 )
-                ended += 1
+            else:
+                lost = session.provider_session_id not in running and await self._end(
+                    session.id, STOPPED, "lost", expect_provider_id=session.provider_session_id
+                )
+            ended += bool(lost)
         if stopped or ended:
             log.warning("avatar_sessions_reconciled", stopped=stopped, ended=ended)
         return stopped, ended
@@ -421,25 +487,65 @@ class AvatarService:
             raise ConflictError(f"the avatar session is {session.status}, not active")
         return session
 
-    async def _update(
-        self, session_id: str, *, data: dict[str, Any] | None = None, **fields: Any
-    ) -> None:
+    async def _change(
+        self,
+        session_id: str,
+        *,
+        expect_status: str | None = ACTIVE,
+        expect_provider_id: str | None = None,
+        unclaimed_at: datetime | None = None,
+        data: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> AvatarSession | None:
+        """Compare-and-set under the session's lock: apply the change only while the row is in
+        the expected state (status, vendor session, and with ``unclaimed_at`` no live renewal
+        claim). Returns the new row, or None when the row moved on."""
         async with self._storage.unit_of_work() as uow:
+            await uow.lock(f"avatar-session:{session_id}")
             current = await uow.avatar_sessions.get(session_id)
-            if current is None:
-                raise NotFoundError("no such avatar session")
+            if current is None or current.ended_at is not None:
+                return None
+            if expect_status is not None and current.status != expect_status:
+                return None
+            if expect_provider_id is not None and current.provider_session_id != expect_provider_id:
+                return None
+            if unclaimed_at is not None:
+                claim = _when(current.data.get("renewing_until"))
+                if claim is not None and claim > unclaimed_at:
+                    return None
             update = dict(fields)
             if data:
                 update["data"] = {**current.data, **data}
-            await uow.avatar_sessions.update(current.model_copy(update=update))
+            changed = current.model_copy(update=update)
+            await uow.avatar_sessions.update(changed)
             await uow.commit()
+        return changed
 
-    async def _end(self, session_id: str, status: str, reason: str) -> None:
+    async def _update(self, session_id: str, **changes: Any) -> None:
+        """Activity bookkeeping on a live session (ignored once it has ended)."""
+        await self._change(session_id, expect_status=None, **changes)
+
+    async def _end(
+        self,
+        session_id: str,
+        status: str,
+        reason: str,
+        *,
+        expect_status: str | None = None,
+        expect_provider_id: str | None = None,
+    ) -> AvatarSession | None:
+        """End the row (once); returns the row as it was, or None if it had already ended or
+        moved on from what the caller saw."""
         now = self._clock.now()
         async with self._storage.unit_of_work() as uow:
+            await uow.lock(f"avatar-session:{session_id}")
             current = await uow.avatar_sessions.get(session_id)
             if current is None or current.ended_at is not None:
-                return
+                return None
+            if expect_status is not None and current.status != expect_status:
+                return None
+            if expect_provider_id is not None and current.provider_session_id != expect_provider_id:
+                return None
             cost = (
                 (now - current.started_at).total_seconds() if current.provider_session_id else 0.0
             )
@@ -457,6 +563,22 @@ class AvatarService:
         self.stats.session_seconds += max(cost, 0.0)
         self.stats.open_sessions = max(self.stats.open_sessions - 1, 0)
         log.info("avatar_session_ended", session_id=session_id, status=status, reason=reason)
+        return current
+
+    @asynccontextmanager
+    async def _closed_by_vendor(self, session: AvatarSession) -> AsyncIterator[None]:
+        """A ConflictError from the vendor means it closed the session: end the row too, so it
+        stops counting against the limits."""
+        try:
+            yield
+        except ConflictError:
+            await self._end(
+                session.id,
+                STOPPED,
+                "closed_by_provider",
+                expect_provider_id=session.provider_session_id,
+            )
+            raise
 
     async def _stop_quietly(self, provider_session_id: str) -> None:
         try:

@@ -511,6 +511,11 @@ class UnitOfWork(Protocol):
     @property
     def conversations(self) -> ConversationRepository: ...
 
+    async def lock(self, name: str) -> None:
+        """Hold the named lock until this unit of work ends: another unit of work asking for
+        the same name waits. Use it around check-then-write sequences (limits, claims) that
+        must not interleave across instances."""
+
     async def commit(self) -> None: ...
 
     async def rollback(self) -> None: ...

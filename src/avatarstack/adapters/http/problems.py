@@ -87,7 +87,13 @@ def from_error(exc: errors.AvatarstackError, request_id: str | None) -> web.Resp
         headers["Retry-After"] = "5"
     if isinstance(exc, errors.AuthenticationError):
         headers["WWW-Authenticate"] = 'Bearer realm="avatarstack"'
-    detail = exc.detail if status < 500 or isinstance(exc, errors.UnavailableError) else None
+    # 503 and 502 details are written for people (which dependency, which setting to fix) and
+    # never carry secrets; a 500 says nothing about internals
+    detail = (
+        exc.detail
+        if status < 500 or isinstance(exc, errors.UnavailableError | errors.UpstreamError)
+        else None
+    )
     return problem_response(
         status,
         exc.code,

@@ -562,6 +562,9 @@ class _UnitOfWork:
         self.avatar_sessions = _AvatarSessions(state)
         self.conversations = _Conversations(state)
 
+    async def lock(self, name: str) -> None:
+        """Units of work already run one at a time here."""
+
     async def commit(self) -> None:
         if self.finished:
             raise RuntimeError("this unit of work has already finished")

@@ -27,7 +27,12 @@ from avatarstack.ports.storage import PoolStats, UnitOfWork
 
 __all__ = ["PostgresOptions", "PostgresStorage", "normalise_dsn"]
 
-DIALECT = Dialect(name="postgresql", for_update="FOR UPDATE", skip_locked="FOR UPDATE SKIP LOCKED")
+DIALECT = Dialect(
+    name="postgresql",
+    for_update="FOR UPDATE",
+    skip_locked="FOR UPDATE SKIP LOCKED",
+    named_lock="SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+)
 #: pg_advisory_xact_lock key that serialises migrations across processes ("avstmigr")
 MIGRATION_LOCK_KEY = 0x61767374_6D696772
 #: query parameters libpq knows but asyncpg would forward to the server as settings

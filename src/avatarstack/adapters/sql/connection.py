@@ -16,6 +16,9 @@ class Dialect:
     for_update: str
     #: appended to the job-claim subquery so concurrent workers skip each other's rows
     skip_locked: str
+    #: a statement taking a transaction-scoped named lock ($1: the name); None when every
+    #: transaction already runs alone (SQLite's BEGIN IMMEDIATE)
+    named_lock: str | None = None
 
 
 class SqlConnection(Protocol):

@@ -34,6 +34,7 @@ class SqlUnitOfWork:
         commit: Callable[[], Awaitable[None]],
         rollback: Callable[[], Awaitable[None]],
     ) -> None:
+        self._conn = conn
         self._commit = commit
         self._rollback = rollback
         self.finished = False
@@ -49,6 +50,11 @@ class SqlUnitOfWork:
         self.jobs = SqlJobRepository(conn)
         self.avatar_sessions = SqlAvatarSessionRepository(conn)
         self.conversations = SqlConversationRepository(conn)
+
+    async def lock(self, name: str) -> None:
+        statement = self._conn.dialect.named_lock
+        if statement is not None:
+            await self._conn.execute(statement, name)
 
     async def commit(self) -> None:
         if self.finished:
