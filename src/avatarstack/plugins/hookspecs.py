@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from avatarstack.adapters.http.routing import Route
     from avatarstack.bootstrap.settings import Settings
     from avatarstack.ports.avatar import AvatarProvider, AvatarProviderContext
+    from avatarstack.ports.documents import DocumentParser
     from avatarstack.ports.oauth import OAuthProvider
 
 
@@ -44,3 +45,8 @@ def register_avatar_providers(
     register: Callable[[AvatarProvider], None], settings: Settings, context: AvatarProviderContext
 ) -> None:
     """Register streaming-avatar vendors (``AvatarProvider``); read their keys from settings."""
+
+
+@hookspec
+def register_document_parsers(register: Callable[[DocumentParser], None]) -> None:
+    """Register document parsers (``DocumentParser``), chosen by media type or extension."""
