@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "avatarstack.plugins.builtin.textavatar",
     "avatarstack.plugins.builtin.liveavatar",
     "avatarstack.plugins.builtin.heygen",
+    "avatarstack.plugins.builtin.parsers",
     "avatarstack.plugins.builtin.google",
     "avatarstack.plugins.builtin.github",
 )

@@ -1,0 +1,162 @@
+"""Running a :class:`~avatarstack.ports.documents.DocumentParser` in a child process.
+
+pypdf (like most parsers) has no time or memory limit, and a malformed file can loop or
+balloon. :func:`parse_isolated` starts a fresh ``spawn`` child per file (never ``fork``: the
+server is a threaded asyncio process), limits its address space with ``RLIMIT_AS``, kills it
+after a wall-clock timeout, and turns every way it can end into a
+:class:`~avatarstack.ports.errors.InvalidInputError` with a reason a person can read. The event
+loop only awaits a worker thread that waits on a pipe, so the server stays responsive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import resource
+from collections.abc import Iterable
+from multiprocessing.connection import Connection
+from pathlib import PurePath
+from typing import Any
+
+from avatarstack.ports.documents import DocumentParser, ParsedDocument
+from avatarstack.ports.errors import InvalidInputError, UnsupportedMediaTypeError
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MEMORY_BYTES = 1_073_741_824
+#: freed when the child runs out of memory, so it can still report that
+_RESERVE_BYTES = 4 * 1024 * 1024
+#: how long a child that has answered may take to exit before it is killed
+_EXIT_GRACE = 5.0
+
+
+def choose_parser(
+    parsers: Iterable[DocumentParser], media_type: str | None, filename: str | None
+) -> DocumentParser:
+    """The parser for ``media_type`` (parameters ignored), else for the file's extension;
+    :class:`UnsupportedMediaTypeError` listing the accepted types when none fits."""
+    candidates = list(parsers)
+    essence = (media_type or "").split(";", 1)[0].strip().lower()
+    if essence:
+        for parser in candidates:
+            if essence in (t.lower() for t in parser.media_types):
+                return parser
+    suffix = PurePath(filename).suffix.lower() if filename else ""
+    if suffix:
+        for parser in candidates:
+            if suffix in (e.lower() for e in parser.extensions):
+                return parser
+    types = sorted({t for p in candidates for t in p.media_types})
+    extensions = sorted({e for p in candidates for e in p.extensions})
+    raise UnsupportedMediaTypeError(
+        f"unsupported document type {essence or suffix or 'unknown'!r}; accepted: "
+        f"{', '.join(types)} ({', '.join(extensions)})"
+    )
+
+
+async def parse_isolated(
+    parser: DocumentParser,
+    data: bytes,
+    filename: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the child's limit, not an await's
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
+) -> ParsedDocument:
+    """``parser.parse(data, filename)`` in a fresh child process, limited to ``timeout``
+    seconds of wall-clock time and ``memory_bytes`` of address space."""
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    process = ctx.Process(
+        target=_child_main,
+        args=(sender, parser, data, filename, memory_bytes),
+        name=f"avatarstack-parse-{parser.name}",
+        daemon=True,
+    )
+    try:
+        # spawning writes the pickled arguments to the child: blocking, so off the loop
+        await asyncio.to_thread(process.start)
+    except BaseException:
+        receiver.close()
+        raise
+    finally:
+        sender.close()
+    try:
+        outcome = await asyncio.to_thread(_wait, process, receiver, timeout)
+    finally:
+        # on cancellation the waiting thread is still blocked on the pipe: killing the child
+        # ends it (EOF), and the thread reaps the child and closes the pipe itself
+        if process.exitcode is None:
+            process.kill()
+    return _result(outcome, process.exitcode, timeout=timeout, memory_bytes=memory_bytes)
+
+
+def _wait(
+    process: multiprocessing.process.BaseProcess, receiver: Connection, timeout: float
+) -> tuple[str, Any] | None:
+    """Runs in a worker thread: the child's answer, ``("timeout", None)`` or None if it died."""
+    outcome: tuple[str, Any] | None = None
+    try:
+        if receiver.poll(timeout):
+            try:
+                outcome = receiver.recv()
+            except (EOFError, OSError):
+                outcome = None  # the child died; its exit code says how
+        else:
+            outcome = ("timeout", None)
+    finally:
+        receiver.close()
+        if outcome is None or outcome[0] == "timeout":
+            process.kill()
+        process.join(_EXIT_GRACE)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+    return outcome
+
+
+def _result(
+    outcome: tuple[str, Any] | None, exitcode: int | None, *, timeout: float, memory_bytes: int
+) -> ParsedDocument:
+    memory = f"parsing needed more than {memory_bytes // 1_048_576} MB; the file may be malformed"
+    if outcome is None:
+        if exitcode is not None and exitcode < 0:  # killed by a signal (OOM killer, SIGSEGV…)
+            raise InvalidInputError(memory)
+        raise InvalidInputError(f"the file could not be parsed (the parser exited with {exitcode})")
+    kind, value = outcome
+    if kind == "ok" and isinstance(value, ParsedDocument):
+        return value
+    if kind == "timeout":
+        raise InvalidInputError(
+            f"parsing took longer than {timeout:g} s; the file may be malformed"
+        )
+    if kind == "memory":
+        raise InvalidInputError(memory)
+    if kind == "invalid":
+        raise InvalidInputError(str(value))
+    raise InvalidInputError(f"the file could not be parsed ({value})")
+
+
+def _child_main(
+    conn: Connection, parser: DocumentParser, data: bytes, filename: str, memory_bytes: int
+) -> None:
+    """The child process: limit memory, parse, send one ``(kind, value)`` answer."""
+    reserve: bytearray | None = bytearray(_RESERVE_BYTES)
+    with contextlib.suppress(ValueError, OSError):  # a lower hard limit may already apply
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    outcome: tuple[str, Any]
+    try:
+        outcome = ("ok", parser.parse(data, filename))
+    except InvalidInputError as exc:
+        outcome = ("invalid", exc.detail)
+    except MemoryError:
+        reserve = None
+        outcome = ("memory", None)
+    except BaseException as exc:  # report the class only: messages may quote the file
+        outcome = ("error", type(exc).__name__)
+    del data, reserve
+    try:
+        conn.send(outcome)
+    except MemoryError:
+        conn.send(("memory", None))
+    finally:
+        conn.close()
