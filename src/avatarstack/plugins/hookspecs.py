@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from avatarstack.bootstrap.settings import Settings
     from avatarstack.ports.avatar import AvatarProvider, AvatarProviderContext
     from avatarstack.ports.documents import DocumentParser
+    from avatarstack.ports.embeddings import Embedder
     from avatarstack.ports.oauth import OAuthProvider
 
 
@@ -50,3 +51,8 @@ def register_avatar_providers(
 @hookspec
 def register_document_parsers(register: Callable[[DocumentParser], None]) -> None:
     """Register document parsers (``DocumentParser``), chosen by media type or extension."""
+
+
+@hookspec
+def register_embedders(register: Callable[[Embedder], None], settings: Settings) -> None:
+    """Register embedders (``Embedder``); ``AVATARSTACK_KB__EMBEDDER`` picks one by name."""

@@ -1,0 +1,71 @@
+"""The knowledge-store port: the vector index of one index generation.
+
+A generation is built once from an explicit set of document versions into its own collection,
+then searched read-only; activation and rollback switch which generation searches use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IndexedChunk(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: str
+    document_id: str
+    version: int
+    page_start: int
+    page_end: int
+    text: str
+    embedding: list[float] = Field(repr=False)
+
+
+class SearchHit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: str
+    document_id: str
+    version: int
+    page: int
+    page_end: int
+    text: str
+    #: cosine similarity, higher is better (1.0 = same direction)
+    score: float
+
+
+class IndexInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    generation_id: str
+    embedder: str
+    dimensions: int
+    count: int
+
+
+class KnowledgeStore(Protocol):
+    name: str
+
+    async def create(self, generation_id: str, *, embedder: str, dimensions: int) -> None:
+        """A new empty index; ConflictError if it exists."""
+
+    async def add(self, generation_id: str, chunks: Sequence[IndexedChunk]) -> None:
+        """Add chunks (idempotent per chunk_id); InvalidInputError for wrong dimensions,
+        NotFoundError for an unknown generation."""
+
+    async def query(
+        self, generation_id: str, embedding: Sequence[float], k: int
+    ) -> list[SearchHit]:
+        """The ``k`` nearest chunks by cosine similarity, best first."""
+
+    async def describe(self, generation_id: str) -> IndexInfo | None: ...
+
+    async def drop(self, generation_id: str) -> None:
+        """Delete the index; dropping an unknown one succeeds."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
