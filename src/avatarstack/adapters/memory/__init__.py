@@ -1,6 +1,7 @@
 """In-memory adapters: real implementations of the ports, kept in one process."""
 
 from avatarstack.adapters.memory.commands import CommandRelay
+from avatarstack.adapters.memory.knowledge import MemoryKnowledgeStore
 from avatarstack.adapters.memory.storage import MemoryStorage
 
-__all__ = ["CommandRelay", "MemoryStorage"]
+__all__ = ["CommandRelay", "MemoryKnowledgeStore", "MemoryStorage"]
