@@ -302,3 +302,10 @@ def test_chunking_never_loses_text_nor_exceeds_max_chars(
 def test_a_running_header_above_a_page_number_is_removed_too() -> None:
     texts = [f"Handbook\n{n}\nText {chr(96 + n)}." for n in range(1, 4)]
     assert normalise(*texts) == ["Text a.", "Text b.", "Text c."]
+
+
+def test_a_heading_longer_than_the_chunk_size_is_split_like_body_text() -> None:
+    """Found by hypothesis: '00000000AAA' looks like a heading and was kept whole (11 > 10)."""
+    pages = normalise_pages([ParsedPage(number=1, text="00000000AAA")])
+    config = ChunkerConfig(target_chars=10, max_chars=10, overlap_chars=0)
+    assert all(len(chunk.text) <= 10 for chunk in chunk_document(pages, config))

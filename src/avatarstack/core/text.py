@@ -322,7 +322,7 @@ def _units(
             if not stripped:
                 continue
             start += paragraph.index(stripped)
-            if is_heading(stripped):
+            if is_heading(stripped) and len(stripped) <= target:  # a longer one is body text
                 units.append(_Unit(start, start + len(stripped), page.number, _title(stripped)))
                 continue
             for piece_start, piece_end in _split(stripped, target):

@@ -30,6 +30,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "avatarstack.plugins.builtin.liveavatar",
     "avatarstack.plugins.builtin.heygen",
     "avatarstack.plugins.builtin.parsers",
+    "avatarstack.plugins.builtin.embedders",
     "avatarstack.plugins.builtin.google",
     "avatarstack.plugins.builtin.github",
 )
