@@ -21,41 +21,10 @@ from avatarstack.adapters.parsers import (
     parse_isolated,
 )
 from avatarstack.ports.errors import InvalidInputError, UnsupportedMediaTypeError
+from avatarstack.testkit.pdf import pdf_with_pages
 
 T = TypeVar("T")
 MB = 1024 * 1024
-
-
-def build_pdf(objects: list[bytes]) -> bytes:
-    """A PDF whose object ``n`` is ``objects[n - 1]`` (object 1 the catalog), exact xref."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
-
-
-def pdf_with_pages(count: int, content: bytes, extra: bytes = b"") -> bytes:
-    """``count`` pages sharing one content stream (object 4)."""
-    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(count))
-    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"  # noqa: E501
-    return build_pdf(
-        [
-            b"<< /Type /Catalog /Pages 2 0 R >>",
-            b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, count),
-            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-            b"<< /Length %d %s>>\nstream\n" % (len(content), extra) + content + b"\nendstream",
-            *[page] * count,
-        ]
-    )
 
 
 HELLO = b"BT /F1 12 Tf 72 712 Td (Hello isolated) Tj ET"

@@ -36,7 +36,7 @@ from avatarstack.ports.errors import (
     NotFoundError,
     RateLimitedError,
 )
-from avatarstack.ports.storage import AvatarSession, Storage, new_id
+from avatarstack.ports.storage import AvatarSession, Storage, UnitOfWork, new_id
 
 log = structlog.get_logger("avatarstack.avatars")
 T = TypeVar("T")
@@ -501,13 +501,8 @@ class AvatarService:
         the expected state (status, vendor session, and with ``unclaimed_at`` no live renewal
         claim). Returns the new row, or None when the row moved on."""
         async with self._storage.unit_of_work() as uow:
-            await uow.lock(f"avatar-session:{session_id}")
-            current = await uow.avatar_sessions.get(session_id)
-            if current is None or current.ended_at is not None:
-                return None
-            if expect_status is not None and current.status != expect_status:
-                return None
-            if expect_provider_id is not None and current.provider_session_id != expect_provider_id:
+            current = await _locked_live(uow, session_id, expect_status, expect_provider_id)
+            if current is None:
                 return None
             if unclaimed_at is not None:
                 claim = _when(current.data.get("renewing_until"))
@@ -538,13 +533,8 @@ class AvatarService:
         moved on from what the caller saw."""
         now = self._clock.now()
         async with self._storage.unit_of_work() as uow:
-            await uow.lock(f"avatar-session:{session_id}")
-            current = await uow.avatar_sessions.get(session_id)
-            if current is None or current.ended_at is not None:
-                return None
-            if expect_status is not None and current.status != expect_status:
-                return None
-            if expect_provider_id is not None and current.provider_session_id != expect_provider_id:
+            current = await _locked_live(uow, session_id, expect_status, expect_provider_id)
+            if current is None:
                 return None
             cost = (
                 (now - current.started_at).total_seconds() if current.provider_session_id else 0.0
@@ -585,6 +575,24 @@ class AvatarService:
             await self.provider.stop(provider_session_id)
         except AvatarstackError as exc:
             log.warning("avatar_stop_failed", error=exc.code)
+
+
+async def _locked_live(
+    uow: UnitOfWork,
+    session_id: str,
+    expect_status: str | None,
+    expect_provider_id: str | None,
+) -> AvatarSession | None:
+    """The session row under its lock, if it has not ended and is in the expected state."""
+    await uow.lock(f"avatar-session:{session_id}")
+    current = await uow.avatar_sessions.get(session_id)
+    if current is None or current.ended_at is not None:
+        return None
+    if expect_status is not None and current.status != expect_status:
+        return None
+    if expect_provider_id is not None and current.provider_session_id != expect_provider_id:
+        return None
+    return current
 
 
 def _when(value: object) -> datetime | None:
