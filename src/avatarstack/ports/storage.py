@@ -28,14 +28,18 @@ __all__ = [
     "AuthSession",
     "AvatarSession",
     "AvatarSessionRepository",
+    "ChunkRepository",
     "Conversation",
     "ConversationEvent",
     "ConversationRepository",
     "Document",
     "DocumentRepository",
     "DocumentVersion",
+    "GenerationRepository",
+    "GenerationStatus",
     "Identity",
     "IdentityRepository",
+    "IndexGeneration",
     "Job",
     "JobRepository",
     "JobStatus",
@@ -48,6 +52,7 @@ __all__ = [
     "RoleRepository",
     "SessionRepository",
     "Storage",
+    "StoredChunk",
     "UnitOfWork",
     "User",
     "UserRepository",
@@ -169,6 +174,46 @@ class DocumentVersion(_Record):
     error: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
+
+
+class StoredChunk(_Record):
+    """One chunk of a document version as the chunker produced it; keyed by
+    ``(document_id, version, index)``."""
+
+    document_id: str
+    version: int
+    index: int
+    text: str
+    page_start: int
+    page_end: int
+    char_start: int
+    char_end: int
+    heading: str | None = None
+    hash: str
+
+
+GenerationStatus = Literal["building", "ready", "failed"]
+
+
+class IndexGeneration(_Record):
+    """One build of the search index over a set of document versions.
+
+    Which generation serves queries is a separate pointer (:meth:`GenerationRepository.
+    set_active`), so ``status`` only says whether the build finished."""
+
+    id: str
+    status: GenerationStatus = "building"
+    embedder: str
+    dimensions: int
+    document_versions: dict[str, int] = Field(
+        default_factory=dict, description="Document id to the version indexed."
+    )
+    chunk_count: int = 0
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    job_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
 
 
 # --------------------------------------------------------------------------- jobs
@@ -383,6 +428,44 @@ class DocumentRepository(Protocol):
     ) -> None: ...
 
 
+class ChunkRepository(Protocol):
+    async def add_many(self, chunks: Sequence[StoredChunk]) -> None:
+        """Insert; DuplicateError when (document_id, version, index) exists, ConflictError
+        when the document version does not."""
+
+    async def list_for_version(self, document_id: str, version: int) -> Sequence[StoredChunk]:
+        """Ordered by ``index``."""
+
+    async def delete_for_version(self, document_id: str, version: int) -> int:
+        """Returns how many chunks were removed."""
+
+    async def count_for_version(self, document_id: str, version: int) -> int: ...
+
+
+class GenerationRepository(Protocol):
+    async def add(self, generation: IndexGeneration) -> None:
+        """DuplicateError when the id exists."""
+
+    async def get(self, generation_id: str) -> IndexGeneration | None: ...
+
+    async def list(self, *, limit: int = 50) -> Sequence[IndexGeneration]:
+        """Newest (``created_at``) first."""
+
+    async def update(self, generation: IndexGeneration) -> None:
+        """Replace the mutable fields; NotFoundError if absent."""
+
+    async def delete(self, generation_id: str) -> bool:
+        """True when a row was removed; ConflictError for the active generation."""
+
+    async def get_active(self) -> IndexGeneration | None:
+        """The generation the active pointer names, None before any was activated."""
+
+    async def set_active(self, generation_id: str, now: datetime) -> None:
+        """Point the active pointer at the generation in one transactional switch.
+
+        NotFoundError for an unknown id, ConflictError unless its status is ``ready``."""
+
+
 class JobRepository(Protocol):
     async def enqueue(self, job: Job) -> None: ...
 
@@ -501,6 +584,12 @@ class UnitOfWork(Protocol):
 
     @property
     def documents(self) -> DocumentRepository: ...
+
+    @property
+    def chunks(self) -> ChunkRepository: ...
+
+    @property
+    def generations(self) -> GenerationRepository: ...
 
     @property
     def jobs(self) -> JobRepository: ...

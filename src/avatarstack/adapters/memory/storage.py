@@ -30,15 +30,17 @@ from avatarstack.ports.storage import (
     Document,
     DocumentVersion,
     Identity,
+    IndexGeneration,
     Job,
     OneTimeToken,
     PoolStats,
     RefreshToken,
+    StoredChunk,
     UnitOfWork,
     User,
 )
 
-MIGRATIONS = ["0001", "0002"]
+MIGRATIONS = ["0001", "0002", "0003"]
 
 
 @dataclass
@@ -53,6 +55,9 @@ class _State:
     audit: list[AuditEvent] = field(default_factory=list)
     documents: dict[str, Document] = field(default_factory=dict)
     versions: dict[tuple[str, int], DocumentVersion] = field(default_factory=dict)
+    chunks: dict[tuple[str, int, int], StoredChunk] = field(default_factory=dict)
+    generations: dict[str, IndexGeneration] = field(default_factory=dict)
+    active_generation: str | None = None
     jobs: dict[str, Job] = field(default_factory=dict)
     avatar_sessions: dict[str, AvatarSession] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
@@ -331,6 +336,75 @@ class _Documents(_Repo):
         self._s.versions[(document_id, version)] = current.model_copy(update=update)
 
 
+class _Chunks(_Repo):
+    async def add_many(self, chunks: Sequence[StoredChunk]) -> None:
+        keys = [(c.document_id, c.version, c.index) for c in chunks]
+        if len(set(keys)) != len(keys) or any(k in self._s.chunks for k in keys):
+            raise DuplicateError("a record with the same key already exists")
+        if any((c.document_id, c.version) not in self._s.versions for c in chunks):
+            raise ConflictError("a chunk needs an existing document version")
+        for key, chunk in zip(keys, chunks, strict=True):
+            self._s.chunks[key] = chunk
+
+    async def list_for_version(self, document_id: str, version: int) -> Sequence[StoredChunk]:
+        found = [c for (d, v, _), c in self._s.chunks.items() if (d, v) == (document_id, version)]
+        return sorted(found, key=lambda c: c.index)
+
+    async def delete_for_version(self, document_id: str, version: int) -> int:
+        keys = [k for k in self._s.chunks if k[:2] == (document_id, version)]
+        for key in keys:
+            del self._s.chunks[key]
+        return len(keys)
+
+    async def count_for_version(self, document_id: str, version: int) -> int:
+        return sum(1 for k in self._s.chunks if k[:2] == (document_id, version))
+
+
+class _Generations(_Repo):
+    async def add(self, generation: IndexGeneration) -> None:
+        if generation.id in self._s.generations:
+            raise DuplicateError("a record with the same key already exists")
+        self._s.generations[generation.id] = generation
+
+    async def get(self, generation_id: str) -> IndexGeneration | None:
+        return self._s.generations.get(generation_id)
+
+    async def list(self, *, limit: int = 50) -> Sequence[IndexGeneration]:
+        found = sorted(
+            self._s.generations.values(), key=lambda g: (g.created_at, g.id), reverse=True
+        )
+        return found[:limit]
+
+    async def update(self, generation: IndexGeneration) -> None:
+        old = self._s.generations.get(generation.id)
+        if old is None:
+            raise NotFoundError(f"index generation {generation.id} does not exist")
+        self._s.generations[generation.id] = generation.model_copy(
+            update={"created_at": old.created_at}
+        )
+
+    async def delete(self, generation_id: str) -> bool:
+        if generation_id == self._s.active_generation:
+            raise ConflictError("the active index generation cannot be deleted")
+        return self._s.generations.pop(generation_id, None) is not None
+
+    async def get_active(self) -> IndexGeneration | None:
+        if self._s.active_generation is None:
+            return None
+        return self._s.generations.get(self._s.active_generation)
+
+    async def set_active(self, generation_id: str, now: datetime) -> None:
+        generation = self._s.generations.get(generation_id)
+        if generation is None:
+            raise NotFoundError(f"index generation {generation_id} does not exist")
+        if generation.status != "ready":
+            raise ConflictError(
+                f"index generation {generation_id} is {generation.status}; only a ready one "
+                "can be activated"
+            )
+        self._s.active_generation = generation_id
+
+
 class _Jobs(_Repo):
     async def enqueue(self, job: Job) -> None:
         if job.id in self._s.jobs:
@@ -558,6 +632,8 @@ class _UnitOfWork:
         self.rate_limits = _RateLimits(state)
         self.audit = _Audit(state)
         self.documents = _Documents(state)
+        self.chunks = _Chunks(state)
+        self.generations = _Generations(state)
         self.jobs = _Jobs(state)
         self.avatar_sessions = _AvatarSessions(state)
         self.conversations = _Conversations(state)

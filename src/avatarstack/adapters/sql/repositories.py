@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from avatarstack.adapters.sql.connection import SqlConnection
-from avatarstack.ports.errors import NotFoundError
+from avatarstack.ports.errors import ConflictError, NotFoundError
 from avatarstack.ports.storage import (
     AuditEvent,
     AuthSession,
@@ -20,9 +20,11 @@ from avatarstack.ports.storage import (
     Document,
     DocumentVersion,
     Identity,
+    IndexGeneration,
     Job,
     OneTimeToken,
     RefreshToken,
+    StoredChunk,
     User,
 )
 
@@ -462,6 +464,162 @@ class SqlDocumentRepository(_Repository):
             )
         if not changed:
             raise NotFoundError(f"document {document_id} has no version {version}")
+
+
+class SqlChunkRepository(_Repository):
+    _COLUMNS = (
+        "document_id, version, chunk_index, text, page_start, page_end, char_start, char_end, "
+        "heading, hash"
+    )
+    _SELECT = (
+        'document_id, version, chunk_index AS "index", text, page_start, page_end, '
+        "char_start, char_end, heading, hash"
+    )
+    _BATCH = 50  # rows per INSERT: 500 parameters stay under every dialect's limit
+
+    async def add_many(self, chunks: Sequence[StoredChunk]) -> None:
+        width = 10
+        for start in range(0, len(chunks), self._BATCH):
+            batch = chunks[start : start + self._BATCH]
+            rows = ", ".join(f"({_placeholders(1 + i * width, width)})" for i in range(len(batch)))
+            args: list[Any] = []
+            for chunk in batch:
+                args.extend(
+                    (
+                        chunk.document_id,
+                        chunk.version,
+                        chunk.index,
+                        chunk.text,
+                        chunk.page_start,
+                        chunk.page_end,
+                        chunk.char_start,
+                        chunk.char_end,
+                        chunk.heading,
+                        chunk.hash,
+                    )
+                )
+            await self._conn.execute(
+                f"INSERT INTO document_chunks ({self._COLUMNS}) VALUES {rows}", *args
+            )
+
+    async def list_for_version(self, document_id: str, version: int) -> Sequence[StoredChunk]:
+        rows = await self._conn.fetch(
+            f"SELECT {self._SELECT} FROM document_chunks "
+            "WHERE document_id = $1 AND version = $2 ORDER BY chunk_index",
+            document_id,
+            version,
+        )
+        return [_model(StoredChunk, row) for row in rows]
+
+    async def delete_for_version(self, document_id: str, version: int) -> int:
+        return await self._conn.execute(
+            "DELETE FROM document_chunks WHERE document_id = $1 AND version = $2",
+            document_id,
+            version,
+        )
+
+    async def count_for_version(self, document_id: str, version: int) -> int:
+        row = await self._conn.fetchrow(
+            "SELECT COUNT(*) AS n FROM document_chunks WHERE document_id = $1 AND version = $2",
+            document_id,
+            version,
+        )
+        return int(row["n"]) if row else 0
+
+
+class SqlGenerationRepository(_Repository):
+    _COLUMNS = (
+        "id, status, embedder, dimensions, document_versions, chunk_count, metrics, error, "
+        "job_id, created_at, updated_at"
+    )
+    _JSON = ("document_versions", "metrics")
+
+    def _args(self, generation: IndexGeneration) -> tuple[Any, ...]:
+        return (
+            generation.id,
+            generation.status,
+            generation.embedder,
+            generation.dimensions,
+            _dump(generation.document_versions),
+            generation.chunk_count,
+            _dump(generation.metrics),
+            generation.error,
+            generation.job_id,
+            generation.created_at,
+            generation.updated_at,
+        )
+
+    async def add(self, generation: IndexGeneration) -> None:
+        await self._conn.execute(
+            f"INSERT INTO kb_generations ({self._COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            *self._args(generation),
+        )
+
+    async def get(self, generation_id: str) -> IndexGeneration | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {self._COLUMNS} FROM kb_generations WHERE id = $1", generation_id
+        )
+        return _model(IndexGeneration, row, self._JSON) if row else None
+
+    async def list(self, *, limit: int = 50) -> Sequence[IndexGeneration]:
+        rows = await self._conn.fetch(
+            f"SELECT {self._COLUMNS} FROM kb_generations "
+            "ORDER BY created_at DESC, id DESC LIMIT $1",
+            limit,
+        )
+        return [_model(IndexGeneration, row, self._JSON) for row in rows]
+
+    async def update(self, generation: IndexGeneration) -> None:
+        changed = await self._conn.execute(
+            "UPDATE kb_generations SET status = $2, embedder = $3, dimensions = $4, "
+            "document_versions = $5, chunk_count = $6, metrics = $7, error = $8, job_id = $9, "
+            "updated_at = $10 WHERE id = $1",
+            *self._args(generation)[:9],
+            generation.updated_at,
+        )
+        if not changed:
+            raise NotFoundError(f"index generation {generation.id} does not exist")
+
+    async def delete(self, generation_id: str) -> bool:
+        active = await self._conn.fetchrow(
+            "SELECT generation_id FROM kb_active_generation WHERE singleton = 1"
+        )
+        if active is not None and active["generation_id"] == generation_id:
+            raise ConflictError("the active index generation cannot be deleted")
+        return bool(
+            await self._conn.execute("DELETE FROM kb_generations WHERE id = $1", generation_id)
+        )
+
+    async def get_active(self) -> IndexGeneration | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {', '.join('g.' + c.strip() for c in self._COLUMNS.split(','))} "
+            "FROM kb_active_generation a JOIN kb_generations g ON g.id = a.generation_id "
+            "WHERE a.singleton = 1"
+        )
+        return _model(IndexGeneration, row, self._JSON) if row else None
+
+    async def set_active(self, generation_id: str, now: datetime) -> None:
+        # Lock the generation so its status cannot change under the switch; the upsert of the
+        # single pointer row is the switch itself (concurrent switches queue on that row).
+        row = await self._conn.fetchrow(
+            f"SELECT status FROM kb_generations WHERE id = $1 {self._conn.dialect.for_update}",
+            generation_id,
+        )
+        if row is None:
+            raise NotFoundError(f"index generation {generation_id} does not exist")
+        if row["status"] != "ready":
+            raise ConflictError(
+                f"index generation {generation_id} is {row['status']}; only a ready one "
+                "can be activated"
+            )
+        await self._conn.execute(
+            "INSERT INTO kb_active_generation (singleton, generation_id, updated_at) "
+            "VALUES (1, $1, $2) ON CONFLICT (singleton) DO UPDATE SET "
+            "generation_id = excluded.generation_id, updated_at = excluded.updated_at",
+            generation_id,
+            now,
+        )
 
 
 class SqlJobRepository(_Repository):

@@ -8,8 +8,10 @@ from avatarstack.adapters.sql.connection import SqlConnection
 from avatarstack.adapters.sql.repositories import (
     SqlAuditRepository,
     SqlAvatarSessionRepository,
+    SqlChunkRepository,
     SqlConversationRepository,
     SqlDocumentRepository,
+    SqlGenerationRepository,
     SqlIdentityRepository,
     SqlJobRepository,
     SqlOneTimeTokenRepository,
@@ -47,6 +49,8 @@ class SqlUnitOfWork:
         self.rate_limits = SqlRateLimitRepository(conn)
         self.audit = SqlAuditRepository(conn)
         self.documents = SqlDocumentRepository(conn)
+        self.chunks = SqlChunkRepository(conn)
+        self.generations = SqlGenerationRepository(conn)
         self.jobs = SqlJobRepository(conn)
         self.avatar_sessions = SqlAvatarSessionRepository(conn)
         self.conversations = SqlConversationRepository(conn)
