@@ -34,18 +34,18 @@ stop counts), ``tasks``, ``stop_calls``, ``requests`` and :meth:`calls`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import web
 
 from avatarstack.ports.clock import Clock
+from avatarstack.testkit._server import LocalServer
 from avatarstack.testkit.clock import ManualClock
 
 __all__ = [
@@ -228,7 +228,7 @@ class _Caller:
 Handler = Callable[[web.Request, _Caller, dict[str, Any]], Awaitable[Any]]
 
 
-class FakeHeyGen:
+class FakeHeyGen(LocalServer):
     """HeyGen's legacy streaming API for one account (more keys via :meth:`add_api_key`)."""
 
     def __init__(
@@ -238,6 +238,7 @@ class FakeHeyGen:
         clock: Clock | None = None,
         max_concurrent: int = 3,
     ) -> None:
+        super().__init__()
         self._api_key = api_key
         self._keys: set[str] = {api_key}
         self.clock: Clock = clock or ManualClock()
@@ -270,17 +271,8 @@ class FakeHeyGen:
         self._tokens: dict[str, _Token] = {}
         self._faults: dict[str, list[FakeFault]] = {}
         self._rewrites: dict[str, Callable[[Any], Any]] = {}
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-        self._stopping: asyncio.Event | None = None
 
     # ================================================================ server
-
-    @property
-    def base_url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("FakeHeyGen is not running")
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def api_key(self) -> str:
@@ -291,11 +283,7 @@ class FakeHeyGen:
         """The avatars a session can use (``ACTIVE``)."""
         return [a.avatar_id for a in self.avatars if a.status.upper() == "ACTIVE"]
 
-    @property
-    def running(self) -> bool:
-        return self._runner is not None
-
-    async def start(self) -> None:
+    def _build_app(self) -> web.Application:
         @web.middleware
         async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             try:
@@ -309,7 +297,6 @@ class FakeHeyGen:
                 return _error(exc.status, exc.status, exc.reason)
             return response
 
-        self._stopping = asyncio.Event()
         app = web.Application(middlewares=[json_errors])
         handlers: dict[str, Handler] = {
             "create_token": self._create_token,
@@ -327,27 +314,7 @@ class FakeHeyGen:
         }
         for route, (method, path) in ROUTES.items():
             app.router.add_route(method, path, self._endpoint(route, handlers[route]))
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._port or 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        """Stop listening (the port stays known, so clients now fail to connect)."""
-        if self._stopping is not None:
-            self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        return app
 
     # ================================================================ switches
 
@@ -520,9 +487,7 @@ class FakeHeyGen:
 
     async def _refused(self, fault: FakeFault) -> web.StreamResponse | None:
         """The answer of a fault that stops the request before any work (None: go on)."""
-        if fault.delay > 0 and self._stopping is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), fault.delay)
+        await self._sleep(fault.delay)
         if fault.status is None or fault.status < 300:
             return None
         if fault.malformed_json:  # e.g. a proxy's HTML error page

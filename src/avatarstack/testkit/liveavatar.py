@@ -78,12 +78,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import UnavailableError
+from avatarstack.testkit._server import LocalServer
 from avatarstack.testkit.clock import ManualClock
 
 __all__ = [
@@ -460,7 +461,7 @@ class FakeDataChannel:
 # =========================================================================== the server
 
 
-class FakeLiveAvatar:
+class FakeLiveAvatar(LocalServer):
     """LiveAvatar's REST API, FULL data channel and LITE websocket. See the module docstring."""
 
     def __init__(
@@ -470,6 +471,7 @@ class FakeLiveAvatar:
         clock: Clock | None = None,
         max_concurrent: int = 3,
     ) -> None:
+        super().__init__()
         self._api_key = api_key
         self._clock: Clock = clock or ManualClock()
         self.max_concurrent = max_concurrent
@@ -509,56 +511,25 @@ class FakeLiveAvatar:
         self.token_requests: list[dict[str, Any]] = []
         self.stops: list[StopCall] = []
         # server
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-        self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
-    def base_url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("FakeLiveAvatar is not running")
-        return f"http://127.0.0.1:{self._port}"
-
-    @property
     def api_key(self) -> str:
         return self._api_key
 
-    @property
-    def running(self) -> bool:
-        return self._runner is not None
-
-    async def start(self) -> None:
-        self._stopping = asyncio.Event()
+    def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.add_routes(self._routes())
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._port or 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        return app
 
-    async def stop(self) -> None:
-        """Stop listening (the port stays known, so clients now fail to connect)."""
-        self._stopping.set()
+    async def _before_stop(self) -> None:
         for session in self.sessions.values():
             for ws in list(session._sockets):
                 await ws.close()
         for task in list(self._background):
             task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     # ------------------------------------------------------------------ test handle
 
@@ -775,11 +746,6 @@ class FakeLiveAvatar:
                 "X-RateLimit-Reset": str(reset),
             },
         )
-
-    async def _sleep(self, seconds: float) -> None:
-        """A real-time wait that ends early when the server stops."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _ok(self, data: Any, status: int = 200) -> web.Response:
         return web.json_response(

@@ -13,9 +13,7 @@ record what clients sent (``token_requests``, …). Use them as async context ma
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -23,7 +21,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
@@ -31,6 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
+
+from avatarstack.testkit._server import LocalServer
 
 __all__ = [
     "OMIT",
@@ -80,13 +80,11 @@ class _Grant:
     used: bool = False
 
 
-class _FakeServer:
-    """An aiohttp application on 127.0.0.1 and a free port, started by ``async with``."""
+class _FakeServer(LocalServer):
+    """An OAuth fake: records every request and can delay its token endpoint."""
 
     def __init__(self) -> None:
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-        self._stopping: asyncio.Event | None = None
+        super().__init__()
         #: seconds the token endpoint waits before answering (cut short by ``stop()``)
         self.delay_token_seconds = 0.0
         self.requests: list[str] = []  # "METHOD /path" of every request, in order
@@ -94,52 +92,19 @@ class _FakeServer:
     def _routes(self) -> list[web.RouteDef]:
         raise NotImplementedError
 
-    @property
-    def base_url(self) -> str:
-        if self._port is None:
-            raise RuntimeError(f"{type(self).__name__} is not running")
-        return f"http://127.0.0.1:{self._port}"
-
-    @property
-    def running(self) -> bool:
-        return self._runner is not None
-
-    async def start(self) -> None:
+    def _build_app(self) -> web.Application:
         @web.middleware
         async def record(request: web.Request, handler: Any) -> web.StreamResponse:
             self.requests.append(f"{request.method} {request.path}")
             response: web.StreamResponse = await handler(request)
             return response
 
-        self._stopping = asyncio.Event()
         app = web.Application(middlewares=[record])
         app.add_routes(self._routes())
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._port or 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        """Stop listening (the port stays known, so clients now fail to connect)."""
-        if self._stopping is not None:
-            self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return app
 
     async def _delay_token(self) -> None:
-        if self.delay_token_seconds > 0 and self._stopping is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.delay_token_seconds)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        await self._sleep(self.delay_token_seconds)
 
 
 # =========================================================================== Google
