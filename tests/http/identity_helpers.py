@@ -11,7 +11,7 @@ import asyncio
 import email
 import email.policy
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -234,6 +234,9 @@ async def start_api(
         providers_={"password_hasher": fast_hasher(), "clock": clock}, **settings
     )
     return Api(client=client, mail=mailbox, clock=clock)
+
+
+MakeApi = Callable[..., Awaitable[Api]]
 
 
 def claims_of(access_token: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ rate limiter. Outcomes are checked through the API only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,47 +18,17 @@ from identity_helpers import (
     PASSWORD,
     PUBLIC_URL,
     SECRET_KEY,
-    T0,
     Api,
     Mailbox,
+    MakeApi,
     assert_problem,
     claims_of,
     database_settings,
-    running_mail_server,
     smtp_settings,
-    start_api,
 )
 from pydantic import ValidationError
 
 from avatarstack.adapters.sqlite import SqliteStorage
-from avatarstack.testkit.clock import ManualClock
-
-MakeApi = Callable[..., Awaitable[Api]]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def mail() -> AsyncIterator[tuple[Mailbox, int]]:
-    async with running_mail_server() as server:
-        yield server
-
-
-@pytest.fixture
-def make_api(avatarstack_client: Any, mail: tuple[Mailbox, int], clock: ManualClock) -> MakeApi:
-    async def make(**settings: Any) -> Api:
-        return await start_api(avatarstack_client, mail, clock, **settings)
-
-    return make
-
-
-@pytest.fixture
-async def api(make_api: MakeApi) -> Api:
-    """The application on SQLite."""
-    return await make_api()
 
 
 @pytest.fixture(params=BACKENDS)

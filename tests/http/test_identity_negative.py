@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,47 +26,17 @@ from identity_helpers import (
     PASSWORD,
     PUBLIC_URL,
     SECRET_KEY,
-    T0,
     Api,
-    Mailbox,
+    MakeApi,
     assert_problem,
     claims_of,
     database_settings,
-    running_mail_server,
-    start_api,
 )
 
 from avatarstack.bootstrap.container import key_id
-from avatarstack.testkit.clock import ManualClock
 
-MakeApi = Callable[..., Awaitable[Api]]
 KID = key_id(SECRET_KEY)
 AUDIENCE = "avatarstack"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-async def mail() -> AsyncIterator[tuple[Mailbox, int]]:
-    async with running_mail_server() as server:
-        yield server
-
-
-@pytest.fixture
-def make_api(avatarstack_client: Any, mail: tuple[Mailbox, int], clock: ManualClock) -> MakeApi:
-    async def make(**settings: Any) -> Api:
-        return await start_api(avatarstack_client, mail, clock, **settings)
-
-    return make
-
-
-@pytest.fixture
-async def api(make_api: MakeApi) -> Api:
-    """The application on SQLite."""
-    return await make_api()
 
 
 @pytest.fixture(params=BACKENDS)
