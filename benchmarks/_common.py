@@ -9,6 +9,7 @@ imports.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
@@ -265,6 +266,31 @@ class Result:
         if self.server_cpu is None or not total:
             return None
         return 1e6 * self.server_cpu / total
+
+
+def add_load_options(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """The options every benchmark shares: measurement length, warm-up, connections, rounds,
+    database and load generator. ``what`` names what the measurement covers in the help."""
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help=f"per {what}; whole seconds with wrk (3)"
+    )
+    parser.add_argument("--warmup", type=float, default=1.0, help="before each measurement (1)")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections (32)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="measure every target this often; best shown (2)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="e.g. postgresql://postgres@127.0.0.1:5432/test (default: SQLite in a temp dir)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator: wrk if installed (auto), or the aiohttp client",
+    )
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:

@@ -60,6 +60,7 @@ from _common import (
     Load,
     Result,
     Server,
+    add_load_options,
     avatarstack_env,
     best_round,
     check_alive,
@@ -735,28 +736,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0.01,
         help="seconds between two GET /healthz of the lag probe (0.01)",
     )
-    parser.add_argument(
-        "--seconds", type=float, default=3.0, help="per read measurement; whole s with wrk (3)"
-    )
-    parser.add_argument("--warmup", type=float, default=1.0, help="before each measurement (1)")
-    parser.add_argument("--concurrency", type=int, default=32, help="read connections (32)")
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="measure the reads this often; best shown (2)"
-    )
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="e.g. postgresql://postgres@127.0.0.1:5432/test (default: SQLite in a temp dir)",
-    )
-    parser.add_argument(
-        "--client",
-        choices=("auto", "wrk", "python"),
-        default="auto",
-        help="load generator: wrk if installed (auto), or the aiohttp client",
-    )
+    add_load_options(parser, what="read measurement")
     # internal: the parent starts itself as these children
     parser.add_argument("--serve", choices=("bare", "avatarstack"), help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if (

@@ -44,6 +44,7 @@ from _common import (
     BenchmarkError,
     Result,
     Server,
+    add_load_options,
     avatarstack_env,
     best_round,
     check_alive,
@@ -231,30 +232,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="req/s of avatarstack's /healthz and /api/v1/info vs a bare aiohttp app."
     )
-    parser.add_argument(
-        "--seconds", type=float, default=3.0, help="per measurement; whole seconds with wrk (3)"
-    )
-    parser.add_argument("--warmup", type=float, default=1.0, help="before each measurement (1)")
-    parser.add_argument("--concurrency", type=int, default=32, help="connections (32)")
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="measure every target this often; best shown (2)"
-    )
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="e.g. postgresql://postgres@127.0.0.1:5432/test (default: SQLite in a temp dir)",
-    )
-    parser.add_argument(
-        "--client",
-        choices=("auto", "wrk", "python"),
-        default="auto",
-        help="load generator: wrk if installed (auto), or the aiohttp client",
-    )
+    add_load_options(parser, what="measurement")
     # internal: run one server (the parent starts itself as the child)
     parser.add_argument(
         "--serve", choices=("bare", "avatarstack", "avatarstack+log"), help=argparse.SUPPRESS
     )
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.warmup < 0 or args.concurrency < 1 or args.rounds < 1:
         parser.error("--seconds, --concurrency and --rounds must be positive, --warmup ≥ 0")
