@@ -10,16 +10,18 @@ from __future__ import annotations
 import argon2
 from argon2.exceptions import Argon2Error, InvalidHashError
 
-from avatarstack.adapters.workers import BoundedThreads
-from avatarstack.ports.errors import InvalidInputError, UnavailableError
+from avatarstack.adapters.passwords import (
+    MAX_PASSWORD_LENGTH,
+    ThreadedHasher,
+    encode_password,
+    unusable_password,
+)
+from avatarstack.ports.errors import UnavailableError
 
 __all__ = ["MAX_PASSWORD_LENGTH", "Argon2PasswordHasher"]
 
-#: longer passwords are refused by ``hash`` and never match in ``verify`` (a DoS guard)
-MAX_PASSWORD_LENGTH = 1024
 
-
-class Argon2PasswordHasher:
+class Argon2PasswordHasher(ThreadedHasher):
     """Argon2id hashes in the PHC string format (``$argon2id$v=19$m=…,t=…,p=…$salt$hash``).
 
     The defaults are the OWASP recommendation (19 MiB, 2 passes, 1 lane); tests pass cheaper
@@ -48,30 +50,19 @@ class Argon2PasswordHasher:
             salt_len=salt_len,
             type=argon2.Type.ID,
         )
-        self._threads = BoundedThreads(max_concurrent, "argon2")
-        self.max_concurrent = self._threads.max_concurrent
-
-    @property
-    def in_flight(self) -> int:
-        return self._threads.in_flight
-
-    @property
-    def peak_in_flight(self) -> int:
-        return self._threads.peak_in_flight
+        super().__init__(max_concurrent, "argon2")
 
     async def hash(self, password: str) -> str:
-        secret = _encode(password)
+        secret = encode_password(password)
         if secret is None:
-            raise InvalidInputError(
-                f"passwords must be valid text of at most {MAX_PASSWORD_LENGTH} characters"
-            )
+            raise unusable_password()
         try:
             return await self._threads.run(self._hasher.hash, secret)
         except Argon2Error as exc:
             raise UnavailableError("password hashing failed") from exc
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        secret = _encode(password)
+        secret = encode_password(password)
         if secret is None or not isinstance(password_hash, str):
             return False
         if not password_hash.startswith("$argon2"):
@@ -87,16 +78,3 @@ class Argon2PasswordHasher:
             return self._hasher.check_needs_rehash(password_hash)
         except (InvalidHashError, ValueError, TypeError):
             return True
-
-    def close(self) -> None:
-        """Stop the worker threads (they are started again on the next hash)."""
-        self._threads.close()
-
-
-def _encode(password: str) -> bytes | None:
-    if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
-        return None
-    try:
-        return password.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates
-        return None

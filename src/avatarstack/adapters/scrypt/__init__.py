@@ -14,13 +14,15 @@ import hmac
 import secrets
 from typing import NamedTuple
 
-from avatarstack.adapters.workers import BoundedThreads
-from avatarstack.ports.errors import InvalidInputError
+from avatarstack.adapters.passwords import (
+    MAX_PASSWORD_LENGTH,
+    ThreadedHasher,
+    encode_password,
+    unusable_password,
+)
 
 __all__ = ["MAX_PASSWORD_LENGTH", "ScryptPasswordHasher"]
 
-#: longer passwords are refused by ``hash`` and never match in ``verify`` (a DoS guard)
-MAX_PASSWORD_LENGTH = 1024
 #: hashes whose parameters need more memory than this are treated as malformed
 _MAX_MEMORY = 256 * 1024 * 1024
 
@@ -33,7 +35,7 @@ class _Parsed(NamedTuple):
     digest: bytes
 
 
-class ScryptPasswordHasher:
+class ScryptPasswordHasher(ThreadedHasher):
     """scrypt with n=2**14, r=8, p=1, a 16-byte salt and a 64-byte key by default.
 
     ``in_flight`` and ``peak_in_flight`` count hashes running in worker threads right now and at
@@ -61,23 +63,12 @@ class ScryptPasswordHasher:
         self.n, self.r, self.p = n, r, p
         self.salt_len = salt_len
         self.key_len = key_len
-        self._threads = BoundedThreads(max_concurrent, "scrypt")
-        self.max_concurrent = self._threads.max_concurrent
-
-    @property
-    def in_flight(self) -> int:
-        return self._threads.in_flight
-
-    @property
-    def peak_in_flight(self) -> int:
-        return self._threads.peak_in_flight
+        super().__init__(max_concurrent, "scrypt")
 
     async def hash(self, password: str) -> str:
-        secret = _encode(password)
+        secret = encode_password(password)
         if secret is None:
-            raise InvalidInputError(
-                f"passwords must be valid text of at most {MAX_PASSWORD_LENGTH} characters"
-            )
+            raise unusable_password()
         salt = secrets.token_bytes(self.salt_len)
         digest = await self._threads.run(
             _derive, secret, salt, self.n, self.r, self.p, self.key_len
@@ -94,7 +85,7 @@ class ScryptPasswordHasher:
         )
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        secret = _encode(password)
+        secret = encode_password(password)
         parsed = _parse(password_hash)
         if secret is None or parsed is None:
             return False
@@ -116,10 +107,6 @@ class ScryptPasswordHasher:
             self.p,
             self.key_len,
         ) or len(parsed.salt) < self.salt_len
-
-    def close(self) -> None:
-        """Stop the worker threads (they are started again on the next hash)."""
-        self._threads.close()
 
 
 def _derive(secret: bytes, salt: bytes, n: int, r: int, p: int, key_len: int) -> bytes:
@@ -150,12 +137,3 @@ def _parse(password_hash: object) -> _Parsed | None:
     if not salt or not 16 <= len(digest) <= 128:
         return None
     return _Parsed(n, r, p, salt, digest)
-
-
-def _encode(password: str) -> bytes | None:
-    if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
-        return None
-    try:
-        return password.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates
-        return None
