@@ -12,6 +12,7 @@ from avatarstack.ports.errors import (
     FieldError,
     InvalidInputError,
     MalformedRequestError,
+    NotFoundError,
     UnsupportedMediaTypeError,
 )
 
@@ -64,3 +65,18 @@ def read_query(request: web.Request, model: type[M]) -> M:
         raise InvalidInputError(
             "the query parameters are invalid", errors=field_errors(exc, "query")
         ) from exc
+
+
+def model_response(model: BaseModel, status: int = 200) -> web.Response:
+    """A JSON response with the model's JSON (pydantic serialises dates and enums)."""
+    return web.json_response(text=model.model_dump_json(), status=status)
+
+
+def path_id(request: web.Request, name: str, what: str) -> str:
+    """An id from the path. Ids are made by the application (UUIDs); one with control
+    characters or of absurd length names nothing, and a NUL byte must not reach PostgreSQL
+    (its text type cannot hold one: that would be a storage error, not a 404)."""
+    value = request.match_info[name]
+    if len(value) > 64 or not value.isprintable():
+        raise NotFoundError(f"no such {what}")
+    return value

@@ -40,6 +40,7 @@ from typing import Any
 
 import structlog
 
+from avatarstack.adapters.avatar_events import AvatarEventLog
 from avatarstack.adapters.liveavatar._http import (
     API_KEY,
     AVATARS,
@@ -112,49 +113,8 @@ _END_REASONS: dict[str, str] = {
 _PAGE_SIZE = 100
 #: a bound on pagination, in case ``next`` never ends
 _MAX_PAGES = 50
-#: events one session keeps for subscribers that attach late
-_EVENTS_KEPT = 256
 #: ended sessions remembered: commands to them are conflicts without asking LiveAvatar
 _ENDED_KEPT = 1024
-
-
-class _EventLog:
-    """A session's events, fanned out: every subscriber reads from the oldest event kept."""
-
-    def __init__(self) -> None:
-        self._events: deque[AvatarEvent] = deque(maxlen=_EVENTS_KEPT)
-        self._dropped = 0
-        self._error: AvatarstackError | None = None
-        self._changed = asyncio.Event()
-
-    def append(self, event: AvatarEvent) -> None:
-        if len(self._events) == self._events.maxlen:
-            self._dropped += 1
-        self._events.append(event)
-        self._wake()
-
-    def fail(self, error: AvatarstackError) -> None:
-        """End every follower with ``error`` once it has read what is kept."""
-        self._error = error
-        self._wake()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def follow(self) -> AsyncIterator[AvatarEvent]:
-        position = 0
-        while True:
-            position = max(position, self._dropped)
-            while position < self._dropped + len(self._events):
-                event = self._events[position - self._dropped]
-                position += 1
-                yield event
-                if event.type == "closed":
-                    return
-            if self._error is not None:
-                raise self._error
-            await self._changed.wait()
 
 
 @dataclass
@@ -165,7 +125,7 @@ class _Session:
     started_at: datetime
     last_activity: datetime
     max_duration: float | None
-    events: _EventLog = field(default_factory=_EventLog)
+    events: AvatarEventLog = field(default_factory=AvatarEventLog)
     #: the utterance the estimates say is being spoken
     speaking_task: str | None = None
     #: loop time when the estimated speech queue runs out
@@ -223,7 +183,7 @@ class LiveAvatarProvider:
         self._clock = clock
         self._context_id = context_id
         self._sessions: dict[str, _Session] = {}
-        self._ended: OrderedDict[str, _EventLog | None] = OrderedDict()
+        self._ended: OrderedDict[str, AvatarEventLog | None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -672,7 +632,7 @@ class LiveAvatarProvider:
         self._remember_ended(session_id, session.events)
         log.info("liveavatar_session_ended", session_id=session_id, reason=reason)
 
-    def _remember_ended(self, session_id: str, events: _EventLog | None) -> None:
+    def _remember_ended(self, session_id: str, events: AvatarEventLog | None) -> None:
         self._ended[session_id] = events
         self._ended.move_to_end(session_id)
         while len(self._ended) > _ENDED_KEPT:

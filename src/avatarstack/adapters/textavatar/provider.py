@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import structlog
 
+from avatarstack.adapters.avatar_events import AvatarEventLog
 from avatarstack.core.speech import check_speech, estimate_speech_seconds
 from avatarstack.ports.avatar import (
     AvatarEvent,
@@ -46,8 +47,6 @@ DEFAULT_AVATARS: tuple[AvatarInfo, ...] = (
 )
 
 _MODES = ("repeat", "talk")
-#: events one session keeps for subscribers that attach late
-_EVENTS_KEPT = 256
 #: ended sessions remembered, so stopping again succeeds and late subscribers see ``closed``
 _ENDED_KEPT = 1024
 
@@ -56,34 +55,6 @@ _ENDED_KEPT = 1024
 class _Utterance:
     task_id: str
     duration: float
-
-
-class _EventLog:
-    """A session's events, fanned out: every subscriber reads from the oldest event kept."""
-
-    def __init__(self) -> None:
-        self._events: deque[AvatarEvent] = deque(maxlen=_EVENTS_KEPT)
-        self._dropped = 0
-        self._changed = asyncio.Event()
-
-    def append(self, event: AvatarEvent) -> None:
-        if len(self._events) == self._events.maxlen:
-            self._dropped += 1
-        self._events.append(event)
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def follow(self) -> AsyncIterator[AvatarEvent]:
-        position = 0
-        while True:
-            position = max(position, self._dropped)
-            while position < self._dropped + len(self._events):
-                event = self._events[position - self._dropped]
-                position += 1
-                yield event
-                if event.type == "closed":
-                    return
-            await self._changed.wait()
 
 
 @dataclass
@@ -95,7 +66,7 @@ class _Session:
     queue: deque[_Utterance] = field(default_factory=deque)
     current: _Utterance | None = None
     worker: asyncio.Task[None] | None = None
-    events: _EventLog = field(default_factory=_EventLog)
+    events: AvatarEventLog = field(default_factory=AvatarEventLog)
 
 
 class TextAvatarProvider:

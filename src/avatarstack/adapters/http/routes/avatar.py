@@ -10,10 +10,9 @@ from pydantic import BaseModel, Field
 
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.auth import principal
-from avatarstack.adapters.http.body import read_json
+from avatarstack.adapters.http.body import model_response, path_id, read_json
 from avatarstack.adapters.http.routing import Route
 from avatarstack.ports.avatar import Quality, SessionRequest
-from avatarstack.ports.errors import NotFoundError
 from avatarstack.ports.storage import AvatarSession
 
 API = "/api/v1/avatar"
@@ -82,21 +81,14 @@ class SpeakOut(BaseModel):
     task_ids: list[str]
 
 
-def _json(model: BaseModel, status: int = 200) -> web.Response:
-    return web.json_response(text=model.model_dump_json(), status=status)
-
-
 def _session_id(request: web.Request) -> str:
-    value = request.match_info["session_id"]
-    if len(value) > 64 or not value.isprintable():
-        raise NotFoundError("no such avatar session")
-    return value
+    return path_id(request, "session_id", "avatar session")
 
 
 async def list_avatars(request: web.Request) -> web.Response:
     service = request.app[keys.AVATARS]
     avatars = await service.list_avatars()
-    return _json(
+    return model_response(
         AvatarsOut(
             provider=service.provider.name,
             avatars=[AvatarOut.model_validate(a.model_dump()) for a in avatars],
@@ -114,12 +106,12 @@ async def start_session(request: web.Request) -> web.Response:
         if started.livekit
         else None
     )
-    return _json(SessionOut.of(started.session, livekit), 201)
+    return model_response(SessionOut.of(started.session, livekit), 201)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
     sessions = await request.app[keys.AVATARS].list_sessions(principal(request).user.id)
-    return _json(SessionsOut(sessions=[SessionOut.of(s) for s in sessions]))
+    return model_response(SessionsOut(sessions=[SessionOut.of(s) for s in sessions]))
 
 
 async def speak(request: web.Request) -> web.Response:
@@ -127,7 +119,7 @@ async def speak(request: web.Request) -> web.Response:
     tasks = await request.app[keys.AVATARS].speak(
         principal(request).user.id, _session_id(request), body.text, body.mode
     )
-    return _json(SpeakOut(task_id=tasks[0], task_ids=tasks), 202)
+    return model_response(SpeakOut(task_id=tasks[0], task_ids=tasks), 202)
 
 
 async def interrupt(request: web.Request) -> web.Response:

@@ -10,12 +10,11 @@ from pydantic import BaseModel, Field
 
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.auth import principal, request_context
-from avatarstack.adapters.http.body import read_json, read_query
+from avatarstack.adapters.http.body import model_response, path_id, read_json, read_query
 from avatarstack.adapters.http.routing import AUTHENTICATED, PUBLIC, Route
 from avatarstack.core.identity import IdentityService, OAuthStart, Profile, TokenPair
 from avatarstack.ports.errors import (
     AvatarstackError,
-    NotFoundError,
     UnavailableError,
     UpstreamError,
 )
@@ -224,22 +223,8 @@ class AuditOut(BaseModel):
 # ----------------------------------------------------------------------------- handlers
 
 
-def _json(model: BaseModel, status: int = 200) -> web.Response:
-    return web.json_response(text=model.model_dump_json(), status=status)
-
-
 def _limit(request: web.Request) -> int:
     return request.app[keys.CONFIG].max_body_bytes
-
-
-def _path_id(request: web.Request, name: str, what: str) -> str:
-    """An id from the path. Ids are made by the application (UUIDs); one with control
-    characters or of absurd length names nothing, and a NUL byte must not reach PostgreSQL
-    (its text type cannot hold one: that would be a storage error, not a 404)."""
-    value = request.match_info[name]
-    if len(value) > 64 or not value.isprintable():
-        raise NotFoundError(f"no such {what}")
-    return value
 
 
 async def register(request: web.Request) -> web.Response:
@@ -247,13 +232,13 @@ async def register(request: web.Request) -> web.Response:
     result = await request.app[keys.IDENTITY].register(
         body.email, body.password, body.display_name, request_context(request)
     )
-    return _json(RegisterOut(verification_url=result.verification_url), 202)
+    return model_response(RegisterOut(verification_url=result.verification_url), 202)
 
 
 async def verify(request: web.Request) -> web.Response:
     body = await read_json(request, TokenIn, max_bytes=_limit(request))
     profile = await request.app[keys.IDENTITY].verify_email(body.token, request_context(request))
-    return _json(VerifyOut(user=UserOut.of(profile)))
+    return model_response(VerifyOut(user=UserOut.of(profile)))
 
 
 async def verify_link(request: web.Request) -> web.Response:
@@ -270,7 +255,7 @@ async def verify_link(request: web.Request) -> web.Response:
 async def resend(request: web.Request) -> web.Response:
     body = await read_json(request, EmailIn, max_bytes=_limit(request))
     await request.app[keys.IDENTITY].resend_verification(body.email, request_context(request))
-    return _json(Accepted(), 202)
+    return model_response(Accepted(), 202)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -278,13 +263,13 @@ async def login(request: web.Request) -> web.Response:
     pair = await request.app[keys.IDENTITY].login(
         body.email, body.password, request_context(request)
     )
-    return _json(TokenOut.of(pair))
+    return model_response(TokenOut.of(pair))
 
 
 async def refresh(request: web.Request) -> web.Response:
     body = await read_json(request, RefreshIn, max_bytes=_limit(request))
     pair = await request.app[keys.IDENTITY].refresh(body.refresh_token, request_context(request))
-    return _json(TokenOut.of(pair))
+    return model_response(TokenOut.of(pair))
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -297,7 +282,7 @@ async def logout(request: web.Request) -> web.Response:
 async def forgot(request: web.Request) -> web.Response:
     body = await read_json(request, EmailIn, max_bytes=_limit(request))
     await request.app[keys.IDENTITY].forgot_password(body.email, request_context(request))
-    return _json(Accepted(), 202)
+    return model_response(Accepted(), 202)
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -305,7 +290,7 @@ async def reset(request: web.Request) -> web.Response:
     await request.app[keys.IDENTITY].reset_password(
         body.token, body.password, request_context(request)
     )
-    return _json(ResetOut())
+    return model_response(ResetOut())
 
 
 async def providers(request: web.Request) -> web.Response:
@@ -318,7 +303,7 @@ async def providers(request: web.Request) -> web.Response:
         )
         for name, provider in sorted(identity.oauth_providers.items())
     ]
-    return _json(ProvidersOut(oauth=listed))
+    return model_response(ProvidersOut(oauth=listed))
 
 
 #: the browser binding of an OAuth login (see IdentityService.begin_oauth)
@@ -374,7 +359,7 @@ async def oauth_callback(request: web.Request) -> web.Response:
 async def oauth_exchange(request: web.Request) -> web.Response:
     body = await read_json(request, CodeIn, max_bytes=_limit(request))
     pair = await request.app[keys.IDENTITY].exchange_login_code(body.code, request_context(request))
-    return _json(TokenOut.of(pair))
+    return model_response(TokenOut.of(pair))
 
 
 async def oauth_link(request: web.Request) -> web.Response:
@@ -386,25 +371,27 @@ async def oauth_link(request: web.Request) -> web.Response:
         request_context(request),
         link_user_id=principal(request).user.id,
     )
-    response = _json(LinkOut(authorize_url=start.url))
+    response = model_response(LinkOut(authorize_url=start.url))
     _bind_browser(response, identity, start)
     return response
 
 
 async def me(request: web.Request) -> web.Response:
-    return _json(UserOut.of(principal(request).profile))  # loaded by authentication
+    return model_response(UserOut.of(principal(request).profile))  # loaded by authentication
 
 
 async def update_me(request: web.Request) -> web.Response:
     body = await read_json(request, ProfilePatch, max_bytes=_limit(request))
     profile = await request.app[keys.IDENTITY].update_profile(principal(request), body.display_name)
-    return _json(UserOut.of(profile))
+    return model_response(UserOut.of(profile))
 
 
 async def my_sessions(request: web.Request) -> web.Response:
     caller = principal(request)
     sessions = await request.app[keys.IDENTITY].list_sessions(caller)
-    return _json(SessionsOut(sessions=[SessionOut.of(s, caller.session_id) for s in sessions]))
+    return model_response(
+        SessionsOut(sessions=[SessionOut.of(s, caller.session_id) for s in sessions])
+    )
 
 
 async def revoke_other_sessions(request: web.Request) -> web.Response:
@@ -416,7 +403,7 @@ async def revoke_other_sessions(request: web.Request) -> web.Response:
 
 async def revoke_session(request: web.Request) -> web.Response:
     await request.app[keys.IDENTITY].revoke_session(
-        principal(request), _path_id(request, "session_id", "session"), request_context(request)
+        principal(request), path_id(request, "session_id", "session"), request_context(request)
     )
     return web.Response(status=204)
 
@@ -433,18 +420,18 @@ async def list_users(request: web.Request) -> web.Response:
     profiles, total = await request.app[keys.IDENTITY].list_users(
         limit=query.limit, offset=query.offset
     )
-    return _json(UsersOut(users=[UserOut.of(p) for p in profiles], total=total))
+    return model_response(UsersOut(users=[UserOut.of(p) for p in profiles], total=total))
 
 
 async def set_roles(request: web.Request) -> web.Response:
     body = await read_json(request, RolesIn, max_bytes=_limit(request))
     profile = await request.app[keys.IDENTITY].set_roles(
         principal(request),
-        _path_id(request, "user_id", "user"),
+        path_id(request, "user_id", "user"),
         frozenset(body.roles),
         request_context(request),
     )
-    return _json(UserOut.of(profile))
+    return model_response(UserOut.of(profile))
 
 
 async def audit(request: web.Request) -> web.Response:
@@ -452,7 +439,7 @@ async def audit(request: web.Request) -> web.Response:
     events = await request.app[keys.IDENTITY].audit_log(
         limit=query.limit, before_id=query.before_id, subject_id=query.subject_id
     )
-    return _json(AuditOut(events=events))
+    return model_response(AuditOut(events=events))
 
 
 # ----------------------------------------------------------------------------- table
