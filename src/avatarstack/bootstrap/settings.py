@@ -152,6 +152,36 @@ class KbSettings(BaseModel):
     )
     chroma_url: str | None = Field(None, description="Chroma server URL; set ⇒ HttpClient.")
     embedder: str = Field("hashing", description="Name of a registered embedder.")
+    parsers: list[str] = Field(
+        default_factory=list,
+        description="Preferred parser names, first wins when several accept a file type "
+        "(e.g. `[\"pdfium\", \"pypdf\"]`); default: registration order.",
+    )
+    parse_timeout_seconds: float = Field(
+        120.0, gt=0, description="Wall-clock limit for parsing one file (child process)."
+    )
+    parse_memory_mb: int = Field(
+        1024, ge=64, description="Address-space limit of the parsing child process."
+    )
+    chunk_chars: int = Field(1000, ge=100, description="Target characters per chunk.")
+    chunk_overlap_chars: int = Field(
+        150, ge=0, description="Characters repeated from the previous chunk."
+    )
+    keep_generations: int = Field(
+        5, ge=1, description="Index generations kept (the active one is never dropped)."
+    )
+    auto_activate: bool = Field(
+        False,
+        description="After each successful ingestion build a generation and activate it "
+        "when the golden set does not regress.",
+    )
+    search_k: int = Field(5, ge=1, le=50, description="Results per search when `k` is omitted.")
+    worker_concurrency: int = Field(
+        2, ge=1, le=32, description="Jobs one worker runs at once (`serve` and `worker`)."
+    )
+    job_lease_seconds: float = Field(
+        60.0, ge=5, description="A job whose worker stops heartbeating is retried after this."
+    )
 
 
 class HeyGenSettings(BaseModel):
