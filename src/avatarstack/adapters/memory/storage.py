@@ -29,18 +29,23 @@ from avatarstack.ports.storage import (
     ConversationEvent,
     Document,
     DocumentVersion,
+    GoldenQuestion,
     Identity,
     IndexGeneration,
     Job,
     OneTimeToken,
     PoolStats,
     RefreshToken,
+    SearchRecord,
+    SearchSummary,
     StoredChunk,
     UnitOfWork,
     User,
+    decode_vector,
+    encode_vector,
 )
 
-MIGRATIONS = ["0001", "0002", "0003"]
+MIGRATIONS = ["0001", "0002", "0003", "0004"]
 
 
 @dataclass
@@ -58,6 +63,12 @@ class _State:
     chunks: dict[tuple[str, int, int], StoredChunk] = field(default_factory=dict)
     generations: dict[str, IndexGeneration] = field(default_factory=dict)
     active_generation: str | None = None
+    golden_set: dict[str, GoldenQuestion] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    #: (embedder, dimensions, text hash) -> the vector as :func:`encode_vector` stores it
+    embeddings: dict[tuple[str, int, str], bytes] = field(default_factory=dict)
+    searches: list[SearchRecord] = field(default_factory=list)
+    last_search_id: int = 0
     jobs: dict[str, Job] = field(default_factory=dict)
     avatar_sessions: dict[str, AvatarSession] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
@@ -335,6 +346,68 @@ class _Documents(_Repo):
             update["meta"] = dict(meta)
         self._s.versions[(document_id, version)] = current.model_copy(update=update)
 
+    async def update_version(self, version: DocumentVersion) -> None:
+        key = (version.document_id, version.version)
+        current = self._s.versions.get(key)
+        if current is None:
+            raise NotFoundError(f"document {version.document_id} has no version {version.version}")
+        self._s.versions[key] = current.model_copy(
+            update={
+                "content_hash": version.content_hash,
+                "status": version.status,
+                "error": version.error,
+                "meta": dict(version.meta),
+                "file_sha256": version.file_sha256,
+            }
+        )
+
+    async def delete_version(self, document_id: str, version: int) -> bool:
+        if self._s.versions.pop((document_id, version), None) is None:
+            return False
+        for key in [k for k in self._s.chunks if k[:2] == (document_id, version)]:
+            del self._s.chunks[key]
+        return True
+
+    def _newest_live(self, found: Sequence[DocumentVersion]) -> DocumentVersion | None:
+        """The newest of ``found`` whose document is not deleted."""
+        live = [
+            v
+            for v in found
+            if (doc := self._s.documents.get(v.document_id)) is not None and doc.deleted_at is None
+        ]
+        if not live:
+            return None
+        return max(live, key=lambda v: (v.created_at, v.version, v.document_id))
+
+    async def find_by_file(self, file_sha256: str) -> DocumentVersion | None:
+        return self._newest_live(
+            [
+                v
+                for v in self._s.versions.values()
+                if v.file_sha256 == file_sha256 and v.status != "failed"
+            ]
+        )
+
+    async def find_by_content(self, content_hash: str) -> DocumentVersion | None:
+        return self._newest_live(
+            [
+                v
+                for v in self._s.versions.values()
+                if v.content_hash == content_hash and v.status == "ready"
+            ]
+        )
+
+    async def list_current(self) -> Sequence[Document]:
+        docs = [
+            d
+            for d in self._s.documents.values()
+            if d.deleted_at is None and d.current_version is not None
+        ]
+        return sorted(docs, key=lambda d: (d.created_at, d.id))
+
+    async def count(self) -> int:
+        return sum(1 for d in self._s.documents.values() if d.deleted_at is None)
+
 
 class _Chunks(_Repo):
     async def add_many(self, chunks: Sequence[StoredChunk]) -> None:
@@ -403,6 +476,94 @@ class _Generations(_Repo):
                 "can be activated"
             )
         self._s.active_generation = generation_id
+
+
+class _GoldenSet(_Repo):
+    async def replace(self, questions: Sequence[GoldenQuestion]) -> None:
+        ids = [q.id for q in questions]
+        if len(set(ids)) != len(ids):
+            raise DuplicateError("a record with the same key already exists")
+        self._s.golden_set = {q.id: q for q in questions}
+
+    async def list(self) -> Sequence[GoldenQuestion]:
+        return sorted(self._s.golden_set.values(), key=lambda q: (q.created_at, q.id))
+
+
+class _Blobs(_Repo):
+    async def put(self, sha256: str, data: bytes, now: datetime) -> None:
+        self._s.blobs.setdefault(sha256, bytes(data))
+
+    async def get(self, sha256: str) -> bytes | None:
+        return self._s.blobs.get(sha256)
+
+    async def delete_unreferenced(self) -> int:
+        referenced = {v.file_sha256 for v in self._s.versions.values()}
+        unreferenced = [sha for sha in self._s.blobs if sha not in referenced]
+        for sha in unreferenced:
+            del self._s.blobs[sha]
+        return len(unreferenced)
+
+
+class _Embeddings(_Repo):
+    async def get_many(
+        self, embedder: str, dimensions: int, hashes: Sequence[str]
+    ) -> dict[str, list[float]]:
+        found: dict[str, list[float]] = {}
+        for text_hash in hashes:
+            stored = self._s.embeddings.get((embedder, dimensions, text_hash))
+            if stored is not None:
+                found[text_hash] = decode_vector(stored)
+        return found
+
+    async def put_many(
+        self,
+        embedder: str,
+        dimensions: int,
+        vectors: Mapping[str, Sequence[float]],
+        now: datetime,
+    ) -> None:
+        encoded = {h: encode_vector(v, dimensions) for h, v in vectors.items()}
+        for text_hash, vector in encoded.items():
+            self._s.embeddings.setdefault((embedder, dimensions, text_hash), vector)
+
+    async def count(self, embedder: str | None = None) -> int:
+        return sum(1 for key in self._s.embeddings if embedder is None or key[0] == embedder)
+
+
+class _Searches(_Repo):
+    async def append(self, record: SearchRecord) -> None:
+        self._s.last_search_id += 1
+        self._s.searches.append(record.model_copy(update={"id": self._s.last_search_id}))
+
+    async def list(
+        self, generation_id: str | None = None, *, limit: int = 50
+    ) -> Sequence[SearchRecord]:
+        found = [
+            r for r in self._s.searches if generation_id is None or r.generation_id == generation_id
+        ]
+        found.sort(key=lambda r: (r.created_at, r.id or 0), reverse=True)
+        return found[:limit]
+
+    async def summary(self, generation_id: str) -> SearchSummary:
+        found = [r for r in self._s.searches if r.generation_id == generation_id]
+        scores = [r.top_score for r in found if r.top_score is not None]
+        return SearchSummary(
+            count=len(found),
+            empty_count=sum(1 for r in found if r.result_count == 0),
+            mean_top_score=_mean(scores),
+            mean_embed_ms=_mean([r.embed_ms for r in found]),
+            mean_search_ms=_mean([r.search_ms for r in found]),
+        )
+
+    async def purge(self, before: datetime) -> int:
+        kept = [r for r in self._s.searches if r.created_at >= before]
+        purged = len(self._s.searches) - len(kept)
+        self._s.searches = kept
+        return purged
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 class _Jobs(_Repo):
@@ -531,6 +692,18 @@ class _Jobs(_Repo):
                 count += 1
         return count
 
+    async def list_for_owner(self, owner_id: str, *, limit: int = 50) -> Sequence[Job]:
+        found = [j for j in self._s.jobs.values() if j.owner_id == owner_id]
+        found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        return found[:limit]
+
+    async def list_recent(
+        self, *, kinds: Sequence[str] | None = None, limit: int = 50
+    ) -> Sequence[Job]:
+        found = [j for j in self._s.jobs.values() if kinds is None or j.kind in kinds]
+        found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        return found[:limit]
+
 
 class _AvatarSessions(_Repo):
     async def add(self, session: AvatarSession) -> None:
@@ -634,6 +807,10 @@ class _UnitOfWork:
         self.documents = _Documents(state)
         self.chunks = _Chunks(state)
         self.generations = _Generations(state)
+        self.golden_set = _GoldenSet(state)
+        self.blobs = _Blobs(state)
+        self.embeddings = _Embeddings(state)
+        self.searches = _Searches(state)
         self.jobs = _Jobs(state)
         self.avatar_sessions = _AvatarSessions(state)
         self.conversations = _Conversations(state)

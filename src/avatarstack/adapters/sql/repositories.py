@@ -19,13 +19,18 @@ from avatarstack.ports.storage import (
     ConversationEvent,
     Document,
     DocumentVersion,
+    GoldenQuestion,
     Identity,
     IndexGeneration,
     Job,
     OneTimeToken,
     RefreshToken,
+    SearchRecord,
+    SearchSummary,
     StoredChunk,
     User,
+    decode_vector,
+    encode_vector,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -45,6 +50,23 @@ def _model(model: type[M], row: Mapping[str, Any], json_fields: Iterable[str] = 
 
 def _placeholders(start: int, count: int) -> str:
     return ", ".join(f"${i}" for i in range(start, start + count))
+
+
+def _rows(width: int, count: int) -> str:
+    """``($1, …, $width), ($width+1, …)``: the VALUES of a ``count``-row INSERT."""
+    return ", ".join(f"({_placeholders(1 + i * width, width)})" for i in range(count))
+
+
+def _prefixed(alias: str, columns: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+#: parameters per statement for batched INSERTs and IN lists: under every dialect's limit
+_MAX_PARAMETERS = 500
 
 
 class _Repository:
@@ -338,7 +360,7 @@ class SqlDocumentRepository(_Repository):
     _COLUMNS = "id, title, owner_id, current_version, created_at, updated_at, deleted_at"
     _VERSION_COLUMNS = (
         "document_id, version, content_hash, filename, media_type, size_bytes, status, error, "
-        "meta, created_at"
+        "meta, file_sha256, created_at"
     )
 
     async def add(self, document: Document) -> None:
@@ -393,7 +415,7 @@ class SqlDocumentRepository(_Repository):
     async def add_version(self, version: DocumentVersion) -> None:
         await self._conn.execute(
             f"INSERT INTO document_versions ({self._VERSION_COLUMNS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             version.document_id,
             version.version,
             version.content_hash,
@@ -403,6 +425,7 @@ class SqlDocumentRepository(_Repository):
             version.status,
             version.error,
             _dump(version.meta),
+            version.file_sha256,
             version.created_at,
         )
 
@@ -465,6 +488,63 @@ class SqlDocumentRepository(_Repository):
         if not changed:
             raise NotFoundError(f"document {document_id} has no version {version}")
 
+    async def update_version(self, version: DocumentVersion) -> None:
+        changed = await self._conn.execute(
+            "UPDATE document_versions SET content_hash = $3, status = $4, error = $5, "
+            "meta = $6, file_sha256 = $7 WHERE document_id = $1 AND version = $2",
+            version.document_id,
+            version.version,
+            version.content_hash,
+            version.status,
+            version.error,
+            _dump(version.meta),
+            version.file_sha256,
+        )
+        if not changed:
+            raise NotFoundError(f"document {version.document_id} has no version {version.version}")
+
+    async def delete_version(self, document_id: str, version: int) -> bool:
+        return bool(
+            await self._conn.execute(
+                "DELETE FROM document_versions WHERE document_id = $1 AND version = $2",
+                document_id,
+                version,
+            )
+        )
+
+    async def _find_live_version(self, condition: str, value: str) -> DocumentVersion | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_prefixed('v', self._VERSION_COLUMNS)} FROM document_versions v "
+            "JOIN documents d ON d.id = v.document_id "
+            f"WHERE d.deleted_at IS NULL AND {condition} "
+            "ORDER BY v.created_at DESC, v.version DESC, v.document_id DESC LIMIT 1",
+            value,
+        )
+        return _model(DocumentVersion, row, ("meta",)) if row else None
+
+    async def find_by_file(self, file_sha256: str) -> DocumentVersion | None:
+        return await self._find_live_version(
+            "v.file_sha256 = $1 AND v.status <> 'failed'", file_sha256
+        )
+
+    async def find_by_content(self, content_hash: str) -> DocumentVersion | None:
+        return await self._find_live_version(
+            "v.content_hash = $1 AND v.status = 'ready'", content_hash
+        )
+
+    async def list_current(self) -> Sequence[Document]:
+        rows = await self._conn.fetch(
+            f"SELECT {self._COLUMNS} FROM documents "
+            "WHERE deleted_at IS NULL AND current_version IS NOT NULL ORDER BY created_at, id"
+        )
+        return [_model(Document, row) for row in rows]
+
+    async def count(self) -> int:
+        row = await self._conn.fetchrow(
+            "SELECT COUNT(*) AS n FROM documents WHERE deleted_at IS NULL"
+        )
+        return int(row["n"]) if row else 0
+
 
 class SqlChunkRepository(_Repository):
     _COLUMNS = (
@@ -475,13 +555,13 @@ class SqlChunkRepository(_Repository):
         'document_id, version, chunk_index AS "index", text, page_start, page_end, '
         "char_start, char_end, heading, hash"
     )
-    _BATCH = 50  # rows per INSERT: 500 parameters stay under every dialect's limit
+    _WIDTH = 10
+    _BATCH = _MAX_PARAMETERS // _WIDTH  # rows per INSERT
 
     async def add_many(self, chunks: Sequence[StoredChunk]) -> None:
-        width = 10
         for start in range(0, len(chunks), self._BATCH):
             batch = chunks[start : start + self._BATCH]
-            rows = ", ".join(f"({_placeholders(1 + i * width, width)})" for i in range(len(batch)))
+            rows = _rows(self._WIDTH, len(batch))
             args: list[Any] = []
             for chunk in batch:
                 args.extend(
@@ -593,7 +673,7 @@ class SqlGenerationRepository(_Repository):
 
     async def get_active(self) -> IndexGeneration | None:
         row = await self._conn.fetchrow(
-            f"SELECT {', '.join('g.' + c.strip() for c in self._COLUMNS.split(','))} "
+            f"SELECT {_prefixed('g', self._COLUMNS)} "
             "FROM kb_active_generation a JOIN kb_generations g ON g.id = a.generation_id "
             "WHERE a.singleton = 1"
         )
@@ -620,6 +700,183 @@ class SqlGenerationRepository(_Repository):
             generation_id,
             now,
         )
+
+
+class SqlGoldenSetRepository(_Repository):
+    _COLUMNS = "id, question, expected_document_id, expected_phrase, created_at"
+    _WIDTH = 5
+    _BATCH = _MAX_PARAMETERS // _WIDTH
+
+    async def replace(self, questions: Sequence[GoldenQuestion]) -> None:
+        # Without the lock, two concurrent replacements could each delete only the rows they
+        # saw and leave both sets behind.
+        if self._conn.dialect.named_lock is not None:
+            await self._conn.execute(self._conn.dialect.named_lock, "kb_golden_set")
+        await self._conn.execute("DELETE FROM kb_golden_set")
+        for start in range(0, len(questions), self._BATCH):
+            batch = questions[start : start + self._BATCH]
+            args: list[Any] = []
+            for question in batch:
+                args.extend(
+                    (
+                        question.id,
+                        question.question,
+                        question.expected_document_id,
+                        question.expected_phrase,
+                        question.created_at,
+                    )
+                )
+            await self._conn.execute(
+                f"INSERT INTO kb_golden_set ({self._COLUMNS}) "
+                f"VALUES {_rows(self._WIDTH, len(batch))}",
+                *args,
+            )
+
+    async def list(self) -> Sequence[GoldenQuestion]:
+        rows = await self._conn.fetch(
+            f"SELECT {self._COLUMNS} FROM kb_golden_set ORDER BY created_at, id"
+        )
+        return [_model(GoldenQuestion, row) for row in rows]
+
+
+class SqlBlobRepository(_Repository):
+    async def put(self, sha256: str, data: bytes, now: datetime) -> None:
+        await self._conn.execute(
+            "INSERT INTO kb_blobs (sha256, data, size_bytes, created_at) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (sha256) DO NOTHING",
+            sha256,
+            bytes(data),
+            len(data),
+            now,
+        )
+
+    async def get(self, sha256: str) -> bytes | None:
+        row = await self._conn.fetchrow("SELECT data FROM kb_blobs WHERE sha256 = $1", sha256)
+        return bytes(row["data"]) if row else None
+
+    async def delete_unreferenced(self) -> int:
+        return await self._conn.execute(
+            "DELETE FROM kb_blobs WHERE NOT EXISTS (SELECT 1 FROM document_versions v "
+            "WHERE v.file_sha256 = kb_blobs.sha256)"
+        )
+
+
+class SqlEmbeddingCacheRepository(_Repository):
+    _WIDTH = 5
+    _BATCH = _MAX_PARAMETERS // _WIDTH  # rows per INSERT
+    _LOOKUP = _MAX_PARAMETERS  # hashes per SELECT
+
+    async def get_many(
+        self, embedder: str, dimensions: int, hashes: Sequence[str]
+    ) -> dict[str, list[float]]:
+        wanted = list(dict.fromkeys(hashes))
+        found: dict[str, list[float]] = {}
+        for start in range(0, len(wanted), self._LOOKUP):
+            batch = wanted[start : start + self._LOOKUP]
+            rows = await self._conn.fetch(
+                "SELECT text_hash, vector FROM kb_embedding_cache "
+                "WHERE embedder = $1 AND dimensions = $2 "
+                f"AND text_hash IN ({_placeholders(3, len(batch))})",
+                embedder,
+                dimensions,
+                *batch,
+            )
+            for row in rows:
+                found[row["text_hash"]] = decode_vector(bytes(row["vector"]))
+        return found
+
+    async def put_many(
+        self,
+        embedder: str,
+        dimensions: int,
+        vectors: Mapping[str, Sequence[float]],
+        now: datetime,
+    ) -> None:
+        # every vector is checked before anything is written; rows go in key order so that
+        # concurrent writers of overlapping keys queue on each other instead of deadlocking
+        encoded = [(h, encode_vector(vectors[h], dimensions)) for h in sorted(vectors)]
+        for start in range(0, len(encoded), self._BATCH):
+            batch = encoded[start : start + self._BATCH]
+            args: list[Any] = []
+            for text_hash, vector in batch:
+                args.extend((embedder, dimensions, text_hash, vector, now))
+            await self._conn.execute(
+                "INSERT INTO kb_embedding_cache "
+                "(embedder, dimensions, text_hash, vector, created_at) "
+                f"VALUES {_rows(self._WIDTH, len(batch))} "
+                "ON CONFLICT (embedder, dimensions, text_hash) DO NOTHING",
+                *args,
+            )
+
+    async def count(self, embedder: str | None = None) -> int:
+        if embedder is None:
+            row = await self._conn.fetchrow("SELECT COUNT(*) AS n FROM kb_embedding_cache")
+        else:
+            row = await self._conn.fetchrow(
+                "SELECT COUNT(*) AS n FROM kb_embedding_cache WHERE embedder = $1", embedder
+            )
+        return int(row["n"]) if row else 0
+
+
+class SqlSearchLogRepository(_Repository):
+    _COLUMNS = (
+        "id, generation_id, user_id, query, k, result_count, top_score, embed_ms, search_ms, "
+        "created_at"
+    )
+
+    async def append(self, record: SearchRecord) -> None:
+        await self._conn.execute(
+            "INSERT INTO kb_searches (generation_id, user_id, query, k, result_count, "
+            "top_score, embed_ms, search_ms, created_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            record.generation_id,
+            record.user_id,
+            record.query,
+            record.k,
+            record.result_count,
+            record.top_score,
+            record.embed_ms,
+            record.search_ms,
+            record.created_at,
+        )
+
+    async def list(
+        self, generation_id: str | None = None, *, limit: int = 50
+    ) -> Sequence[SearchRecord]:
+        if generation_id is None:
+            rows = await self._conn.fetch(
+                f"SELECT {self._COLUMNS} FROM kb_searches "
+                "ORDER BY created_at DESC, id DESC LIMIT $1",
+                limit,
+            )
+        else:
+            rows = await self._conn.fetch(
+                f"SELECT {self._COLUMNS} FROM kb_searches WHERE generation_id = $1 "
+                "ORDER BY created_at DESC, id DESC LIMIT $2",
+                generation_id,
+                limit,
+            )
+        return [_model(SearchRecord, row) for row in rows]
+
+    async def summary(self, generation_id: str) -> SearchSummary:
+        row = await self._conn.fetchrow(
+            "SELECT COUNT(*) AS n, "
+            "COALESCE(SUM(CASE WHEN result_count = 0 THEN 1 ELSE 0 END), 0) AS empty, "
+            "AVG(top_score) AS top_score, AVG(embed_ms) AS embed_ms, "
+            "AVG(search_ms) AS search_ms FROM kb_searches WHERE generation_id = $1",
+            generation_id,
+        )
+        assert row is not None
+        return SearchSummary(
+            count=int(row["n"]),
+            empty_count=int(row["empty"]),
+            mean_top_score=_float(row["top_score"]),
+            mean_embed_ms=_float(row["embed_ms"]),
+            mean_search_ms=_float(row["search_ms"]),
+        )
+
+    async def purge(self, before: datetime) -> int:
+        return await self._conn.execute("DELETE FROM kb_searches WHERE created_at < $1", before)
 
 
 class SqlJobRepository(_Repository):
@@ -743,6 +1000,32 @@ class SqlJobRepository(_Repository):
             "WHERE status = 'running' AND lease_expires_at < $1 AND attempts >= max_attempts",
             now,
         )
+
+    async def list_for_owner(self, owner_id: str, *, limit: int = 50) -> Sequence[Job]:
+        rows = await self._conn.fetch(
+            f"SELECT {self._COLUMNS} FROM jobs WHERE owner_id = $1 "
+            "ORDER BY created_at DESC, id DESC LIMIT $2",
+            owner_id,
+            limit,
+        )
+        return [_model(Job, row, self._JSON) for row in rows]
+
+    async def list_recent(
+        self, *, kinds: Sequence[str] | None = None, limit: int = 50
+    ) -> Sequence[Job]:
+        args: list[Any] = [limit]
+        kind_filter = ""
+        if kinds is not None:
+            if not kinds:
+                return []
+            kind_filter = f"WHERE kind IN ({_placeholders(2, len(kinds))}) "
+            args.extend(kinds)
+        rows = await self._conn.fetch(
+            f"SELECT {self._COLUMNS} FROM jobs {kind_filter}"
+            "ORDER BY created_at DESC, id DESC LIMIT $1",
+            *args,
+        )
+        return [_model(Job, row, self._JSON) for row in rows]
 
 
 class SqlAvatarSessionRepository(_Repository):

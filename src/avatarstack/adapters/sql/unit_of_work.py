@@ -8,16 +8,20 @@ from avatarstack.adapters.sql.connection import SqlConnection
 from avatarstack.adapters.sql.repositories import (
     SqlAuditRepository,
     SqlAvatarSessionRepository,
+    SqlBlobRepository,
     SqlChunkRepository,
     SqlConversationRepository,
     SqlDocumentRepository,
+    SqlEmbeddingCacheRepository,
     SqlGenerationRepository,
+    SqlGoldenSetRepository,
     SqlIdentityRepository,
     SqlJobRepository,
     SqlOneTimeTokenRepository,
     SqlRateLimitRepository,
     SqlRefreshTokenRepository,
     SqlRoleRepository,
+    SqlSearchLogRepository,
     SqlSessionRepository,
     SqlUserRepository,
 )
@@ -51,6 +55,10 @@ class SqlUnitOfWork:
         self.documents = SqlDocumentRepository(conn)
         self.chunks = SqlChunkRepository(conn)
         self.generations = SqlGenerationRepository(conn)
+        self.golden_set = SqlGoldenSetRepository(conn)
+        self.blobs = SqlBlobRepository(conn)
+        self.embeddings = SqlEmbeddingCacheRepository(conn)
+        self.searches = SqlSearchLogRepository(conn)
         self.jobs = SqlJobRepository(conn)
         self.avatar_sessions = SqlAvatarSessionRepository(conn)
         self.conversations = SqlConversationRepository(conn)
