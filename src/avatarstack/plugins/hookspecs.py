@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from avatarstack.adapters.http.routing import Route
     from avatarstack.bootstrap.settings import Settings
+    from avatarstack.ports.answers import AnswerEngine
     from avatarstack.ports.avatar import AvatarProvider, AvatarProviderContext
     from avatarstack.ports.documents import DocumentParser
     from avatarstack.ports.embeddings import Embedder
@@ -56,3 +57,8 @@ def register_document_parsers(register: Callable[[DocumentParser], None]) -> Non
 @hookspec
 def register_embedders(register: Callable[[Embedder], None], settings: Settings) -> None:
     """Register embedders (``Embedder``); ``AVATARSTACK_KB__EMBEDDER`` picks one by name."""
+
+
+@hookspec
+def register_answer_engines(register: Callable[[AnswerEngine], None], settings: Settings) -> None:
+    """Register answer engines (``AnswerEngine``); ``AVATARSTACK_ANSWER__ENGINE`` picks one."""
