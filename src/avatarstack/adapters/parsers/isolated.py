@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import resource
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import PurePath
 from typing import Any
@@ -31,11 +31,26 @@ _EXIT_GRACE = 5.0
 
 
 def choose_parser(
-    parsers: Iterable[DocumentParser], media_type: str | None, filename: str | None
+    parsers: Iterable[DocumentParser],
+    media_type: str | None,
+    filename: str | None,
+    *,
+    prefer: Sequence[str] = (),
 ) -> DocumentParser:
     """The parser for ``media_type`` (parameters ignored), else for the file's extension;
-    :class:`UnsupportedMediaTypeError` listing the accepted types when none fits."""
+    :class:`UnsupportedMediaTypeError` listing the accepted types when none fits.
+
+    ``prefer`` is ``kb.parsers``: parser names in order of preference. Among the parsers that
+    accept the media type (or, failing that, the extension), the first one named there wins;
+    unnamed parsers follow in registration order, and names of parsers that are not registered
+    are ignored. Empty: registration order.
+    """
     candidates = list(parsers)
+    if prefer:
+        rank: dict[str, int] = {}
+        for name in prefer:
+            rank.setdefault(name, len(rank))
+        candidates.sort(key=lambda parser: rank.get(parser.name, len(rank)))  # stable
     essence = (media_type or "").split(";", 1)[0].strip().lower()
     if essence:
         for parser in candidates:
