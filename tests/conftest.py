@@ -42,6 +42,7 @@ from avatarstack.adapters.memory import MemoryStorage
 from avatarstack.adapters.postgres import PostgresOptions, PostgresStorage
 from avatarstack.adapters.sqlite import SqliteStorage
 from avatarstack.ports.storage import Storage
+from avatarstack.testkit.chroma import ChromaServer, start_chroma_server
 
 T = TypeVar("T")
 
@@ -334,3 +335,16 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield instance
     finally:
         await instance.close()
+
+
+@pytest.fixture(scope="session")
+def chroma_server() -> Iterator[ChromaServer]:
+    """A real Chroma server (``chroma run`` on 127.0.0.1) for the whole session."""
+    try:
+        server = start_chroma_server()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.close()

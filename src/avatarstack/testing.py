@@ -40,11 +40,18 @@ ClientFactory = Callable[..., Awaitable[Any]]
 
 @pytest.fixture
 def avatarstack_settings(tmp_path: Path) -> SettingsFactory:
-    """Build Settings for a test: data in ``tmp_path``, no entry-point plugins, overrides as
-    keyword arguments (``avatarstack_settings(http={"max_body_bytes": 1024})``)."""
+    """Build Settings for a test: data in ``tmp_path``, no entry-point plugins, the in-memory
+    knowledge index, overrides as keyword arguments
+    (``avatarstack_settings(http={"max_body_bytes": 1024})``; ``kb={}`` selects embedded
+    Chroma in the data folder)."""
 
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"data_dir": tmp_path / "avatarstack", "load_plugins": ""}
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "avatarstack",
+            "load_plugins": "",
+            # the in-process vector index: fast to start; pass kb={...} for embedded Chroma
+            "kb": {"chroma_url": "memory://"},
+        }
         values.update(overrides)
         return Settings(**values)
 

@@ -6,20 +6,11 @@ exact brute-force search, and an outage of the server turning into ``Unavailable
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 import secrets
-import shutil
 import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,92 +24,10 @@ from avatarstack.ports.errors import (
     UnavailableError,
 )
 from avatarstack.ports.knowledge import IndexedChunk, KnowledgeStore
+from avatarstack.testkit.chroma import ChromaServer, start_chroma_server
 
 DIMENSIONS = 8
 EMBEDDER = "test-embedder"
-
-# =========================================================================== chroma server
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _chroma_binary() -> str | None:
-    beside_python = Path(sys.executable).parent / "chroma"
-    if beside_python.exists():
-        return str(beside_python)
-    return shutil.which("chroma")
-
-
-@dataclass
-class ChromaServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    workdir: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-
-def _heartbeat(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=0.5) as response:
-            return "nanosecond heartbeat" in json.loads(response.read())
-    except (OSError, ValueError):
-        return False
-
-
-def start_chroma_server(timeout: float = 20.0) -> ChromaServer:
-    """A fresh ``chroma run`` on a free port with its data in a temporary folder."""
-    binary = _chroma_binary()
-    if binary is None:
-        pytest.skip("the chroma CLI is not installed (it ships with the chromadb package)")
-    workdir = Path(tempfile.mkdtemp(prefix="avs-chroma-"))
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = workdir / "chroma.log"
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
-    command = [binary, "run", "--path", str(workdir / "data")]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = ChromaServer(url=url, process=process, workdir=workdir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        if _heartbeat(url):
-            return server
-        time.sleep(0.1)
-    server.stop()
-    output = log_path.read_text(errors="replace")[-2000:]
-    shutil.rmtree(workdir, ignore_errors=True)
-    pytest.fail(f"chroma run did not answer its heartbeat on {url}: {output}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def chroma_server() -> Iterator[ChromaServer]:
-    server = start_chroma_server()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.workdir, ignore_errors=True)
-
 
 # =========================================================================== fixtures
 
@@ -389,12 +298,14 @@ async def test_a_stopped_server_makes_every_call_unavailable() -> None:
             await store.describe(generation)
         await store.close()
     finally:
-        server.stop()
-        shutil.rmtree(server.workdir, ignore_errors=True)
+        server.close()
 
 
 async def test_a_server_that_is_down_at_startup_is_unavailable_not_a_crash() -> None:
-    store = ChromaKnowledgeStore.remote(f"http://127.0.0.1:{_free_port()}")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = ChromaKnowledgeStore.remote(f"http://127.0.0.1:{port}")
 
     with pytest.raises(UnavailableError):
         await store.ping()

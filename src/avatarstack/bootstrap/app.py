@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -13,14 +14,19 @@ from avatarstack import __version__
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.app import build_http_app
 from avatarstack.adapters.http.auth import bearer_policy
+from avatarstack.adapters.http.routes.realtime import REALTIME, RealtimeConfig, RealtimeHub
 from avatarstack.adapters.http.routing import Route
 from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings
 from avatarstack.core.avatars import AvatarService
+from avatarstack.core.conversations import user_topic
 from avatarstack.core.identity import IdentityService
+from avatarstack.core.jobs import JobListener, Worker
 from avatarstack.plugins.manager import PluginError, collect
+from avatarstack.ports.broadcast import Broadcaster
 from avatarstack.ports.errors import AvatarstackError, StorageError
+from avatarstack.ports.storage import Job, new_id
 
 CONTAINER = web.AppKey("avatarstack_container", Container)
 
@@ -38,12 +44,15 @@ def create_app(
     container: Container | None = None,
     setup_logging: bool = True,
     migrate: bool | None = None,
+    run_worker: bool = True,
 ) -> web.Application:
     """Build the avatarstack application; nothing starts until the app runs.
 
     ``migrate``: apply pending migrations on startup. The default does so in development and
     refuses to start in production while migrations are pending (run ``avatarstack migrate``).
     Pass ``setup_logging=False`` when the embedding service configures logging itself.
+    ``run_worker``: run background jobs (ingestion, index builds) in this process
+    (``serve --no-worker`` turns it off when separate ``avatarstack worker`` processes do).
     """
     if container is not None:
         settings = container.settings()
@@ -56,9 +65,14 @@ def create_app(
     storage = container.storage()
     identity = container.identity()
     avatars = container.avatars()
+    knowledge = container.knowledge()
+    store = container.knowledge_store()
+    conversations = container.conversations()
+    broadcaster = container.broadcaster()
     app = build_http_app(
         config=keys.HttpConfig(
             max_body_bytes=settings.http.max_body_bytes,
+            max_upload_bytes=settings.http.max_upload_bytes,
             public_url=settings.resolved_public_url,
             version=__version__,
             access_log=settings.http.access_log,
@@ -67,11 +81,23 @@ def create_app(
         routes=routes.values(),
         storage=storage,
         metrics=container.metrics(),
-        readiness={"storage": storage.ping},
+        readiness={
+            "storage": storage.ping,
+            "knowledge": store.ping,
+            "broadcast": broadcaster.ping,
+        },
         access_policy=bearer_policy(identity),
     )
     app[keys.IDENTITY] = identity
     app[keys.AVATARS] = avatars
+    app[keys.KNOWLEDGE] = knowledge
+    hub = RealtimeHub(
+        conversations=conversations,
+        identity=identity,
+        config=make_realtime_config(settings),
+    )
+    app[REALTIME] = hub
+    app.on_shutdown.append(lambda _app: hub.close_all())
     app[keys.METRICS].watch_avatars(avatars.stats)
     app[CONTAINER] = container
     auto_migrate = (not settings.is_production) if migrate is None else migrate
@@ -90,6 +116,7 @@ def create_app(
                         f"migrations {', '.join(pending)} are pending; "
                         "run `avatarstack migrate` before `avatarstack serve`"
                     )
+            await prepare_knowledge(container)
             log.info("app_started", storage=storage.name, version=__version__)
             try:
                 await avatars.reconcile()
@@ -105,20 +132,126 @@ def create_app(
                     name="avatarstack-avatars",
                 ),
             ]
+            stop_worker = asyncio.Event()
+            workers = [make_answer_worker(container)]
+            conversations.on_job_queued(lambda _job: workers[0].wake())
+            if run_worker:
+                workers.append(make_worker(container))
+                knowledge.on_job_queued(lambda _job: workers[1].wake())
+            for worker in workers:
+                loops.append(
+                    asyncio.create_task(worker.run(stop_worker), name="avatarstack-worker")
+                )
             try:
                 yield
             finally:
+                stop_worker.set()
                 for loop in loops:
-                    loop.cancel()
+                    if loop.get_name() != "avatarstack-worker":
+                        loop.cancel()
                 for loop in loops:
                     with contextlib.suppress(asyncio.CancelledError):
                         await loop
+                await conversations.close()
         finally:
             await container.shutdown_resources()  # type: ignore[misc]
             log.info("app_stopped")
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def prepare_knowledge(container: Container) -> None:
+    """Startup checks of the knowledge base: an embedded Chroma folder is opened (and locked:
+    a second process fails here with a clear message), and an active generation built by
+    another embedder than the configured one is refused."""
+    store = container.knowledge_store()
+    if getattr(store, "embedded_path", None) is not None:
+        await store.ping()
+    await container.knowledge().check_embedder()
+
+
+def make_worker(container: Container) -> Worker:
+    """The job worker for ingestion and index builds, configured by ``kb`` settings."""
+    settings = container.settings()
+    lease = settings.kb.job_lease_seconds
+    return Worker(
+        container.storage(),
+        container.clock(),
+        container.knowledge().job_handlers(),
+        concurrency=settings.kb.worker_concurrency,
+        lease_seconds=lease,
+        heartbeat_seconds=lease / 3,
+        grace_seconds=10.0,
+        listener=job_progress_publisher(container),
+    )
+
+
+def make_answer_worker(container: Container) -> Worker:
+    """Answers run as jobs on every instance that serves sockets: many at once, short leases
+    (a killed instance's answer resumes elsewhere within seconds), polled often."""
+    settings = container.settings()
+    lease = settings.realtime.answer_lease_seconds
+    return Worker(
+        container.storage(),
+        container.clock(),
+        container.conversations().job_handlers(),
+        worker_id=f"answers-{new_id()}",
+        concurrency=settings.realtime.answer_workers,
+        lease_seconds=lease,
+        heartbeat_seconds=lease / 3,
+        poll_seconds=min(0.5, lease / 4),
+        sweep_seconds=lease,
+        backoff_base=0.5,
+        backoff_max=5.0,
+        grace_seconds=min(5.0, lease),
+    )
+
+
+def job_progress_publisher(container: Container) -> JobListener:
+    """Tell the job owner's sockets (any instance) how their job is doing (``job.progress``)."""
+    broadcaster = container.broadcaster()
+    pending: set[asyncio.Task[None]] = set()
+
+    def tell(job: Job, status: str, progress: float, error: str | None) -> None:
+        if job.owner_id is None:
+            return
+        payload = {
+            "job": {
+                "job_id": job.id,
+                "kind": job.kind,
+                "status": status,
+                "progress": round(progress, 4),
+                "error": error,
+                "result": job.result if status == "succeeded" else {},
+            }
+        }
+        task = asyncio.create_task(_publish_quietly(broadcaster, user_topic(job.owner_id), payload))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return tell
+
+
+async def _publish_quietly(broadcaster: Broadcaster, topic: str, payload: dict[str, Any]) -> None:
+    try:
+        await broadcaster.publish(topic, payload)
+    except AvatarstackError as exc:  # progress is best effort; GET /kb/jobs/{id} has it
+        log.debug("job_progress_not_published", error=exc.code)
+
+
+def make_realtime_config(settings: Settings) -> RealtimeConfig:
+    rt = settings.realtime
+    return RealtimeConfig(
+        heartbeat_seconds=rt.heartbeat_seconds,
+        auth_timeout_seconds=rt.auth_timeout_seconds,
+        max_message_bytes=rt.max_message_bytes,
+        connections_per_user=rt.connections_per_user,
+        queue_size=rt.queue_size,
+        rate_per_second=rt.messages_per_second,
+        rate_burst=max(1, int(rt.messages_per_second * 3)),
+        recheck_seconds=rt.recheck_seconds,
+    )
 
 
 async def _maintain(identity: IdentityService, interval: float) -> None:

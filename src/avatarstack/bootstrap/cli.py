@@ -1,4 +1,5 @@
-"""The ``avatarstack`` command line: serve, migrate, plugins, config show, --version.
+"""The ``avatarstack`` command line: serve, worker, migrate, users, ingest, kb, plugins, config
+show, --version.
 
 Plugins add commands through the ``register_commands(cli)`` hook.
 """
@@ -7,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mimetypes
+import signal
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -18,17 +22,27 @@ from aiohttp import web
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from avatarstack import __version__
-from avatarstack.bootstrap.app import create_app
+from avatarstack.bootstrap.app import create_app, make_worker, prepare_knowledge
 from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings, masked
 from avatarstack.core.accounts import MEMBER, ROLES
 from avatarstack.core.identity import Profile, RequestContext
+from avatarstack.core.knowledge import GoldenMetrics, KnowledgeService
 from avatarstack.plugins.manager import PluginError, make_plugin_manager
-from avatarstack.ports.errors import AvatarstackError, InvalidInputError
+from avatarstack.ports.errors import AvatarstackError, ConflictError, InvalidInputError
+from avatarstack.ports.storage import IndexGeneration, Job
 
 T = TypeVar("T")
 
@@ -116,11 +130,17 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default=None, help="Interface to bind (AVATARSTACK_HTTP__HOST).")
 @click.option("--port", type=int, default=None, help="Port (AVATARSTACK_HTTP__PORT).")
-def serve(host: str | None, port: int | None) -> None:
-    """Run the HTTP/WebSocket server (migrates automatically in development)."""
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Do not run background jobs here (separate `avatarstack worker` processes do).",
+)
+def serve(host: str | None, port: int | None, no_worker: bool) -> None:
+    """Run the HTTP/WebSocket server (migrates automatically in development) and, unless
+    --no-worker, the background job worker."""
     settings = load_settings(host=host, port=port)
     try:
-        app = create_app(settings)
+        app = create_app(settings, run_worker=not no_worker)
         run_server(app, settings)
     except (AvatarstackError, PluginError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -284,6 +304,349 @@ def users_set_roles(email: str, roles: tuple[str, ...]) -> None:
 
     profile = _run(update())
     click.echo(f"{profile.user.email}: {', '.join(sorted(profile.roles))}")
+
+
+# ----------------------------------------------------------------------------- jobs and knowledge
+
+
+@asynccontextmanager
+async def _knowledge(settings: Settings, *, index: bool) -> AsyncIterator[Container]:
+    """A started container with the knowledge store opened; ``index`` True means this process
+    needs the vector index (embedded Chroma is locked: a running server makes this fail)."""
+    async with _services(settings) as container:
+        try:
+            if index:
+                await prepare_knowledge(container)
+            yield container
+        finally:
+            await container.knowledge_store().close()
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+
+@cli.command()
+def worker() -> None:
+    """Run background jobs (ingestion, index builds) until SIGINT/SIGTERM. Start several on
+    PostgreSQL: they share the queue. Needs a Chroma server when `serve` runs too."""
+    settings = load_settings()
+    configure_logging(settings)
+
+    async def run() -> None:
+        async with _knowledge(settings, index=True) as container:
+            stop = asyncio.Event()
+            _install_stop(stop)
+            await make_worker(container).run(stop)
+
+    _run(run())
+
+
+class _Progress:
+    """Follows jobs in storage with a rich progress bar until each one ends."""
+
+    def __init__(self, service: KnowledgeService, console: Console) -> None:
+        self.service = service
+        self.console = console
+
+    async def follow(
+        self, jobs: Mapping[str, Job | None], labels: Mapping[str, str]
+    ) -> dict[str, Job]:
+        done: dict[str, Job] = {}
+        with RichProgress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        ) as bar:
+            tasks = {key: bar.add_task(labels[key], total=1.0) for key in jobs}
+            while len(done) < len(jobs):
+                for key, job in jobs.items():
+                    if key in done:
+                        continue
+                    if job is None:
+                        bar.update(tasks[key], completed=1.0)
+                        continue
+                    current = await self.service.get_job(job.id)
+                    bar.update(tasks[key], completed=current.progress)
+                    if current.status in {"succeeded", "failed"}:
+                        bar.update(tasks[key], completed=1.0)
+                        done[key] = current
+                if all(j is None for k, j in jobs.items() if k not in done):
+                    break
+                await asyncio.sleep(0.2)
+        return done
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--title", default=None, help="Title (only with one file; default: file name).")
+@click.option("--build", is_flag=True, help="Build and activate a generation afterwards.")
+def ingest(paths: tuple[Path, ...], title: str | None, build: bool) -> None:
+    """Upload documents (files, or folders searched for PDF, text and Markdown files) and
+    ingest them here, with a progress bar and a result table."""
+    settings = load_settings()
+    configure_logging(settings)
+    files = _collect_files(paths)
+    if not files:
+        raise click.ClickException("no PDF, text or Markdown files found")
+    if title and len(files) > 1:
+        raise click.ClickException("--title works with one file only")
+    console = Console()
+
+    async def run() -> list[tuple[str, str, str]]:
+        async with _knowledge(settings, index=build) as container:
+            service = container.knowledge()
+            rows: list[tuple[str, str, str]] = []
+            jobs: dict[str, Job | None] = {}
+            for path in files:
+                try:
+                    upload = await service.upload(
+                        await asyncio.to_thread(path.read_bytes),
+                        filename=path.name,
+                        media_type=mimetypes.guess_type(path.name)[0],
+                        title=title,
+                    )
+                except AvatarstackError as exc:
+                    rows.append((str(path), "rejected", exc.detail))
+                    continue
+                jobs[str(path)] = upload.job if upload.created else None
+                if not upload.created:
+                    rows.append(
+                        (str(path), "unchanged", f"{upload.document.id} v{upload.version.version}")
+                    )
+            stop = asyncio.Event()
+            worker_task = asyncio.create_task(make_worker(container).run(stop))
+            try:
+                pending = {k: j for k, j in jobs.items() if j is not None}
+                finished = await _Progress(service, console).follow(
+                    pending, {k: Path(k).name for k in pending}
+                )
+                for key, job in finished.items():
+                    if job.status == "succeeded":
+                        r = job.result
+                        note = "duplicate of " if r.get("duplicate") else ""
+                        rows.append(
+                            (
+                                key,
+                                "ingested" if not r.get("duplicate") else "unchanged",
+                                f"{note}{r.get('document_id')} v{r.get('version')}"
+                                + (
+                                    f", {r['pages']} pages, {r['chunks']} chunks"
+                                    if "pages" in r
+                                    else ""
+                                ),
+                            )
+                        )
+                    else:
+                        rows.append((key, "failed", job.error or "unknown error"))
+                if build and any(r[1] == "ingested" for r in rows):
+                    generation, job = await service.start_build(activate="yes")
+                    done = await _Progress(service, console).follow(
+                        {"build": job}, {"build": f"generation {generation.id}"}
+                    )
+                    outcome = done["build"]
+                    rows.append(
+                        (
+                            f"generation {generation.id}",
+                            "active" if outcome.status == "succeeded" else "failed",
+                            outcome.error or f"{outcome.result.get('chunks', 0)} chunks",
+                        )
+                    )
+            finally:
+                stop.set()
+                await worker_task
+            return rows
+
+    rows = _run(run())
+    table = Table("file", "result", "details")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if any(r[1] in {"failed", "rejected"} for r in rows):
+        sys.exit(1)
+
+
+_INGESTIBLE = {".pdf", ".txt", ".text", ".md", ".markdown"}
+
+
+def _collect_files(paths: tuple[Path, ...]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _INGESTIBLE
+                )
+            )
+        else:
+            files.append(path)
+    return files
+
+
+@cli.group()
+def kb() -> None:
+    """Knowledge base: index generations and evaluation."""
+
+
+def _generation_rows(generations: list[IndexGeneration], active: str | None) -> Table:
+    table = Table(
+        "id", "status", "active", "documents", "chunks", "embedder", "hit@k", "MRR", "created"
+    )
+    for g in generations:
+        golden = g.metrics.get("golden") or {}
+        table.add_row(
+            g.id,
+            g.status,
+            "yes" if g.id == active else "",
+            str(len(g.document_versions)),
+            str(g.chunk_count),
+            g.embedder,
+            f"{golden['hit_at_k']:.2f}" if golden else "",
+            f"{golden['mrr']:.2f}" if golden else "",
+            g.created_at.isoformat(timespec="seconds"),
+        )
+    return table
+
+
+@kb.command("generations")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def kb_generations(as_json: bool) -> None:
+    """List index generations, newest first."""
+    settings = load_settings()
+    configure_logging(settings)
+
+    async def run() -> tuple[list[IndexGeneration], str | None]:
+        async with _knowledge(settings, index=False) as container:
+            return await container.knowledge().list_generations()
+
+    generations, active = _run(run())
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{**g.model_dump(mode="json"), "active": g.id == active} for g in generations],
+                indent=2,
+            )
+        )
+        return
+    Console().print(_generation_rows(generations, active))
+
+
+@kb.command("build")
+@click.option(
+    "--activate",
+    type=click.Choice(["no", "yes", "if_better"]),
+    default="no",
+    show_default=True,
+    help="Activate when built: never, always, or when the golden set does not regress.",
+)
+def kb_build(activate: str) -> None:
+    """Build an index generation from the current version of every document ("training").
+    Runs here when the index is free; with a running server on embedded Chroma, the server's
+    worker builds it and this command follows the job."""
+    settings = load_settings()
+    configure_logging(settings)
+    console = Console()
+
+    async def run() -> Job:
+        async with _knowledge(settings, index=False) as container:
+            service = container.knowledge()
+            local = True
+            try:
+                await prepare_knowledge(container)
+            except ConflictError as exc:
+                if "in use by" not in exc.detail:
+                    raise
+                local = False
+                console.print("[yellow]the index is held by a running server; its worker builds")
+            generation, job = await service.start_build(activate=activate)
+            stop = asyncio.Event()
+            task = asyncio.create_task(make_worker(container).run(stop)) if local else None
+            try:
+                done = await _Progress(service, console).follow(
+                    {"build": job}, {"build": f"generation {generation.id}"}
+                )
+            finally:
+                stop.set()
+                if task is not None:
+                    await task
+            return done["build"]
+
+    job = _run(run())
+    if job.status != "succeeded":
+        raise click.ClickException(f"build failed: {job.error}")
+    result = job.result
+    click.echo(
+        f"generation {result.get('generation_id')}: {result.get('chunks')} chunks"
+        + (", active" if result.get("activated") else "")
+    )
+
+
+@kb.command("activate")
+@click.argument("generation_id")
+def kb_activate(generation_id: str) -> None:
+    """Make searches use GENERATION_ID (an older one = rollback)."""
+    settings = load_settings()
+    configure_logging(settings)
+
+    async def run() -> None:
+        async with _knowledge(settings, index=False) as container:
+            await container.knowledge().activate(generation_id)
+
+    _run(run())
+    click.echo(f"generation {generation_id} is active")
+
+
+@kb.command("eval")
+@click.argument("generation_id", required=False)
+@click.option(
+    "--golden-set",
+    "golden_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON file with the questions to store first: "
+    '[{"question", "expected_document_id"?, "expected_phrase"?}].',
+)
+def kb_eval(generation_id: str | None, golden_file: Path | None) -> None:
+    """Score a generation (default: the active one) on the golden set."""
+    settings = load_settings()
+    configure_logging(settings)
+
+    async def run() -> GoldenMetrics:
+        async with _knowledge(settings, index=False) as container:
+            service = container.knowledge()
+            if golden_file is not None:
+                try:
+                    items = json.loads(await asyncio.to_thread(golden_file.read_text))
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise click.ClickException(f"{golden_file} is not JSON: {exc}") from exc
+                if isinstance(items, dict):
+                    items = items.get("questions", [])
+                if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                    raise click.ClickException("the golden set must be a list of objects")
+                await service.set_golden_set(items)
+            target = generation_id
+            if target is None:
+                _, target = await service.list_generations(limit=1)
+                if target is None:
+                    raise click.ClickException("no active generation; name one")
+            return await service.evaluate(target)
+
+    metrics = _run(run())
+    table = Table("questions", "k", "hit@1", "hit@k", "recall@k", "MRR")
+    table.add_row(
+        str(metrics.questions),
+        str(metrics.k),
+        f"{metrics.hit_at_1:.3f}",
+        f"{metrics.hit_at_k:.3f}",
+        f"{metrics.recall_at_k:.3f}",
+        f"{metrics.mrr:.3f}",
+    )
+    Console().print(table)
 
 
 def main() -> None:  # pragma: no cover - console script entry

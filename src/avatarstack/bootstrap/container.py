@@ -15,21 +15,33 @@ from pydantic import SecretStr
 
 from avatarstack import __version__
 from avatarstack.adapters.argon2 import Argon2PasswordHasher
+from avatarstack.adapters.broadcast import LocalBroadcaster
+from avatarstack.adapters.chroma import ChromaKnowledgeStore
 from avatarstack.adapters.console import ConsoleMailer
 from avatarstack.adapters.http.metrics import HttpMetrics
 from avatarstack.adapters.jwt import JwtAccessTokens
-from avatarstack.adapters.memory import CommandRelay, MemoryStorage
+from avatarstack.adapters.memory import CommandRelay, MemoryKnowledgeStore, MemoryStorage
+from avatarstack.adapters.parsers import choose_parser, parse_isolated
 from avatarstack.adapters.postgres import PostgresOptions, PostgresStorage
+from avatarstack.adapters.postgres.broadcast import PostgresBroadcaster
 from avatarstack.adapters.scrypt import ScryptPasswordHasher
 from avatarstack.adapters.smtp import SmtpMailer
 from avatarstack.adapters.sqlite import SqliteStorage
 from avatarstack.adapters.system import SystemClock
 from avatarstack.bootstrap.settings import Settings
 from avatarstack.core.avatars import AvatarPolicy, AvatarService
+from avatarstack.core.conversations import ConversationConfig, ConversationService
 from avatarstack.core.identity import IdentityPolicy, IdentityService
+from avatarstack.core.knowledge import KnowledgeConfig, KnowledgeService
 from avatarstack.core.ratelimit import RateLimiter
+from avatarstack.core.text import ChunkerConfig
 from avatarstack.plugins.manager import PluginError, PluginManager, collect, make_plugin_manager
+from avatarstack.ports.answers import AnswerEngine
 from avatarstack.ports.avatar import AvatarProvider, AvatarProviderContext
+from avatarstack.ports.broadcast import Broadcaster
+from avatarstack.ports.documents import DocumentParser, ParsedDocument
+from avatarstack.ports.embeddings import Embedder
+from avatarstack.ports.knowledge import KnowledgeStore
 from avatarstack.ports.oauth import OAuthProvider
 from avatarstack.ports.storage import Storage
 
@@ -149,6 +161,130 @@ async def _closing_identity(identity: IdentityService) -> AsyncIterator[Identity
         await identity.close()
 
 
+def collect_parsers(pm: PluginManager) -> list[DocumentParser]:
+    found: dict[str, DocumentParser] = collect(
+        pm, "register_document_parsers", key=lambda p: p.name, kind="document parser"
+    )
+    return list(found.values())
+
+
+def pick_embedder(pm: PluginManager, settings: Settings) -> Embedder:
+    available: dict[str, Embedder] = collect(
+        pm, "register_embedders", key=lambda e: e.name, kind="embedder", settings=settings
+    )
+    name = settings.kb.embedder
+    embedder = available.get(name)
+    if embedder is None:
+        known = ", ".join(sorted(available)) or "none"
+        raise PluginError(
+            f"AVATARSTACK_KB__EMBEDDER={name!r} is not available (available: {known})"
+        )
+    return embedder
+
+
+def make_knowledge_store(settings: Settings) -> KnowledgeStore:
+    """A Chroma server when ``kb.chroma_url`` is set, else embedded Chroma in the data dir
+    (one process only: the folder is locked)."""
+    if settings.kb.chroma_url == "memory://":
+        return MemoryKnowledgeStore()
+    if settings.kb.chroma_url:
+        return ChromaKnowledgeStore.remote(settings.kb.chroma_url)
+    return ChromaKnowledgeStore.embedded(settings.chroma_path)
+
+
+def make_knowledge_config(settings: Settings) -> KnowledgeConfig:
+    kb = settings.kb
+    target = kb.chunk_chars
+    return KnowledgeConfig(
+        chunker=ChunkerConfig(
+            target_chars=target,
+            overlap_chars=kb.chunk_overlap_chars,
+            max_chars=max(target + kb.chunk_overlap_chars, int(target * 1.5)),
+        ),
+        keep_generations=kb.keep_generations,
+        auto_activate=kb.auto_activate,
+        search_k=kb.search_k,
+    )
+
+
+class _Parsing:
+    """The parse function and parser chooser the knowledge service gets: the sandboxed child
+    process with the configured limits, and the configured preference order."""
+
+    def __init__(self, parsers: list[DocumentParser], settings: Settings) -> None:
+        self.parsers = parsers
+        self.prefer = tuple(settings.kb.parsers)
+        self.timeout = settings.kb.parse_timeout_seconds
+        self.memory_bytes = settings.kb.parse_memory_mb * 1024 * 1024
+
+    def choose(self, media_type: str | None, filename: str) -> DocumentParser:
+        return choose_parser(self.parsers, media_type, filename, prefer=self.prefer)
+
+    async def parse(self, parser: DocumentParser, data: bytes, filename: str) -> ParsedDocument:
+        return await parse_isolated(
+            parser, data, filename, timeout=self.timeout, memory_bytes=self.memory_bytes
+        )
+
+
+async def _closing_store(store: KnowledgeStore) -> AsyncIterator[KnowledgeStore]:
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def make_broadcaster(settings: Settings) -> Broadcaster:
+    """LISTEN/NOTIFY between the instances sharing a PostgreSQL database; in-process
+    otherwise (SQLite and memory storage serve one process)."""
+    if settings.storage_backend == "postgres":
+        return PostgresBroadcaster(
+            settings.resolved_database_url, listen_url=settings.database.listen_url
+        )
+    return LocalBroadcaster()
+
+
+async def _started_broadcaster(broadcaster: Broadcaster) -> AsyncIterator[Broadcaster]:
+    await broadcaster.start()
+    try:
+        yield broadcaster
+    finally:
+        await broadcaster.close()
+
+
+def collect_answer_engines(pm: PluginManager, settings: Settings) -> dict[str, AnswerEngine]:
+    found: dict[str, AnswerEngine] = collect(
+        pm, "register_answer_engines", key=lambda e: e.name, kind="answer engine", settings=settings
+    )
+    return found
+
+
+def pick_answer_engine(available: dict[str, AnswerEngine], settings: Settings) -> AnswerEngine:
+    name = settings.answer.engine
+    engine = available.get(name)
+    if engine is None:
+        known = ", ".join(sorted(available)) or "none"
+        raise PluginError(
+            f"AVATARSTACK_ANSWER__ENGINE={name!r} is not available (available: {known})"
+        )
+    return engine
+
+
+async def _closing_engines(
+    engines: dict[str, AnswerEngine],
+) -> AsyncIterator[dict[str, AnswerEngine]]:
+    try:
+        yield engines
+    finally:
+        for engine in engines.values():
+            await engine.close()
+
+
+def make_conversation_config(settings: Settings) -> ConversationConfig:
+    return ConversationConfig(
+        passages=settings.answer.passages, min_score=settings.answer.min_score
+    )
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     plugin_manager = providers.Singleton(
@@ -248,6 +384,44 @@ class Container(containers.DeclarativeContainer):
         policy=providers.Factory(make_avatar_policy, settings=settings),
     )
     avatar_resource = providers.Resource(_closing_avatar_providers, providers_=avatar_providers)
+
+    parsers = providers.Singleton(collect_parsers, pm=plugin_manager)
+    parsing = providers.Singleton(_Parsing, parsers=parsers, settings=settings)
+    embedder = providers.Singleton(pick_embedder, pm=plugin_manager, settings=settings)
+    knowledge_store = providers.Singleton(make_knowledge_store, settings=settings)
+    knowledge_store_resource = providers.Resource(_closing_store, store=knowledge_store)
+    knowledge = providers.Singleton(
+        KnowledgeService,
+        storage=storage,
+        store=knowledge_store,
+        embedder=embedder,
+        clock=clock,
+        parsers=parsers,
+        choose_parser=parsing.provided.choose,
+        parse=parsing.provided.parse,
+        config=providers.Factory(make_knowledge_config, settings=settings),
+        observer=metrics,
+    )
+
+    broadcaster = providers.Singleton(make_broadcaster, settings=settings)
+    broadcaster_resource = providers.Resource(_started_broadcaster, broadcaster=broadcaster)
+    answer_engines = providers.Singleton(
+        collect_answer_engines, pm=plugin_manager, settings=settings
+    )
+    answer_engines_resource = providers.Resource(_closing_engines, engines=answer_engines)
+    answer_engine = providers.Singleton(
+        pick_answer_engine, available=answer_engines, settings=settings
+    )
+    conversations = providers.Singleton(
+        ConversationService,
+        storage=storage,
+        clock=clock,
+        broadcaster=broadcaster,
+        knowledge=knowledge,
+        engine=answer_engine,
+        avatars=avatars,
+        config=providers.Factory(make_conversation_config, settings=settings),
+    )
 
 
 def build_container(

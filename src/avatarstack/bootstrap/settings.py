@@ -62,6 +62,11 @@ class DatabaseSettings(BaseModel):
         "(PgBouncer, Neon `-pooler`, `?pgbouncer=true`).",
     )
     sqlite_busy_timeout: float = Field(5.0, gt=0, description="SQLite: seconds to wait for a lock.")
+    listen_url: str | None = Field(
+        None,
+        description="PostgreSQL: direct (non-pooler) URL for LISTEN/NOTIFY between instances; "
+        "default: the database URL, with `-pooler` dropped from Neon hosts.",
+    )
 
 
 class AuthSettings(BaseModel):
@@ -150,12 +155,15 @@ class KbSettings(BaseModel):
     chroma_path: Path | None = Field(
         None, description="Embedded Chroma folder (default: data dir)."
     )
-    chroma_url: str | None = Field(None, description="Chroma server URL; set ⇒ HttpClient.")
+    chroma_url: str | None = Field(
+        None,
+        description="Chroma server URL; set ⇒ HttpClient. `memory://`: in-process index (tests).",
+    )
     embedder: str = Field("hashing", description="Name of a registered embedder.")
     parsers: list[str] = Field(
         default_factory=list,
         description="Preferred parser names, first wins when several accept a file type "
-        "(e.g. `[\"pdfium\", \"pypdf\"]`); default: registration order.",
+        '(e.g. `["pdfium", "pypdf"]`); default: registration order.',
     )
     parse_timeout_seconds: float = Field(
         120.0, gt=0, description="Wall-clock limit for parsing one file (child process)."
@@ -224,11 +232,51 @@ class OpenAISettings(BaseModel):
     base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible base URL.")
     api_key: SecretStr | None = Field(None, description="API key for the chat endpoint.")
     model: str = Field("gpt-4o-mini", description="Chat model name.")
+    timeout_seconds: float = Field(
+        30.0, gt=0, description="Whole-answer limit; the first token must come within a third."
+    )
+    temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature.")
 
 
 class AnswerSettings(BaseModel):
     engine: str = Field("extractive", description="`extractive` or `openai`.")
+    passages: int = Field(5, ge=1, le=20, description="Search results given to the engine.")
+    min_score: float = Field(
+        0.15, ge=-1, le=1, description="Results below this cosine score count as not relevant."
+    )
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+
+
+class RealtimeSettings(BaseModel):
+    heartbeat_seconds: float = Field(
+        20.0, gt=0, description="WebSocket ping interval; a peer that misses a pong is dropped."
+    )
+    auth_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time a new socket has to send its `auth` frame."
+    )
+    max_message_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest client frame (larger: close 1009)."
+    )
+    connections_per_user: int = Field(
+        10, ge=1, description="Open sockets one user may have on one instance (more: 4429)."
+    )
+    messages_per_second: float = Field(
+        10.0, gt=0, description="Client frames per second per socket (bursts of three times that)."
+    )
+    queue_size: int = Field(
+        512, ge=16, description="Frames waiting for a slow client before it must resume (4008)."
+    )
+    recheck_seconds: float = Field(
+        30.0, gt=0, description="How often a socket's token and session are checked again."
+    )
+    answer_workers: int = Field(
+        16, ge=1, le=256, description="Answers one instance computes at once."
+    )
+    answer_lease_seconds: float = Field(
+        15.0,
+        ge=1,
+        description="An answer whose instance died is resumed by another instance after this.",
+    )
 
 
 class Settings(BaseSettings):
@@ -285,6 +333,7 @@ class Settings(BaseSettings):
     kb: KbSettings = Field(default_factory=KbSettings)
     avatar: AvatarSettings = Field(default_factory=AvatarSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -410,6 +459,8 @@ def masked(settings: Settings) -> dict[str, Any]:
     data["database_url"] = mask_url(settings.resolved_database_url)
     if settings.kb.chroma_url:
         data["kb"]["chroma_url"] = mask_url(settings.kb.chroma_url)
+    if settings.database.listen_url:
+        data["database"]["listen_url"] = mask_url(settings.database.listen_url)
     if data.get("secret_key") is None:
         data["secret_key"] = "(generated in data dir)" if not settings.is_production else None
     if data["mail"].get("from_") is not None:

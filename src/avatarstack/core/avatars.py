@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -202,9 +202,16 @@ class AvatarService:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, owner_id: str, request: SessionRequest) -> StartedSession:
+    async def start(
+        self,
+        owner_id: str,
+        request: SessionRequest,
+        *,
+        data: Mapping[str, Any] | None = None,
+    ) -> StartedSession:
         """Reserve a slot in the registry, then start at the vendor. The reservation counts
-        against the limits at once, so concurrent starts cannot overshoot them."""
+        against the limits at once, so concurrent starts cannot overshoot them. ``data`` is
+        kept on the session row (e.g. the conversation it belongs to)."""
         now = self._clock.now()
         reserved = AvatarSession(
             id=new_id(),
@@ -213,7 +220,7 @@ class AvatarService:
             status=STARTING,
             started_at=now,
             last_activity_at=now,
-            data={"request": request.model_dump(exclude_none=True)},
+            data={**(data or {}), "request": request.model_dump(exclude_none=True)},
         )
         async with self._storage.unit_of_work() as uow:
             await uow.lock(STARTS_LOCK)  # count-then-insert must not interleave across instances

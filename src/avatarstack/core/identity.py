@@ -37,6 +37,7 @@ from avatarstack.ports.errors import (
     InvalidTokenError,
     NotFoundError,
     PermissionDeniedError,
+    SessionEndedError,
 )
 from avatarstack.ports.mail import Mailer, MailMessage
 from avatarstack.ports.oauth import AuthorizationRequest, OAuthProvider
@@ -537,7 +538,7 @@ class IdentityService:
             or session.expires_at <= now
             or not user.is_active
         ):
-            raise AuthenticationError("the session has ended; log in again")
+            raise SessionEndedError("the session has ended; log in again")
         principal = Principal(
             user=user,
             roles=roles,

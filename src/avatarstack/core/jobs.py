@@ -45,6 +45,7 @@ __all__ = [
     "PERMANENT_ERRORS",
     "JobContext",
     "JobHandler",
+    "JobListener",
     "JobQueue",
     "LeaseLost",
     "Sleep",
@@ -64,6 +65,8 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 MAX_ERROR_LENGTH = 500
 
 Sleep = Callable[[float], Awaitable[None]]
+#: told about every change a worker makes to a job: ``(job, status, progress, error)``
+JobListener = Callable[[Job, str, float, str | None], None]
 
 
 class LeaseLost(Exception):
@@ -95,8 +98,10 @@ class JobContext:
         clock: Clock,
         worker_id: str,
         lease_seconds: float,
+        listener: JobListener | None = None,
     ) -> None:
         self._job = job
+        self._listener = listener
         self._storage = storage
         self._clock = clock
         self._worker_id = worker_id
@@ -134,6 +139,9 @@ class JobContext:
         if not await self.heartbeat(progress=value):
             self.check()
         self._progress = value
+        if self._listener is not None:
+            with contextlib.suppress(Exception):  # a listener must not fail the job
+                self._listener(self._job, "running", value, None)
         log.debug(
             "job.progress", job_id=self._job.id, kind=self._job.kind, progress=value, note=note
         )
@@ -224,6 +232,7 @@ class Worker:
         grace_seconds: float = 30.0,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        listener: JobListener | None = None,
     ) -> None:
         if lease_seconds <= 0 or heartbeat_seconds <= 0:
             raise ValueError("lease_seconds and heartbeat_seconds must be positive")
@@ -247,6 +256,8 @@ class Worker:
         self._sleep = sleep
         self._rng = rng
         self._log = log.bind(worker_id=self.worker_id)
+        self._woken = asyncio.Event()
+        self._listener = listener
 
     # ------------------------------------------------------------------ policy
 
@@ -285,6 +296,7 @@ class Worker:
             clock=self._clock,
             worker_id=self.worker_id,
             lease_seconds=self.lease_seconds,
+            listener=self._listener,
         )
         handler = self._handlers[job.kind]
         jlog.info("job.started")
@@ -317,6 +329,9 @@ class Worker:
             await uow.commit()
         if done:
             jlog.info("job.succeeded")
+            self._tell(
+                job.model_copy(update={"result": dict(result or {})}), "succeeded", 1.0, None
+            )
         else:
             jlog.warning("job.lease_lost", stage="complete")
 
@@ -350,8 +365,16 @@ class Worker:
             jlog.warning("job.lease_lost", stage="fail")
         elif retry_at is None:
             jlog.warning("job.failed", error=error, permanent=permanent)
+            self._tell(job, "failed", job.progress, error)
         else:
             jlog.info("job.retry_scheduled", error=error, retry_at=retry_at.isoformat())
+
+    def _tell(self, job: Job, status: str, progress: float, error: str | None) -> None:
+        if self._listener is not None:
+            try:
+                self._listener(job, status, progress, error)
+            except Exception as exc:  # a listener must not change the job's outcome
+                self._log.warning("job.listener_failed", error=describe_error(exc))
 
     # ------------------------------------------------------------------ the loop
 
@@ -413,13 +436,21 @@ class Worker:
         finally:
             stopper.cancel()
 
+    def wake(self) -> None:
+        """Poll now instead of after ``poll_seconds`` (call it after enqueueing a job in this
+        process; workers elsewhere find it on their next poll)."""
+        self._woken.set()
+
     async def _wait_sleep(self, stop: asyncio.Event) -> None:
         stopper = asyncio.create_task(stop.wait())
+        waker = asyncio.create_task(self._woken.wait())
         sleeper = asyncio.ensure_future(self._sleep(self.poll_seconds))
         try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({sleeper, stopper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._woken.clear()
             stopper.cancel()
+            waker.cancel()
             sleeper.cancel()
 
     async def _drain(self, running: set[asyncio.Task[None]]) -> None:

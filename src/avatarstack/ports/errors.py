@@ -64,6 +64,12 @@ class AuthenticationError(AvatarstackError):
     title = "Authentication required"
 
 
+class SessionEndedError(AuthenticationError):
+    """The token is well formed but its session was revoked or ended (HTTP 401 with the same
+    problem type as any other authentication failure; a realtime connection closes with
+    4403)."""
+
+
 class PermissionDeniedError(AvatarstackError):
     """Authenticated but not allowed (HTTP 403)."""
 

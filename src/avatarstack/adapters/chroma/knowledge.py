@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
 import chromadb
@@ -44,10 +46,33 @@ COLLECTION_PREFIX = "avs_gen_"
 _GENERATION_ID = re.compile(r"^(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]{0,400}[A-Za-z0-9])$")
 #: fallback when the client cannot tell its maximum batch size
 DEFAULT_BATCH_SIZE = 1000
+#: held (flock) by the one process using an embedded folder
+LOCK_FILE = "avatarstack.lock"
 
 
 def _settings() -> Settings:
     return Settings(anonymized_telemetry=False)
+
+
+def _lock_folder(folder: Path) -> IO[str]:
+    """Hold an exclusive ``flock`` on the folder's lock file for the life of the process."""
+    handle = (folder / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConflictError(
+            f"the embedded Chroma folder {folder} is in use by {holder}; embedded Chroma is not "
+            "safe for several processes: run one process, or run a Chroma server and set "
+            "AVATARSTACK_KB__CHROMA_URL"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -79,19 +104,32 @@ class ChromaKnowledgeStore:
             self._factory = client
         self._lock = threading.Lock()
         self._batch_size: int | None = None
+        self._folder_lock: IO[str] | None = None
+        #: the folder of an embedded store (None for a server)
+        self.embedded_path: Path | None = None
 
     # ------------------------------------------------------------------ constructors
 
     @classmethod
     def embedded(cls, path: str | Path) -> ChromaKnowledgeStore:
-        """An embedded, persistent Chroma in the folder ``path`` (created if needed)."""
+        """An embedded, persistent Chroma in the folder ``path`` (created if needed).
+
+        Chroma's embedded mode is not safe for several processes (each keeps its own in-memory
+        HNSW indexes and SQLite handle), so the first use takes an exclusive lock on
+        ``<path>/avatarstack.lock``; a second process gets :class:`ConflictError` naming the
+        holder, and should use a Chroma server (``AVATARSTACK_KB__CHROMA_URL``) instead.
+        """
         folder = Path(path)
+        store: ChromaKnowledgeStore
 
         def factory() -> ClientAPI:
             folder.mkdir(parents=True, exist_ok=True)
+            store._folder_lock = _lock_folder(folder)
             return chromadb.PersistentClient(path=str(folder), settings=_settings())
 
-        return cls(factory)
+        store = cls(factory)
+        store.embedded_path = folder
+        return store
 
     @classmethod
     def remote(cls, url: str) -> ChromaKnowledgeStore:
@@ -305,7 +343,10 @@ class ChromaKnowledgeStore:
         await self._run("ping", lambda client: client.heartbeat())
 
     async def close(self) -> None:
-        """Forget the client (chromadb clients hold no resources we must release)."""
+        """Forget the client and release the embedded folder's lock."""
         with self._lock:
             if self._factory is not None:
                 self._client = None
+            if self._folder_lock is not None:
+                self._folder_lock.close()  # closing the descriptor releases the flock
+                self._folder_lock = None

@@ -41,6 +41,7 @@ def build_http_app(
     pipeline = Pipeline(
         metrics=metrics,
         max_body_bytes=config.max_body_bytes,
+        max_upload_bytes=config.max_upload_bytes,
         access_log=config.access_log,
         access_policy=access_policy,
     )

@@ -12,6 +12,7 @@ from avatarstack.adapters.http.pipeline import Pipeline
 from avatarstack.adapters.http.routing import RouteTable
 from avatarstack.core.avatars import AvatarService
 from avatarstack.core.identity import IdentityService
+from avatarstack.core.knowledge import KnowledgeService
 from avatarstack.ports.storage import Storage
 
 
@@ -20,6 +21,7 @@ class HttpConfig:
     """The settings the HTTP layer needs (adapters do not import bootstrap settings)."""
 
     max_body_bytes: int = 1024 * 1024
+    max_upload_bytes: int = 50 * 1024 * 1024
     public_url: str = "http://127.0.0.1:8080"
     version: str = "0.0.0"
     access_log: bool = True
@@ -38,4 +40,5 @@ STORAGE = web.AppKey("avatarstack_storage", Storage)
 PIPELINE = web.AppKey("avatarstack_pipeline", Pipeline)
 IDENTITY = web.AppKey("avatarstack_identity", IdentityService)
 AVATARS = web.AppKey("avatarstack_avatars", AvatarService)
+KNOWLEDGE = web.AppKey("avatarstack_knowledge", KnowledgeService)
 READINESS_CHECKS: web.AppKey[dict[str, ReadinessCheck]] = web.AppKey("avatarstack_readiness_checks")

@@ -136,6 +136,85 @@ class _AvatarCollector(Collector):
         yield latency
 
 
+SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+class _Histogram:
+    """One histogram series: per-bucket counts (last = +Inf) and the sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
+class _SearchCollector(Collector):
+    """Knowledge-base searches per index generation: embed and vector-search latency, top
+    score, and how many found nothing."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, dict[str, _Histogram]] = {}
+        self.empty: dict[str, int] = {}
+
+    def observe_search(
+        self,
+        generation_id: str,
+        *,
+        embed_seconds: float,
+        search_seconds: float,
+        top_score: float | None,
+        empty: bool,
+    ) -> None:
+        series = self.series.get(generation_id)
+        if series is None:
+            series = {
+                "embed": _Histogram(LATENCY_BUCKETS),
+                "search": _Histogram(LATENCY_BUCKETS),
+                "score": _Histogram(SCORE_BUCKETS),
+            }
+            self.series[generation_id] = series
+            self.empty[generation_id] = 0
+        series["embed"].observe(embed_seconds)
+        series["search"].observe(search_seconds)
+        if top_score is not None:
+            series["score"].observe(top_score)
+        if empty:
+            self.empty[generation_id] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        latency = HistogramMetricFamily(
+            "avatarstack_kb_search_duration_seconds",
+            "Knowledge-base search latency by generation and stage (embed, search).",
+            labels=["generation", "stage"],
+        )
+        scores = HistogramMetricFamily(
+            "avatarstack_kb_search_top_score",
+            "Cosine similarity of the best result per search, by generation.",
+            labels=["generation"],
+        )
+        empty = CounterMetricFamily(
+            "avatarstack_kb_search_empty",
+            "Searches that returned no result, by generation.",
+            labels=["generation"],
+        )
+        for generation, series in sorted(self.series.items()):
+            for stage in ("embed", "search"):
+                h = series[stage]
+                latency.add_metric([generation, stage], _cumulative(h.bounds, h.counts), h.total)
+            h = series["score"]
+            scores.add_metric([generation], _cumulative(h.bounds, h.counts), h.total)
+            empty.add_metric([generation], self.empty[generation])
+        yield latency
+        yield scores
+        yield empty
+
+
 def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
     cumulative: list[tuple[str, float]] = []
     running = 0
@@ -156,6 +235,10 @@ class HttpMetrics:
         self._pool: _PoolCollector | None = None
         self._avatars: _AvatarCollector | None = None
         self.observe = self._requests.observe
+        self._searches = _SearchCollector()
+        self.registry.register(self._searches)
+        #: the knowledge service's SearchObserver
+        self.observe_search = self._searches.observe_search
 
     def watch_pool(self, stats: Callable[[], PoolStats], backend: str) -> None:
         """Report this pool (replacing any pool watched before)."""

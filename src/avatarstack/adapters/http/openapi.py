@@ -24,6 +24,19 @@ class Problem(BaseModel):
     errors: list[dict[str, str]] | None = None
 
 
+#: the multipart body of upload routes
+UPLOAD_SCHEMA: dict[str, Any] = {
+    "schema": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "title": {"type": "string", "maxLength": 300},
+        },
+    }
+}
+
+
 def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template=REF_TEMPLATE)
     components.update(schema.pop("$defs", {}))
@@ -59,12 +72,18 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
         op["security"] = [{"bearer": []}]
     if route.request_model is not None:
         op["requestBody"] = {"required": True, **_json(_schema(route.request_model, components))}
+    elif route.upload:
+        op["requestBody"] = {"required": True, "content": {"multipart/form-data": UPLOAD_SCHEMA}}
     success: dict[str, Any] = {"description": "Success"}
     if route.response_model is not None:
         success.update(_json(_schema(route.response_model, components), route.response_media_type))
     responses: dict[str, Any] = {str(route.status): success}
     problem = _json({"$ref": REF_TEMPLATE.format(model="Problem")}, "application/problem+json")
     documented = dict(route.responses)
+    if route.upload:
+        documented.setdefault(413, "File too large")
+        documented.setdefault(415, "Unsupported file type")
+        documented.setdefault(422, "Invalid file")
     if route.request_model is not None:
         documented.setdefault(400, "Malformed JSON")
         documented.setdefault(413, "Body too large")

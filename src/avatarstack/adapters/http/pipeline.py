@@ -56,6 +56,7 @@ class Pipeline:
     metrics: HttpMetrics
     max_body_bytes: int
     access_log: bool = True
+    max_upload_bytes: int = 50 * 1024 * 1024
     access_policy: AccessPolicy = deny_non_public
     #: request ids: a random prefix per application and a counter — unique across processes
     #: and instances, and much cheaper per request than a fresh UUID
@@ -71,7 +72,10 @@ class Pipeline:
     def wrap(self, route: Route, label: str | None = None) -> Handler:
         """The handler aiohttp calls for ``route``."""
         metric_route = label or route.path
-        limit = route.max_body_bytes or self.max_body_bytes
+        if route.upload:
+            limit = self.max_upload_bytes
+        else:
+            limit = route.max_body_bytes or self.max_body_bytes
         log_requests = self.access_log and route.log_requests
         handler = route.handler
         public = route.access == PUBLIC

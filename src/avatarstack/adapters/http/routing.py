@@ -44,6 +44,9 @@ class Route:
     responses: dict[int, str] = field(default_factory=dict)
     #: JSON routes accept at most the app-wide limit; upload routes raise it
     max_body_bytes: int | None = None
+    #: a multipart file upload (``file`` and optional ``title`` parts): the body may be as
+    #: large as the configured upload limit (``http.max_upload_bytes``)
+    upload: bool = False
     #: False for high-frequency probes (/healthz, /metrics) to keep logs readable
     log_requests: bool = True
     response_media_type: str = "application/json"

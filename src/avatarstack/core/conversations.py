@@ -1,0 +1,596 @@
+"""Conversations: persisted event streams, the knowledge-grounded answer pipeline, and the
+conversation's avatar.
+
+Every server event of a conversation is stored with the next per-conversation ``seq`` *before*
+anyone is told about it; then a notice goes out on the topic ``conversation:<id>`` through the
+:class:`~avatarstack.ports.broadcast.Broadcaster` (this instance and the others). Connections
+never receive event data through the broadcaster: they re-read storage after the last ``seq``
+they sent, which makes delivery exactly-once and gap-free across reconnects, restarts and
+instances.
+
+Answers are durable jobs (``conversation.answer``): a user message is stored and its answer job
+queued in one transaction. The job searches the active knowledge generation, streams the
+:class:`~avatarstack.ports.answers.AnswerEngine`'s parts as ``answer.delta`` events and ends with
+``answer.completed {text, citations}``; the conversation's avatar speaks each finished sentence.
+Every event the job writes carries a deterministic ``client_id`` (``answer:<seq>:…``), so a job
+retried after its instance died continues without duplicating what was already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from avatarstack.core.avatars import LIVE, AvatarService
+from avatarstack.core.jobs import JobContext
+from avatarstack.core.knowledge import KnowledgeService
+from avatarstack.ports.answers import (
+    NO_ANSWER,
+    AnswerEngine,
+    AnswerRequest,
+    Citation,
+    Passage,
+)
+from avatarstack.ports.avatar import AvatarEvent, SessionRequest
+from avatarstack.ports.broadcast import Broadcaster
+from avatarstack.ports.clock import Clock
+from avatarstack.ports.errors import (
+    AvatarstackError,
+    ConflictError,
+    FieldError,
+    InvalidInputError,
+    NotFoundError,
+)
+from avatarstack.ports.storage import (
+    AvatarSession,
+    Conversation,
+    ConversationEvent,
+    Job,
+    Storage,
+    new_id,
+)
+
+__all__ = [
+    "ANSWER_JOB",
+    "ConversationConfig",
+    "ConversationService",
+    "conversation_topic",
+    "user_topic",
+]
+
+log = structlog.get_logger("avatarstack.conversations")
+
+ANSWER_JOB = "conversation.answer"
+MAX_MESSAGE_CHARS = 4000
+MAX_CLIENT_ID = 100
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
+
+
+def conversation_topic(conversation_id: str) -> str:
+    return f"conversation:{conversation_id}"
+
+
+def user_topic(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+class ConversationConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    #: search results handed to the engine
+    passages: int = Field(default=5, ge=1)
+    #: results below this cosine score are not relevant
+    min_score: float = 0.15
+    #: earlier turns given to the engine
+    history_turns: int = Field(default=6, ge=0)
+    #: a worker that dies mid-answer: another instance resumes the answer after this
+    answer_attempts: int = Field(default=3, ge=1)
+
+
+class ConversationService:
+    """Use cases of conversations; one per application."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        clock: Clock,
+        broadcaster: Broadcaster,
+        knowledge: KnowledgeService,
+        engine: AnswerEngine,
+        avatars: AvatarService,
+        *,
+        config: ConversationConfig | None = None,
+    ) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._broadcaster = broadcaster
+        self._knowledge = knowledge
+        self._engine = engine
+        self._avatars = avatars
+        self.config = config or ConversationConfig()
+        self._job_listeners: list[Callable[[Job], None]] = []
+        #: avatar event relays run by this instance, by avatar session id
+        self._relays: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def broadcaster(self) -> Broadcaster:
+        return self._broadcaster
+
+    def on_job_queued(self, listener: Callable[[Job], None]) -> None:
+        self._job_listeners.append(listener)
+
+    def job_handlers(
+        self,
+    ) -> dict[str, Callable[[JobContext], Awaitable[Mapping[str, Any] | None]]]:
+        return {ANSWER_JOB: self.run_answer}
+
+    # ------------------------------------------------------------------ conversations
+
+    async def open(self, user_id: str, conversation_id: str | None = None) -> Conversation:
+        """The user's conversation ``conversation_id``, or a new one."""
+        if conversation_id is not None:
+            return await self.get(user_id, conversation_id)
+        now = self._clock.now()
+        conversation = Conversation(id=new_id(), user_id=user_id, created_at=now, updated_at=now)
+        async with self._storage.unit_of_work() as uow:
+            await uow.conversations.add(conversation)
+            await uow.commit()
+        log.info("conversation.created", conversation_id=conversation.id, user_id=user_id)
+        return conversation
+
+    async def get(self, user_id: str, conversation_id: str) -> Conversation:
+        async with self._storage.unit_of_work() as uow:
+            conversation = await uow.conversations.get(conversation_id)
+        if conversation is None or conversation.user_id != user_id:
+            raise NotFoundError("no such conversation")
+        return conversation
+
+    async def list_conversations(
+        self, user_id: str, *, limit: int = 50, offset: int = 0
+    ) -> list[Conversation]:
+        async with self._storage.unit_of_work() as uow:
+            return list(await uow.conversations.list_for_user(user_id, limit=limit, offset=offset))
+
+    async def events(
+        self, user_id: str, conversation_id: str, *, after_seq: int = 0, limit: int = 500
+    ) -> tuple[Conversation, list[ConversationEvent]]:
+        """Events after ``after_seq`` (0 = from the start); InvalidInputError for a negative
+        one or one beyond the last event."""
+        conversation = await self.get(user_id, conversation_id)
+        check_after_seq(after_seq, conversation.last_seq)
+        async with self._storage.unit_of_work() as uow:
+            events = list(
+                await uow.conversations.list_events(
+                    conversation_id, after_seq=after_seq, limit=limit
+                )
+            )
+        return conversation, events
+
+    async def read_after(
+        self, conversation_id: str, after_seq: int, limit: int = 200
+    ) -> list[ConversationEvent]:
+        """Events after ``after_seq`` without an owner check (the caller already did it)."""
+        async with self._storage.unit_of_work() as uow:
+            return list(
+                await uow.conversations.list_events(
+                    conversation_id, after_seq=after_seq, limit=limit
+                )
+            )
+
+    async def append(
+        self,
+        conversation_id: str,
+        type_: str,
+        data: Mapping[str, Any],
+        *,
+        client_id: str | None = None,
+    ) -> ConversationEvent:
+        """Persist an event with the next seq, then notify every watcher."""
+        async with self._storage.unit_of_work() as uow:
+            event = await uow.conversations.append_event(
+                conversation_id, type_, data, self._clock.now(), client_id=client_id
+            )
+            await uow.commit()
+        await self._notify(conversation_id, event.seq)
+        return event
+
+    async def _notify(self, conversation_id: str, seq: int) -> None:
+        try:
+            await self._broadcaster.publish(conversation_topic(conversation_id), {"seq": seq})
+        except AvatarstackError as exc:  # storage has it; watchers catch up on their next read
+            log.warning(
+                "conversation.notify_failed", conversation_id=conversation_id, error=exc.code
+            )
+
+    # ------------------------------------------------------------------ messages and answers
+
+    async def post_message(
+        self, user_id: str, conversation_id: str, client_id: str, text: str
+    ) -> tuple[ConversationEvent, bool]:
+        """Store the user's message and queue its answer, in one transaction. A retry with the
+        same ``client_id`` returns the stored message (``False``) and queues nothing."""
+        body = " ".join(text.split()) if text else ""
+        errors: list[FieldError] = []
+        if not body:
+            errors.append(FieldError(field="data.text", message="empty"))
+        elif len(body) > MAX_MESSAGE_CHARS:
+            errors.append(
+                FieldError(field="data.text", message=f"longer than {MAX_MESSAGE_CHARS} characters")
+            )
+        if not client_id or len(client_id) > MAX_CLIENT_ID or not client_id.isprintable():
+            errors.append(
+                FieldError(
+                    field="data.client_id", message=f"1 to {MAX_CLIENT_ID} printable characters"
+                )
+            )
+        if errors:
+            raise InvalidInputError("the message is invalid", errors)
+        before = await self.get(user_id, conversation_id)
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            event = await uow.conversations.append_event(
+                conversation_id,
+                "message.created",
+                {"role": "user", "text": body, "client_id": client_id},
+                now,
+                client_id=f"user:{client_id}",
+            )
+            job: Job | None = None
+            if event.seq > before.last_seq:  # new; a retry gets the stored event back
+                job = Job(
+                    id=new_id(),
+                    kind=ANSWER_JOB,
+                    payload={"conversation_id": conversation_id, "message_seq": event.seq},
+                    max_attempts=self.config.answer_attempts,
+                    run_at=now,
+                    owner_id=user_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+                await uow.jobs.enqueue(job)
+            await uow.commit()
+        if job is None:
+            return event, False
+        await self._notify(conversation_id, event.seq)
+        for listener in self._job_listeners:
+            listener(job)
+        await self._touch_avatar(user_id, conversation_id)
+        return event, True
+
+    async def run_answer(self, ctx: JobContext) -> Mapping[str, Any]:
+        """The answer job: search, stream the engine's parts as events, complete, speak."""
+        conversation_id = str(ctx.job.payload["conversation_id"])
+        seq = int(ctx.job.payload["message_seq"])
+        # subscribe before reading: an interrupt stored after the read still arrives
+        watcher = self._broadcaster.subscribe(conversation_topic(conversation_id))
+        try:
+            return await self._answer(conversation_id, seq, watcher)
+        finally:
+            await watcher.close()
+
+    async def _answer(self, conversation_id: str, seq: int, watcher: Any) -> Mapping[str, Any]:
+        prefix = f"answer:{seq}"
+        async with self._storage.unit_of_work() as uow:
+            conversation = await uow.conversations.get(conversation_id)
+            earlier = list(
+                await uow.conversations.list_events(conversation_id, after_seq=0, limit=100_000)
+            )
+        if conversation is None:
+            raise InvalidInputError("the conversation is gone")
+        message = next((e for e in earlier if e.seq == seq), None)
+        if message is None or message.type != "message.created":
+            raise InvalidInputError(f"event {seq} is not a user message")
+        done = [e for e in earlier if e.client_id == f"{prefix}:completed"]
+        if done:  # a retry after the outcome was stored
+            return {"conversation_id": conversation_id, "seq": done[0].seq}
+        state = _AnswerState(
+            user_id=conversation.user_id,
+            conversation_id=conversation_id,
+            seq=seq,
+            interrupted=_interrupted(earlier, seq),
+        )
+        stored = [e for e in earlier if (e.client_id or "").startswith(f"{prefix}:delta:")]
+        state.resume(stored)
+        if not state.interrupted:
+            request = AnswerRequest(
+                question=str(message.data.get("text", "")),
+                passages=tuple(await self._passages(str(message.data.get("text", "")), state)),
+                history=tuple(self._history(earlier, seq)),
+            )
+            streaming = asyncio.create_task(self._stream(request, state, len(stored)))
+            watching = asyncio.create_task(self._watch(watcher, state, streaming))
+            try:
+                await streaming
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not state.interrupted or (current is not None and current.cancelling()):
+                    raise
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
+        if not state.interrupted:
+            for sentence in _sentences(state.text, final=True)[state.spoken :]:
+                await self._speak(state.user_id, conversation_id, sentence)
+        completed = await self.append(
+            conversation_id,
+            "answer.completed",
+            {
+                "reply_to": seq,
+                "text": state.text.strip() or NO_ANSWER,
+                "citations": [c.model_dump() for c in state.citations.values()],
+                "interrupted": state.interrupted,
+            },
+            client_id=f"{prefix}:completed",
+        )
+        log.info(
+            "conversation.answered",
+            conversation_id=conversation_id,
+            seq=seq,
+            citations=len(state.citations),
+            interrupted=state.interrupted,
+        )
+        return {"conversation_id": conversation_id, "seq": completed.seq}
+
+    async def _stream(self, request: AnswerRequest, state: _AnswerState, skip: int) -> None:
+        """Store each part as an ``answer.delta`` (parts an earlier attempt stored are skipped:
+        engines are asked again from the start) and speak each finished sentence."""
+        n = 0
+        parts = self._engine.answer(request)
+        try:
+            async for part in parts:
+                n += 1
+                if n <= skip:
+                    continue
+                fresh = [c for c in part.citations if c.chunk_id not in state.citations]
+                if not part.text and not fresh:
+                    continue
+                for c in fresh:
+                    state.citations[c.chunk_id] = c
+                state.text += part.text
+                await self.append(
+                    state.conversation_id,
+                    "answer.delta",
+                    {
+                        "reply_to": state.seq,
+                        "text": part.text,
+                        "citations": [c.model_dump() for c in fresh],
+                    },
+                    client_id=f"answer:{state.seq}:delta:{n}",
+                )
+                sentences = _sentences(state.text, final=False)
+                for sentence in sentences[state.spoken :]:
+                    await self._speak(state.user_id, state.conversation_id, sentence)
+                state.spoken = len(sentences)
+        finally:
+            close = getattr(parts, "aclose", None)
+            if close is not None:  # an interrupted engine stops its work (and HTTP stream) now
+                await close()
+
+    async def _watch(
+        self, watcher: Any, state: _AnswerState, streaming: asyncio.Task[None]
+    ) -> None:
+        """Cancel the stream when this answer is interrupted (a notice from any instance, or
+        a stored ``answer.interrupted`` found after a resync)."""
+        async for notice in watcher:
+            hit = notice.payload.get("interrupt") == state.seq
+            if not hit and notice.resync:
+                async with self._storage.unit_of_work() as uow:
+                    events = await uow.conversations.list_events(
+                        state.conversation_id, after_seq=state.seq, limit=100_000
+                    )
+                hit = _interrupted(events, state.seq)
+            if hit:
+                state.interrupted = True
+                streaming.cancel()
+                return
+
+    async def _passages(self, question: str, state: _AnswerState) -> list[Passage]:
+        result = await self._knowledge.search(
+            question, k=self.config.passages, user_id=state.user_id
+        )
+        state.generation_id = result.generation_id
+        return [
+            Passage(
+                chunk_id=h.chunk_id,
+                document_id=h.document_id,
+                version=h.version,
+                page=h.page,
+                text=h.text,
+                score=h.score,
+            )
+            for h in result.hits
+            if h.score >= self.config.min_score
+        ]
+
+    def _history(self, events: Sequence[ConversationEvent], before: int) -> list[tuple[str, str]]:
+        turns: list[tuple[str, str]] = []
+        for event in events:
+            if event.seq >= before:
+                break
+            if event.type == "message.created":
+                turns.append(("user", str(event.data.get("text", ""))))
+            elif event.type == "answer.completed" and not event.data.get("interrupted"):
+                turns.append(("assistant", str(event.data.get("text", ""))))
+        keep = self.config.history_turns
+        return turns[-keep:] if keep else []
+
+    async def interrupt(self, user_id: str, conversation_id: str) -> None:
+        """Stop the running answer (on whichever instance runs it) and the avatar's speech."""
+        await self.get(user_id, conversation_id)
+        async with self._storage.unit_of_work() as uow:
+            events = list(
+                await uow.conversations.list_events(conversation_id, after_seq=0, limit=100_000)
+            )
+        answered = {e.data.get("reply_to") for e in events if e.type == "answer.completed"}
+        running = [e.seq for e in events if e.type == "message.created" and e.seq not in answered]
+        for seq in running:
+            await self.append(
+                conversation_id,
+                "answer.interrupted",
+                {"reply_to": seq},
+                client_id=f"answer:{seq}:interrupted",
+            )
+            await self._broadcaster.publish(conversation_topic(conversation_id), {"interrupt": seq})
+        session = await self.avatar_session(user_id, conversation_id)
+        if session is not None:
+            with contextlib.suppress(ConflictError, NotFoundError):
+                await self._avatars.interrupt(user_id, session.id)
+
+    # ------------------------------------------------------------------ the avatar
+
+    async def avatar_session(self, user_id: str, conversation_id: str) -> AvatarSession | None:
+        for session in await self._avatars.list_sessions(user_id, active_only=True):
+            if session.status in LIVE and session.data.get("conversation_id") == conversation_id:
+                return session
+        return None
+
+    async def start_avatar(
+        self, user_id: str, conversation_id: str, request: SessionRequest
+    ) -> tuple[ConversationEvent, dict[str, Any] | None]:
+        """Start (or reuse) the conversation's avatar. Returns the stored ``avatar.session``
+        event and the browser's LiveKit credentials, which are never stored."""
+        await self.get(user_id, conversation_id)
+        existing = await self.avatar_session(user_id, conversation_id)
+        if existing is not None:
+            event = await self.append(conversation_id, "avatar.session", _session_data(existing))
+            return event, None
+        started = await self._avatars.start(
+            user_id, request, data={"conversation_id": conversation_id}
+        )
+        event = await self.append(conversation_id, "avatar.session", _session_data(started.session))
+        self._relay(user_id, conversation_id, started.session.id)
+        livekit = started.livekit.model_dump() if started.livekit else None
+        return event, livekit
+
+    async def stop_avatar(self, user_id: str, conversation_id: str) -> None:
+        session = await self.avatar_session(user_id, conversation_id)
+        if session is None:
+            raise ConflictError("this conversation has no running avatar")
+        await self._avatars.stop(user_id, session.id)
+        stopped = await self._avatars.get(user_id, session.id)
+        await self.append(conversation_id, "avatar.session", _session_data(stopped))
+
+    def _relay(self, user_id: str, conversation_id: str, session_id: str) -> None:
+        """Store the avatar's speaking/idle events in the conversation while it runs (on the
+        instance that started it: vendor events arrive there)."""
+
+        async def relay() -> None:
+            try:
+                async for event in self._avatars.events(user_id, session_id):
+                    await self._record_avatar_event(conversation_id, session_id, event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the relay must not take the instance down
+                log.warning("conversation.avatar_relay_failed", error=str(exc))
+            finally:
+                self._relays.pop(session_id, None)
+
+        if session_id not in self._relays:
+            self._relays[session_id] = asyncio.create_task(
+                relay(), name=f"avatar-relay-{session_id}"
+            )
+
+    async def _record_avatar_event(
+        self, conversation_id: str, session_id: str, event: AvatarEvent
+    ) -> None:
+        kind = {"speaking": "avatar.speaking", "idle": "avatar.idle"}.get(event.type)
+        if kind is None:
+            if event.type == "closed":
+                await self.append(
+                    conversation_id,
+                    "avatar.session",
+                    {"session_id": session_id, "status": "stopped", "reason": event.reason},
+                )
+            return
+        data: dict[str, Any] = {"session_id": session_id, "task_id": event.task_id}
+        if event.duration_seconds is not None:
+            data["duration_seconds"] = event.duration_seconds
+        await self.append(conversation_id, kind, data)
+
+    async def _speak(self, user_id: str, conversation_id: str, sentence: str) -> None:
+        session = await self.avatar_session(user_id, conversation_id)
+        if session is None or session.status != "active":
+            return
+        try:
+            await self._avatars.speak(user_id, session.id, sentence, "repeat")
+        except AvatarstackError as exc:  # the answer stands even when the avatar cannot say it
+            log.warning(
+                "conversation.speak_failed", conversation_id=conversation_id, error=exc.code
+            )
+
+    async def _touch_avatar(self, user_id: str, conversation_id: str) -> None:
+        session = await self.avatar_session(user_id, conversation_id)
+        if session is not None:
+            with contextlib.suppress(AvatarstackError):
+                await self._avatars.touch(user_id, session.id)
+
+    async def close(self) -> None:
+        relays = list(self._relays.values())
+        for task in relays:
+            task.cancel()
+        for task in relays:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+@dataclass
+class _AnswerState:
+    user_id: str
+    conversation_id: str
+    seq: int
+    interrupted: bool = False
+    text: str = ""
+    citations: dict[str, Citation] = field(default_factory=dict)
+    #: sentences of ``text`` already sent to the avatar
+    spoken: int = 0
+    generation_id: str | None = None
+
+    def resume(self, stored: Sequence[ConversationEvent]) -> None:
+        """Continue after the deltas an earlier attempt stored."""
+        for event in stored:
+            self.text += str(event.data.get("text", ""))
+            for raw in event.data.get("citations", []):
+                citation = Citation.model_validate(raw)
+                self.citations.setdefault(citation.chunk_id, citation)
+        self.spoken = len(_sentences(self.text, final=False))
+
+
+def _interrupted(events: Sequence[ConversationEvent], seq: int) -> bool:
+    return any(e.type == "answer.interrupted" and e.data.get("reply_to") == seq for e in events)
+
+
+def check_after_seq(after_seq: int, last_seq: int) -> None:
+    if after_seq < 0:
+        raise InvalidInputError(
+            "after_seq must not be negative", [FieldError(field="after_seq", message="negative")]
+        )
+    if after_seq > last_seq:
+        raise InvalidInputError(
+            f"after_seq {after_seq} is beyond the last event ({last_seq})",
+            [FieldError(field="after_seq", message=f"beyond the last event ({last_seq})")],
+        )
+
+
+def _session_data(session: AvatarSession) -> dict[str, Any]:
+    return {
+        "session_id": session.id,
+        "provider": session.provider,
+        "status": session.status,
+        "expires_at": session.expires_at.isoformat() if session.expires_at else None,
+    }
+
+
+def _sentences(text: str, *, final: bool) -> list[str]:
+    """Finished sentences of ``text``; with ``final`` the unfinished tail counts too."""
+    parts = _SENTENCE_END.split(text)
+    if not final:
+        parts = parts[:-1]  # the last piece may still grow
+    return [p.strip() for p in parts if p.strip()]

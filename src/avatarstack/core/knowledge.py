@@ -1,0 +1,1096 @@
+"""The knowledge base: document versions, ingestion, index generations, search and evaluation.
+
+Concepts (see ``docs/knowledge.md``):
+
+* a **document** has immutable **versions**; a version is identified by a content hash over its
+  normalised text, the parser and the chunker configuration. Uploading the same bytes again
+  returns the existing version; a changed file becomes version n+1 once it parsed. A version
+  that fails to parse is recorded as ``failed`` with a reason, and the current version stays.
+* **ingestion** (a durable job, ``kb.ingest``) parses the file in a child process, normalises
+  and chunks it, stores the chunks and fills the embedding cache;
+* an **index generation** (job ``kb.build``) is built from the current version of every
+  document into its own vector index, validated and evaluated; **activation** moves one pointer
+  in storage, so searches always hit exactly one generation; rollback activates an older one;
+* the **golden set** (questions with the expected document and/or phrase) scores each
+  generation with hit rate, recall@k and MRR, and can gate automatic activation.
+
+Everything here talks to ports only; the composition root injects the parse function (the
+child-process sandbox), the parser chooser, the vector store and the embedder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import unicodedata
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any, Protocol
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from avatarstack.core.jobs import PERMANENT_ERRORS, JobContext
+from avatarstack.core.text import (
+    ChunkerConfig,
+    chunk_document,
+    content_hash,
+    document_text,
+    normalise_pages,
+)
+from avatarstack.ports.clock import Clock
+from avatarstack.ports.documents import DocumentParser, ParsedDocument
+from avatarstack.ports.embeddings import Embedder
+from avatarstack.ports.errors import (
+    ConflictError,
+    FieldError,
+    InvalidInputError,
+    NotFoundError,
+)
+from avatarstack.ports.knowledge import IndexedChunk, KnowledgeStore, SearchHit
+from avatarstack.ports.storage import (
+    Document,
+    DocumentVersion,
+    GoldenQuestion,
+    IndexGeneration,
+    Job,
+    SearchRecord,
+    Storage,
+    StoredChunk,
+    UnitOfWork,
+    new_id,
+)
+
+__all__ = [
+    "BUILD_JOB",
+    "INGEST_JOB",
+    "GoldenMetrics",
+    "KnowledgeConfig",
+    "KnowledgeService",
+    "SearchObserver",
+    "SearchResult",
+    "Upload",
+    "chunk_id",
+    "safe_filename",
+]
+
+log = structlog.get_logger("avatarstack.knowledge")
+
+INGEST_JOB = "kb.ingest"
+BUILD_JOB = "kb.build"
+#: the lock every change to document version numbers takes (PostgreSQL advisory lock)
+_DOCUMENTS_LOCK = "kb:documents"
+_GENERATIONS_LOCK = "kb:generations"
+_MAX_FILENAME = 200
+_MAX_TITLE = 300
+_MAX_QUERY = 2000
+_MAX_GOLDEN = 500
+
+ParseFunction = Callable[[DocumentParser, bytes, str], Awaitable[ParsedDocument]]
+ParserChooser = Callable[[str | None, str], DocumentParser]
+
+
+class SearchObserver(Protocol):
+    """Receives every search's figures (the HTTP adapter turns them into Prometheus metrics)."""
+
+    def observe_search(
+        self,
+        generation_id: str,
+        *,
+        embed_seconds: float,
+        search_seconds: float,
+        top_score: float | None,
+        empty: bool,
+    ) -> None: ...
+
+
+class KnowledgeConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    chunker: ChunkerConfig = Field(default_factory=ChunkerConfig)
+    keep_generations: int = Field(default=5, ge=1)
+    auto_activate: bool = False
+    search_k: int = Field(default=5, ge=1)
+    max_k: int = Field(default=50, ge=1)
+    #: how many results of each golden question count (hit@k, recall@k)
+    eval_k: int = Field(default=10, ge=1)
+    embed_batch: int = Field(default=256, ge=1)
+    index_batch: int = Field(default=1000, ge=1)
+    #: how many times a job is tried before it fails for good
+    job_attempts: int = Field(default=3, ge=1)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The outcome of an upload: ``created`` False means the same file was already there."""
+
+    document: Document
+    version: DocumentVersion
+    job: Job | None
+    created: bool
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    generation_id: str | None
+    hits: list[SearchHit]
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+
+
+class GoldenMetrics(BaseModel):
+    """Scores of one generation on the golden set (all 0..1)."""
+
+    k: int
+    questions: int
+    hit_at_1: float
+    hit_at_k: float
+    recall_at_k: float
+    mrr: float
+    missed: list[str] = Field(default_factory=list, description="ids of questions with no hit")
+    evaluated_at: str
+
+
+@dataclass
+class _Relevance:
+    question: GoldenQuestion
+    phrase: str | None = None
+    relevant: set[str] = field(default_factory=set)
+
+
+def chunk_id(document_id: str, version: int, index: int) -> str:
+    """Stable across generations: citations keep pointing at the same chunk."""
+    return f"{document_id}:{version}:{index}"
+
+
+def safe_filename(name: str | None) -> str:
+    """The last path component with control and format characters removed (no traversal, no
+    terminal tricks), NFC, at most 200 characters; ``upload`` when nothing is left."""
+    text = unicodedata.normalize("NFC", name or "")
+    text = text.replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(c for c in text if unicodedata.category(c)[0] != "C").strip()
+    if text in {"", ".", ".."}:
+        return "upload"
+    if len(text) > _MAX_FILENAME:
+        suffix = PurePath(text).suffix[:20]
+        text = text[: _MAX_FILENAME - len(suffix)] + suffix
+    return text
+
+
+def _clean_title(title: str | None, filename: str) -> str:
+    text = " ".join("".join(c for c in (title or "") if unicodedata.category(c)[0] != "C").split())
+    if not text:
+        text = PurePath(filename).stem or filename
+    return text[:_MAX_TITLE]
+
+
+def _phrase_key(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+class KnowledgeService:
+    """Use cases of the knowledge base. One instance per application; no global state."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        store: KnowledgeStore,
+        embedder: Embedder,
+        clock: Clock,
+        *,
+        parsers: Sequence[DocumentParser],
+        choose_parser: ParserChooser,
+        parse: ParseFunction,
+        config: KnowledgeConfig | None = None,
+        observer: SearchObserver | None = None,
+    ) -> None:
+        self._storage = storage
+        self._store = store
+        self._embedder = embedder
+        self._clock = clock
+        self._parsers = {p.name: p for p in parsers}
+        self._choose = choose_parser
+        self._parse = parse
+        self.config = config or KnowledgeConfig()
+        self._observer = observer
+        self._job_listeners: list[Callable[[Job], None]] = []
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    @property
+    def store(self) -> KnowledgeStore:
+        return self._store
+
+    def on_job_queued(self, listener: Callable[[Job], None]) -> None:
+        """Call ``listener`` after this service queued a job (e.g. to wake a local worker)."""
+        self._job_listeners.append(listener)
+
+    def _queued(self, job: Job) -> None:
+        for listener in self._job_listeners:
+            listener(job)
+
+    def job_handlers(
+        self,
+    ) -> dict[str, Callable[[JobContext], Awaitable[Mapping[str, Any] | None]]]:
+        return {INGEST_JOB: self.run_ingest, BUILD_JOB: self.run_build}
+
+    # ------------------------------------------------------------------ startup
+
+    async def check_embedder(self) -> None:
+        """Refuse to run when the active generation was built by another embedder: its vectors
+        would be compared with incompatible query vectors."""
+        async with self._storage.unit_of_work() as uow:
+            active = await uow.generations.get_active()
+        if active is None:
+            return
+        if (active.embedder, active.dimensions) != (self._embedder.name, self._embedder.dimensions):
+            raise ConflictError(
+                f"the active index generation {active.id} was built with embedder "
+                f"{active.embedder!r} ({active.dimensions} dimensions) but the configured "
+                f"embedder is {self._embedder.name!r} ({self._embedder.dimensions} dimensions); "
+                "set AVATARSTACK_KB__EMBEDDER back, or build and activate a new generation with "
+                "`avatarstack kb build --activate`"
+            )
+
+    # ------------------------------------------------------------------ documents
+
+    async def upload(
+        self,
+        data: bytes,
+        *,
+        filename: str | None,
+        media_type: str | None,
+        title: str | None = None,
+        owner_id: str | None = None,
+        document_id: str | None = None,
+    ) -> Upload:
+        """Store an uploaded file and queue its ingestion (as a new document, or as the next
+        version of ``document_id``). The same bytes as the current (or a pending) version give
+        that version back with ``created=False``."""
+        name = safe_filename(filename)
+        if not data:
+            raise InvalidInputError(
+                "the file is empty", [FieldError(field="file", message="empty")]
+            )
+        parser = self._choose(media_type, name)
+        kind = self._sniff(parser, data)
+        sha = hashlib.sha256(data).hexdigest()
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            await uow.lock(_DOCUMENTS_LOCK)
+            if document_id is not None:
+                document = await uow.documents.get(document_id)
+                if document is None:
+                    raise NotFoundError("document not found")
+                versions = await uow.documents.list_versions(document_id)
+                same = self._same_file(document, versions, sha)
+                if same is not None:
+                    return Upload(document, same, await self._job_of(uow, same), created=False)
+                number = max((v.version for v in versions), default=0) + 1
+            else:
+                existing = await uow.documents.find_by_file(sha)
+                if existing is not None:
+                    document = await uow.documents.get(existing.document_id)
+                    if document is not None and self._is_live(document, existing):
+                        job = await self._job_of(uow, existing)
+                        return Upload(document, existing, job, created=False)
+                document = Document(
+                    id=new_id(),
+                    title=_clean_title(title, name),
+                    owner_id=owner_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+                await uow.documents.add(document)
+                number = 1
+            job = Job(
+                id=new_id(),
+                kind=INGEST_JOB,
+                payload={"document_id": document.id, "version": number},
+                max_attempts=self.config.job_attempts,
+                run_at=now,
+                owner_id=owner_id,
+                created_at=now,
+                updated_at=now,
+            )
+            version = DocumentVersion(
+                document_id=document.id,
+                version=number,
+                content_hash="",
+                filename=name,
+                media_type=kind,
+                size_bytes=len(data),
+                status="queued",
+                file_sha256=sha,
+                meta={"parser": parser.name, "job_id": job.id, "title": title},
+                created_at=now,
+            )
+            await uow.blobs.put(sha, data, now)
+            await uow.documents.add_version(version)
+            await uow.jobs.enqueue(job)
+            await uow.commit()
+        self._queued(job)
+        log.info(
+            "kb.document.uploaded",
+            document_id=document.id,
+            version=number,
+            size=len(data),
+            parser=parser.name,
+            job_id=job.id,
+        )
+        return Upload(document, version, job, created=True)
+
+    @staticmethod
+    def _sniff(parser: DocumentParser, data: bytes) -> str:
+        """The media type to record; a file that claims to be a PDF must look like one."""
+        media = parser.media_types[0] if parser.media_types else "application/octet-stream"
+        if media == "application/pdf" and b"%PDF-" not in data[:1024]:
+            raise InvalidInputError(
+                "the file is not a PDF (no %PDF- header); upload the document itself",
+                [FieldError(field="file", message="not a PDF")],
+            )
+        return media
+
+    @staticmethod
+    def _is_live(document: Document, version: DocumentVersion) -> bool:
+        """The current version, or one still being ingested."""
+        return version.version == document.current_version or version.status in {
+            "queued",
+            "processing",
+        }
+
+    def _same_file(
+        self, document: Document, versions: Sequence[DocumentVersion], sha: str
+    ) -> DocumentVersion | None:
+        for version in reversed(versions):
+            if version.file_sha256 == sha and self._is_live(document, version):
+                return version
+        return None
+
+    @staticmethod
+    async def _job_of(uow: UnitOfWork, version: DocumentVersion) -> Job | None:
+        job_id = version.meta.get("job_id")
+        return await uow.jobs.get(job_id) if isinstance(job_id, str) else None
+
+    async def list_documents(
+        self, *, limit: int = 50, offset: int = 0
+    ) -> tuple[list[Document], int]:
+        async with self._storage.unit_of_work() as uow:
+            documents = list(await uow.documents.list(limit=limit, offset=offset))
+            total = await uow.documents.count()
+        return documents, total
+
+    async def get_document(self, document_id: str) -> tuple[Document, list[DocumentVersion]]:
+        async with self._storage.unit_of_work() as uow:
+            document = await uow.documents.get(document_id)
+            if document is None:
+                raise NotFoundError("document not found")
+            versions = list(await uow.documents.list_versions(document_id))
+        return document, versions
+
+    async def restore(self, document_id: str, number: int) -> tuple[Document, DocumentVersion]:
+        """Make version ``number`` current again as a new version (its chunks are copied; no
+        parsing). Only a ``ready`` version can be restored."""
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            await uow.lock(_DOCUMENTS_LOCK)
+            document = await uow.documents.get(document_id)
+            if document is None:
+                raise NotFoundError("document not found")
+            source = await uow.documents.get_version(document_id, number)
+            if source is None:
+                raise NotFoundError(f"version {number} not found")
+            if source.status != "ready":
+                raise ConflictError(
+                    f"version {number} is {source.status}; only a ready version can be restored"
+                )
+            versions = await uow.documents.list_versions(document_id)
+            new_number = max(v.version for v in versions) + 1
+            restored = source.model_copy(
+                update={
+                    "version": new_number,
+                    "created_at": now,
+                    "meta": {**source.meta, "restored_from": number, "job_id": None},
+                }
+            )
+            await uow.documents.add_version(restored)
+            chunks = await uow.chunks.list_for_version(document_id, number)
+            await uow.chunks.add_many(
+                [c.model_copy(update={"version": new_number}) for c in chunks]
+            )
+            await uow.documents.set_current_version(document_id, new_number, now)
+            await uow.commit()
+            document = await uow.documents.get(document_id) or document
+        log.info("kb.document.restored", document_id=document_id, source=number, version=new_number)
+        return document, restored
+
+    async def delete_document(self, document_id: str) -> None:
+        """Soft delete: the document leaves listings and search results at once, and the next
+        generation no longer contains it."""
+        async with self._storage.unit_of_work() as uow:
+            if not await uow.documents.delete(document_id, self._clock.now()):
+                raise NotFoundError("document not found")
+            await uow.commit()
+        log.info("kb.document.deleted", document_id=document_id)
+
+    async def get_job(self, job_id: str) -> Job:
+        async with self._storage.unit_of_work() as uow:
+            job = await uow.jobs.get(job_id)
+        if job is None or job.kind not in {INGEST_JOB, BUILD_JOB}:
+            raise NotFoundError("job not found")
+        return job
+
+    # ------------------------------------------------------------------ ingestion job
+
+    async def run_ingest(self, ctx: JobContext) -> Mapping[str, Any]:
+        document_id = str(ctx.job.payload["document_id"])
+        number = int(ctx.job.payload["version"])
+        try:
+            return await self._ingest(ctx, document_id, number)
+        except Exception as exc:
+            final = isinstance(exc, PERMANENT_ERRORS) or ctx.job.attempts >= ctx.job.max_attempts
+            if final and not ctx.cancelled:
+                await self._mark_failed(document_id, number, exc)
+            raise
+
+    async def _ingest(self, ctx: JobContext, document_id: str, number: int) -> Mapping[str, Any]:
+        async with self._storage.unit_of_work() as uow:
+            version = await uow.documents.get_version(document_id, number)
+            document = await uow.documents.get(document_id)
+            if version is None:
+                raise InvalidInputError(f"version {number} of document {document_id} is gone")
+            if version.status == "ready":  # a retry after the outcome was stored
+                return {"document_id": document_id, "version": number, "status": "ready"}
+            if document is None:
+                raise InvalidInputError("the document was deleted before it was ingested")
+            data = await uow.blobs.get(version.file_sha256 or "")
+            await uow.documents.update_version(version.model_copy(update={"status": "processing"}))
+            await uow.commit()
+        if data is None:
+            raise InvalidInputError("the uploaded file is no longer stored")
+        parser = self._parsers.get(str(version.meta.get("parser"))) or self._choose(
+            version.media_type, version.filename
+        )
+        await ctx.progress(0.05, "parsing")
+        parsed = await self._parse(parser, data, version.filename)
+        await ctx.progress(0.5, "chunking")
+        pages = normalise_pages(parsed.pages)
+        if not document_text(pages).strip():
+            raise InvalidInputError(
+                "no text could be extracted (a scanned document without a text layer?)"
+            )
+        chunker = self.config.chunker
+        digest = content_hash(pages, parsed.parser, chunker)
+        chunks = chunk_document(pages, chunker)
+        duplicate = await self._duplicate_of(document, number, digest)
+        if duplicate is not None:
+            return duplicate
+        stored = [
+            StoredChunk(
+                document_id=document_id,
+                version=number,
+                index=c.index,
+                text=c.text,
+                page_start=c.page_start,
+                page_end=c.page_end,
+                char_start=c.char_start,
+                char_end=c.char_end,
+                heading=c.heading,
+                hash=c.hash,
+            )
+            for c in chunks
+        ]
+        await ctx.progress(0.6, "embedding")
+        await self._embed_cached([c.hash for c in stored], [c.text for c in stored], ctx, 0.6, 0.95)
+        ctx.check()
+        now = self._clock.now()
+        meta = {
+            **version.meta,
+            "parser": parsed.parser,
+            "pages": len(parsed.pages),
+            "chunks": len(stored),
+            "characters": sum(len(p.text) for p in pages),
+        }
+        if parsed.title and not version.meta.get("title"):
+            meta["parsed_title"] = parsed.title
+        async with self._storage.unit_of_work() as uow:
+            await uow.lock(_DOCUMENTS_LOCK)
+            current = await uow.documents.get(document_id)
+            await uow.chunks.delete_for_version(document_id, number)
+            await uow.chunks.add_many(stored)
+            await uow.documents.update_version(
+                version.model_copy(
+                    update={"status": "ready", "content_hash": digest, "meta": meta, "error": None}
+                )
+            )
+            if current is not None and (current.current_version or 0) < number:
+                await uow.documents.set_current_version(document_id, number, now)
+            await uow.commit()
+        log.info(
+            "kb.document.ingested",
+            document_id=document_id,
+            version=number,
+            pages=len(parsed.pages),
+            chunks=len(stored),
+        )
+        result: dict[str, Any] = {
+            "document_id": document_id,
+            "version": number,
+            "status": "ready",
+            "pages": len(parsed.pages),
+            "chunks": len(stored),
+        }
+        if self.config.auto_activate:
+            _, job = await self.start_build(owner_id=ctx.job.owner_id, activate="if_better")
+            result["build_job_id"] = job.id
+        return result
+
+    async def _duplicate_of(
+        self, document: Document, number: int, digest: str
+    ) -> Mapping[str, Any] | None:
+        """Same normalised content as the current version (or, for a new document, as another
+        document's ready version): the new version is dropped, the job points at the old one."""
+        async with self._storage.unit_of_work() as uow:
+            await uow.lock(_DOCUMENTS_LOCK)
+            existing: DocumentVersion | None = None
+            if document.current_version is not None:
+                current = await uow.documents.get_version(document.id, document.current_version)
+                if current is not None and current.content_hash == digest:
+                    existing = current
+            elif number == 1:
+                other = await uow.documents.find_by_content(digest)
+                if other is not None and other.document_id != document.id:
+                    existing = other
+            if existing is None:
+                return None
+            await uow.documents.delete_version(document.id, number)
+            if existing.document_id != document.id:
+                await uow.documents.delete(document.id, self._clock.now())
+            await uow.commit()
+        log.info(
+            "kb.document.duplicate",
+            document_id=document.id,
+            version=number,
+            same_as=f"{existing.document_id}:{existing.version}",
+        )
+        return {
+            "document_id": existing.document_id,
+            "version": existing.version,
+            "status": "ready",
+            "duplicate": True,
+        }
+
+    async def _mark_failed(self, document_id: str, number: int, exc: Exception) -> None:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        try:
+            async with self._storage.unit_of_work() as uow:
+                version = await uow.documents.get_version(document_id, number)
+                if version is not None and version.status != "ready":
+                    await uow.documents.update_version(
+                        version.model_copy(update={"status": "failed", "error": reason[:500]})
+                    )
+                    await uow.commit()
+        except Exception:  # the job records the failure anyway
+            log.exception("kb.document.mark_failed_error", document_id=document_id)
+        log.warning("kb.document.failed", document_id=document_id, version=number, reason=reason)
+
+    async def _embed_cached(
+        self,
+        hashes: Sequence[str],
+        texts: Sequence[str],
+        ctx: JobContext | None,
+        start: float,
+        end: float,
+    ) -> dict[str, list[float]]:
+        """Vectors for the texts, from the embedding cache where possible; misses are embedded
+        in batches and stored. Progress moves from ``start`` to ``end``."""
+        name, dims = self._embedder.name, self._embedder.dimensions
+        wanted = list(dict.fromkeys(hashes))
+        async with self._storage.unit_of_work() as uow:
+            vectors = await uow.embeddings.get_many(name, dims, wanted)
+        text_of = dict(zip(hashes, texts, strict=True))
+        missing = [h for h in wanted if h not in vectors]
+        batch = self.config.embed_batch
+        for offset in range(0, len(missing), batch):
+            keys = missing[offset : offset + batch]
+            embedded = await self._embedder.embed([text_of[k] for k in keys])
+            fresh = dict(zip(keys, embedded, strict=True))
+            self._check_vectors(fresh.values())
+            async with self._storage.unit_of_work() as uow:
+                await uow.embeddings.put_many(name, dims, fresh, self._clock.now())
+                await uow.commit()
+            vectors.update(fresh)
+            if ctx is not None:
+                done = (offset + len(keys)) / len(missing)
+                await ctx.progress(start + (end - start) * done, "embedding")
+        return vectors
+
+    def _check_vectors(self, vectors: Any) -> None:
+        for vector in vectors:
+            if len(vector) != self._embedder.dimensions:
+                raise InvalidInputError(
+                    f"embedder {self._embedder.name!r} returned {len(vector)} dimensions, "
+                    f"expected {self._embedder.dimensions}"
+                )
+
+    # ------------------------------------------------------------------ generations
+
+    async def start_build(
+        self, *, owner_id: str | None = None, activate: str = "no"
+    ) -> tuple[IndexGeneration, Job]:
+        """Record a ``building`` generation over the current version of every document and
+        queue its build. ``activate``: ``no``, ``yes`` or ``if_better`` (golden set gate)."""
+        if activate not in {"no", "yes", "if_better"}:
+            raise ValueError("activate must be no, yes or if_better")
+        now = self._clock.now()
+        async with self._storage.unit_of_work() as uow:
+            documents = await uow.documents.list_current()
+            if not documents:
+                raise ConflictError("there are no ingested documents to build an index from")
+            generation = IndexGeneration(
+                id=new_id(),
+                embedder=self._embedder.name,
+                dimensions=self._embedder.dimensions,
+                document_versions={
+                    d.id: d.current_version for d in documents if d.current_version is not None
+                },
+                created_at=now,
+                updated_at=now,
+            )
+            job = Job(
+                id=new_id(),
+                kind=BUILD_JOB,
+                payload={"generation_id": generation.id, "activate": activate},
+                max_attempts=self.config.job_attempts,
+                run_at=now,
+                owner_id=owner_id,
+                created_at=now,
+                updated_at=now,
+            )
+            generation = generation.model_copy(update={"job_id": job.id})
+            await uow.generations.add(generation)
+            await uow.jobs.enqueue(job)
+            await uow.commit()
+        self._queued(job)
+        log.info("kb.generation.queued", generation_id=generation.id, documents=len(documents))
+        return generation, job
+
+    async def run_build(self, ctx: JobContext) -> Mapping[str, Any]:
+        generation_id = str(ctx.job.payload["generation_id"])
+        activate = str(ctx.job.payload.get("activate", "no"))
+        try:
+            return await self._build(ctx, generation_id, activate)
+        except Exception as exc:
+            final = isinstance(exc, PERMANENT_ERRORS) or ctx.job.attempts >= ctx.job.max_attempts
+            if final and not ctx.cancelled:
+                await self._fail_generation(generation_id, exc)
+            raise
+
+    async def _build(self, ctx: JobContext, generation_id: str, activate: str) -> Mapping[str, Any]:
+        async with self._storage.unit_of_work() as uow:
+            generation = await uow.generations.get(generation_id)
+            if generation is None:
+                raise InvalidInputError(f"generation {generation_id} is gone")
+            if generation.status == "ready":
+                return {"generation_id": generation_id, "status": "ready"}
+            chunks: list[StoredChunk] = []
+            for document_id, number in sorted(generation.document_versions.items()):
+                chunks.extend(await uow.chunks.list_for_version(document_id, number))
+        if (generation.embedder, generation.dimensions) != (
+            self._embedder.name,
+            self._embedder.dimensions,
+        ):
+            raise InvalidInputError(
+                f"generation {generation_id} is for embedder {generation.embedder!r}, this "
+                f"worker embeds with {self._embedder.name!r}"
+            )
+        await ctx.progress(0.02, "embedding")
+        vectors = await self._embed_cached(
+            [c.hash for c in chunks], [c.text for c in chunks], ctx, 0.02, 0.6
+        )
+        await self._store.drop(generation_id)  # a retry starts from an empty index
+        await self._store.create(
+            generation_id, embedder=generation.embedder, dimensions=generation.dimensions
+        )
+        batch = self.config.index_batch
+        for offset in range(0, len(chunks), batch):
+            part = chunks[offset : offset + batch]
+            await self._store.add(
+                generation_id,
+                [
+                    IndexedChunk(
+                        chunk_id=chunk_id(c.document_id, c.version, c.index),
+                        document_id=c.document_id,
+                        version=c.version,
+                        page_start=c.page_start,
+                        page_end=c.page_end,
+                        text=c.text,
+                        embedding=vectors[c.hash],
+                    )
+                    for c in part
+                ],
+            )
+            await ctx.progress(0.6 + 0.3 * (offset + len(part)) / len(chunks), "indexing")
+        info = await self._store.describe(generation_id)
+        if info is None or info.count != len(chunks) or info.dimensions != generation.dimensions:
+            raise InvalidInputError(
+                f"validation failed: the index holds {info.count if info else 0} vectors of "
+                f"{info.dimensions if info else 0} dimensions, expected {len(chunks)} of "
+                f"{generation.dimensions}"
+            )
+        await ctx.progress(0.92, "evaluating")
+        metrics: dict[str, Any] = {"chunks": len(chunks), "built_at": self._clock.now().isoformat()}
+        golden = await self._evaluate_index(generation_id)
+        if golden is not None:
+            metrics["golden"] = golden.model_dump()
+        async with self._storage.unit_of_work() as uow:
+            current = await uow.generations.get(generation_id) or generation
+            await uow.generations.update(
+                current.model_copy(
+                    update={
+                        "status": "ready",
+                        "chunk_count": len(chunks),
+                        "metrics": {**current.metrics, **metrics},
+                        "error": None,
+                        "updated_at": self._clock.now(),
+                    }
+                )
+            )
+            await uow.commit()
+        log.info("kb.generation.built", generation_id=generation_id, chunks=len(chunks))
+        result: dict[str, Any] = {
+            "generation_id": generation_id,
+            "status": "ready",
+            "chunks": len(chunks),
+        }
+        if activate == "yes" or (activate == "if_better" and await self._no_regression(golden)):
+            await self.activate(generation_id)
+            result["activated"] = True
+        else:
+            result["activated"] = False
+        await self.prune()
+        return result
+
+    async def _fail_generation(self, generation_id: str, exc: Exception) -> None:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        async with self._storage.unit_of_work() as uow:
+            generation = await uow.generations.get(generation_id)
+            if generation is not None and generation.status == "building":
+                await uow.generations.update(
+                    generation.model_copy(
+                        update={
+                            "status": "failed",
+                            "error": reason[:500],
+                            "updated_at": self._clock.now(),
+                        }
+                    )
+                )
+                await uow.commit()
+        try:
+            await self._store.drop(generation_id)
+        except Exception:
+            log.warning("kb.generation.drop_failed", generation_id=generation_id)
+        log.warning("kb.generation.failed", generation_id=generation_id, reason=reason)
+
+    async def _no_regression(self, candidate: GoldenMetrics | None) -> bool:
+        """True when there is nothing to compare with, or the candidate scores at least as well
+        as the active generation on the current golden set (hit@k and recall@k not lower, MRR
+        not lower by more than 0.01)."""
+        async with self._storage.unit_of_work() as uow:
+            active = await uow.generations.get_active()
+        if active is None:
+            return True
+        if candidate is None:
+            return True
+        baseline = await self._evaluate_index(active.id)
+        if baseline is None:
+            return True
+        better = (
+            candidate.hit_at_k >= baseline.hit_at_k - 1e-9
+            and candidate.recall_at_k >= baseline.recall_at_k - 1e-9
+            and candidate.mrr >= baseline.mrr - 0.01
+        )
+        log.info(
+            "kb.generation.gate",
+            candidate_mrr=candidate.mrr,
+            baseline_mrr=baseline.mrr,
+            passed=better,
+        )
+        return better
+
+    async def list_generations(
+        self, *, limit: int = 50
+    ) -> tuple[list[IndexGeneration], str | None]:
+        async with self._storage.unit_of_work() as uow:
+            generations = list(await uow.generations.list(limit=limit))
+            active = await uow.generations.get_active()
+        return generations, active.id if active else None
+
+    async def get_generation(
+        self, generation_id: str
+    ) -> tuple[IndexGeneration, bool, dict[str, Any]]:
+        """The generation, whether it is active, and its search figures."""
+        async with self._storage.unit_of_work() as uow:
+            generation = await uow.generations.get(generation_id)
+            if generation is None:
+                raise NotFoundError("generation not found")
+            active = await uow.generations.get_active()
+            summary = await uow.searches.summary(generation_id)
+        return generation, active is not None and active.id == generation_id, summary.model_dump()
+
+    async def activate(self, generation_id: str) -> IndexGeneration:
+        """Point searches at this generation (one transactional switch); rollback = activate an
+        older generation."""
+        async with self._storage.unit_of_work() as uow:
+            generation = await uow.generations.get(generation_id)
+        if generation is None:
+            raise NotFoundError("generation not found")
+        if (generation.embedder, generation.dimensions) != (
+            self._embedder.name,
+            self._embedder.dimensions,
+        ):
+            raise ConflictError(
+                f"generation {generation_id} was built with embedder {generation.embedder!r}; "
+                f"the configured embedder is {self._embedder.name!r}"
+            )
+        if generation.status == "ready":
+            info = await self._store.describe(generation_id)
+            if info is None or info.count != generation.chunk_count:
+                raise ConflictError(
+                    f"the index of generation {generation_id} is missing or incomplete; "
+                    "build a new one"
+                )
+        async with self._storage.unit_of_work() as uow:
+            await uow.lock(_GENERATIONS_LOCK)
+            await uow.generations.set_active(generation_id, self._clock.now())
+            await uow.commit()
+        log.info("kb.generation.activated", generation_id=generation_id)
+        return generation
+
+    async def prune(self) -> list[str]:
+        """Drop generations beyond the newest ``keep_generations`` (never the active one, never
+        one still building) with their indexes."""
+        async with self._storage.unit_of_work() as uow:
+            generations = list(await uow.generations.list(limit=1000))
+            active = await uow.generations.get_active()
+        keep = self.config.keep_generations
+        done = [g for g in generations if g.status != "building"]
+        doomed = [g for g in done[keep:] if active is None or g.id != active.id]
+        dropped: list[str] = []
+        for generation in doomed:
+            await self._store.drop(generation.id)
+            async with self._storage.unit_of_work() as uow:
+                await uow.lock(_GENERATIONS_LOCK)
+                try:
+                    removed = await uow.generations.delete(generation.id)
+                except ConflictError:  # activated meanwhile
+                    continue
+                await uow.commit()
+            if removed:
+                dropped.append(generation.id)
+        if dropped:
+            log.info("kb.generation.pruned", generations=dropped)
+        return dropped
+
+    # ------------------------------------------------------------------ search
+
+    async def search(
+        self, query: str, *, k: int | None = None, user_id: str | None = None
+    ) -> SearchResult:
+        """The ``k`` best chunks of the **active** generation (none before one is active)."""
+        text = " ".join(query.split())
+        if not text:
+            raise InvalidInputError("query is empty", [FieldError(field="query", message="empty")])
+        if len(text) > _MAX_QUERY:
+            raise InvalidInputError(
+                f"query is longer than {_MAX_QUERY} characters",
+                [FieldError(field="query", message="too long")],
+            )
+        size = k or self.config.search_k
+        if not 1 <= size <= self.config.max_k:
+            raise InvalidInputError(
+                f"k must be between 1 and {self.config.max_k}",
+                [FieldError(field="k", message="out of range")],
+            )
+        async with self._storage.unit_of_work() as uow:
+            active = await uow.generations.get_active()
+        if active is None:
+            return SearchResult(generation_id=None, hits=[])
+        started = time.perf_counter()
+        [vector] = await self._embedder.embed([text])
+        embedded = time.perf_counter()
+        hits = await self._store.query(active.id, vector, size)
+        searched = time.perf_counter()
+        hits = await self._visible(hits)
+        embed_s, search_s = embedded - started, searched - embedded
+        top = hits[0].score if hits else None
+        if self._observer is not None:
+            self._observer.observe_search(
+                active.id,
+                embed_seconds=embed_s,
+                search_seconds=search_s,
+                top_score=top,
+                empty=not hits,
+            )
+        record = SearchRecord(
+            generation_id=active.id,
+            user_id=user_id,
+            query=text,
+            k=size,
+            result_count=len(hits),
+            top_score=top,
+            embed_ms=embed_s * 1000,
+            search_ms=search_s * 1000,
+            created_at=self._clock.now(),
+        )
+        try:
+            async with self._storage.unit_of_work() as uow:
+                await uow.searches.append(record)
+                await uow.commit()
+        except Exception:  # monitoring must not fail the search
+            log.warning("kb.search.record_failed", generation_id=active.id)
+        return SearchResult(active.id, hits, embed_s * 1000, search_s * 1000)
+
+    async def _visible(self, hits: list[SearchHit]) -> list[SearchHit]:
+        """Drop hits of documents deleted after the generation was built."""
+        if not hits:
+            return hits
+        async with self._storage.unit_of_work() as uow:
+            alive = {
+                document_id
+                for document_id in {h.document_id for h in hits}
+                if await uow.documents.get(document_id) is not None
+            }
+        return [h for h in hits if h.document_id in alive]
+
+    # ------------------------------------------------------------------ golden set
+
+    async def set_golden_set(self, items: Sequence[Mapping[str, Any]]) -> list[GoldenQuestion]:
+        if len(items) > _MAX_GOLDEN:
+            raise InvalidInputError(f"at most {_MAX_GOLDEN} questions")
+        now = self._clock.now()
+        errors: list[FieldError] = []
+        questions: list[GoldenQuestion] = []
+        async with self._storage.unit_of_work() as uow:
+            for n, item in enumerate(items):
+                question = " ".join(str(item.get("question") or "").split())
+                document_id = item.get("expected_document_id") or None
+                phrase = " ".join(str(item.get("expected_phrase") or "").split()) or None
+                if not question:
+                    errors.append(FieldError(field=f"questions.{n}.question", message="required"))
+                if document_id is None and phrase is None:
+                    errors.append(
+                        FieldError(
+                            field=f"questions.{n}",
+                            message="give expected_document_id, expected_phrase or both",
+                        )
+                    )
+                if document_id is not None and await uow.documents.get(str(document_id)) is None:
+                    errors.append(
+                        FieldError(
+                            field=f"questions.{n}.expected_document_id", message="unknown document"
+                        )
+                    )
+                questions.append(
+                    GoldenQuestion(
+                        id=str(item.get("id") or new_id()),
+                        question=question,
+                        expected_document_id=str(document_id) if document_id else None,
+                        expected_phrase=phrase,
+                        created_at=now,
+                    )
+                )
+            if errors:
+                raise InvalidInputError("the golden set has invalid questions", errors)
+            await uow.golden_set.replace(questions)
+            await uow.commit()
+        return questions
+
+    async def golden_set(self) -> list[GoldenQuestion]:
+        async with self._storage.unit_of_work() as uow:
+            return list(await uow.golden_set.list())
+
+    async def evaluate(self, generation_id: str) -> GoldenMetrics:
+        """Score a ready generation on the golden set and store the figures on it."""
+        async with self._storage.unit_of_work() as uow:
+            generation = await uow.generations.get(generation_id)
+        if generation is None:
+            raise NotFoundError("generation not found")
+        if generation.status != "ready":
+            raise ConflictError(f"generation {generation_id} is {generation.status}")
+        metrics = await self._evaluate_index(generation_id, generation)
+        if metrics is None:
+            raise ConflictError("the golden set is empty; PUT /api/v1/kb/golden-set first")
+        async with self._storage.unit_of_work() as uow:
+            current = await uow.generations.get(generation_id) or generation
+            await uow.generations.update(
+                current.model_copy(
+                    update={
+                        "metrics": {**current.metrics, "golden": metrics.model_dump()},
+                        "updated_at": self._clock.now(),
+                    }
+                )
+            )
+            await uow.commit()
+        return metrics
+
+    async def _evaluate_index(
+        self, generation_id: str, generation: IndexGeneration | None = None
+    ) -> GoldenMetrics | None:
+        async with self._storage.unit_of_work() as uow:
+            questions = list(await uow.golden_set.list())
+            if not questions:
+                return None
+            generation = generation or await uow.generations.get(generation_id)
+            if generation is None:
+                return None
+            chunks: list[StoredChunk] = []
+            for document_id, number in sorted(generation.document_versions.items()):
+                chunks.extend(await uow.chunks.list_for_version(document_id, number))
+        k = self.config.eval_k
+        judged = [self._relevance(q, chunks) for q in questions]
+        vectors = await self._embedder.embed([q.question for q in questions])
+        hit1 = hitk = recall = reciprocal = 0.0
+        missed: list[str] = []
+        for item, vector in zip(judged, vectors, strict=True):
+            hits = await self._store.query(generation_id, vector, k)
+            ranks = [n for n, h in enumerate(hits, 1) if self._matches(item, h)]
+            if ranks:
+                reciprocal += 1 / ranks[0]
+                hit1 += ranks[0] == 1
+                hitk += 1
+            else:
+                missed.append(item.question.id)
+            if item.relevant:
+                recall += len(ranks) / min(len(item.relevant), k)
+        count = len(questions)
+        return GoldenMetrics(
+            k=k,
+            questions=count,
+            hit_at_1=hit1 / count,
+            hit_at_k=hitk / count,
+            recall_at_k=recall / count,
+            mrr=reciprocal / count,
+            missed=missed[:50],
+            evaluated_at=self._clock.now().isoformat(),
+        )
+
+    @staticmethod
+    def _relevance(question: GoldenQuestion, chunks: Sequence[StoredChunk]) -> _Relevance:
+        item = _Relevance(
+            question, _phrase_key(question.expected_phrase) if question.expected_phrase else None
+        )
+        for c in chunks:
+            if question.expected_document_id and c.document_id != question.expected_document_id:
+                continue
+            if item.phrase and item.phrase not in _phrase_key(c.text):
+                continue
+            item.relevant.add(chunk_id(c.document_id, c.version, c.index))
+        return item
+
+    @staticmethod
+    def _matches(item: _Relevance, hit: SearchHit) -> bool:
+        return hit.chunk_id in item.relevant
