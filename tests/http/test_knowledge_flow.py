@@ -7,6 +7,7 @@ server variant is in tests/http/test_knowledge_postgres_chroma.py.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from kb_helpers import (
     wait_job,
 )
 
-from avatarstack.testkit.pdf import pdf_with_pages, text_pdf
+from avatarstack.testkit.pdf import build_pdf, pdf_with_pages, text_pdf
 
 
 @pytest.fixture
@@ -348,3 +349,44 @@ async def test_unknown_ids_are_404_never_500(client: Any) -> None:
     assert (await client.post(f"{KB}/generations/nope/activate", headers=editor)).status == 404
     nothing = await client.post(f"{KB}/generations", json={}, headers=editor)
     assert nothing.status == 409
+
+
+async def test_hostile_pdfs_fail_with_reasons_while_the_server_stays_responsive(
+    avatarstack_client: Any,
+) -> None:
+    client = await avatarstack_client(
+        providers_={"password_hasher": fast_hasher()},
+        kb={"chroma_url": "memory://", "parse_memory_mb": 256, "parse_timeout_seconds": 20},
+    )
+    editor = await login(client, "ed@example.com", "editor")
+    doc = (await ingest(client, editor, MANUAL_V1))["document_id"]
+    await build(client, editor)
+
+    packer = zlib.compressobj(9)
+    zeros = bytes(1024 * 1024)
+    bomb = b"".join(packer.compress(zeros) for _ in range(512)) + packer.flush()  # 512 MB
+    hostile = {
+        "bomb.pdf": pdf_with_pages(1, bomb, b"/Filter /FlateDecode "),
+        "huge.pdf": pdf_with_pages(10_000, b"BT /F1 12 Tf 72 712 Td (page) Tj ET"),
+        "nested.pdf": build_pdf(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R >>",
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /Parent 2 0 R /Nested " + b"[" * 100_000 + b"]" * 100_000 + b" >>",
+            ]
+        ),
+    }
+    jobs = {}
+    for name, data in hostile.items():
+        response = await upload(client, editor, data, filename=name)
+        assert response.status == 202, (name, await response.text())
+        jobs[name] = (await response.json())["job_id"]
+    # the server answers while the children parse
+    assert (await client.get("/healthz")).status == 200
+    for name, job_id in jobs.items():
+        job = await wait_job(client, editor, job_id, timeout=60)
+        assert job["status"] == "failed", (name, job)
+        assert job["error"], (name, job)
+        assert "Traceback" not in job["error"], (name, job)
+    found = await search(client, editor, "descaling", k=3)
+    assert found["results"][0]["document_id"] == doc  # nothing earlier was lost
