@@ -258,3 +258,28 @@ async def test_a_plain_get_is_a_400_problem(client: Any) -> None:
     response = await client.get(WS)
     assert response.status == 400
     assert client.server.app[CONTAINER] is not None
+
+
+async def test_a_renewed_avatar_hands_new_credentials_to_the_open_sockets(client: Any) -> None:
+    from avatarstack.core.avatars import Renewal
+    from avatarstack.ports.avatar import LiveKitCredentials
+
+    token, _ = await member(client)
+    tab = await connect(client, token)
+    await tab.open()
+    await tab.send("avatar.start", {})
+    session = await tab.until("avatar.session")
+    renewal = Renewal(
+        session_id=session["data"]["session_id"],
+        old_provider_session_id="old",
+        new_provider_session_id="new",
+        livekit=LiveKitCredentials(url="wss://livekit.test", access_token="client-token"),
+    )
+    await client.server.app[CONTAINER].conversations().renewed(renewal)
+    renewed = await tab.until("avatar.session", renewed=True)
+    assert "livekit" not in renewed["data"]  # stored events never hold credentials
+    credentials = next((f for f in tab.frames if f["type"] == "avatar.credentials"), None)
+    if credentials is None:  # the two frames travel separately: either may come first
+        credentials = await tab.until("avatar.credentials")
+    assert credentials["data"]["livekit"]["access_token"] == "client-token"
+    assert "seq" not in credentials

@@ -20,7 +20,7 @@ from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings
 from avatarstack.core.avatars import AvatarService
-from avatarstack.core.conversations import user_topic
+from avatarstack.core.conversations import ConversationService, user_topic
 from avatarstack.core.identity import IdentityService
 from avatarstack.core.jobs import JobListener, Worker
 from avatarstack.plugins.manager import PluginError, collect
@@ -128,7 +128,7 @@ def create_app(
                     name="avatarstack-maintenance",
                 ),
                 asyncio.create_task(
-                    _tend_avatars(avatars, settings.avatar.maintenance_seconds),
+                    _tend_avatars(avatars, conversations, settings.avatar.maintenance_seconds),
                     name="avatarstack-avatars",
                 ),
             ]
@@ -270,15 +270,19 @@ async def _maintain(identity: IdentityService, interval: float) -> None:
 RECONCILE_EVERY = 30
 
 
-async def _tend_avatars(avatars: AvatarService, interval: float) -> None:
-    """Keep-alive, idle stop and renewal of avatar sessions while the app runs, and every
-    RECONCILE_EVERY ticks a reconciliation with the vendor's list of running sessions."""
+async def _tend_avatars(
+    avatars: AvatarService, conversations: ConversationService, interval: float
+) -> None:
+    """Keep-alive, idle stop and renewal of avatar sessions while the app runs (renewed
+    credentials go to the owner's sockets), and every RECONCILE_EVERY ticks a reconciliation
+    with the vendor's list of running sessions."""
     ticks = 0
     while True:
         await asyncio.sleep(interval)
         ticks += 1
         try:
-            await avatars.tick()
+            for renewal in await avatars.tick():
+                await conversations.renewed(renewal)
             if ticks % RECONCILE_EVERY == 0:
                 await avatars.reconcile()
         except Exception as exc:  # a database or vendor hiccup must not end the loop

@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from avatarstack.core.avatars import LIVE, AvatarService
+from avatarstack.core.avatars import LIVE, AvatarService, Renewal
 from avatarstack.core.jobs import JobContext
 from avatarstack.core.knowledge import KnowledgeService
 from avatarstack.ports.answers import (
@@ -477,6 +477,32 @@ class ConversationService:
         await self._avatars.stop(user_id, session.id)
         stopped = await self._avatars.get(user_id, session.id)
         await self.append(conversation_id, "avatar.session", _session_data(stopped))
+
+    async def renewed(self, renewal: Renewal) -> None:
+        """A session was replaced before the vendor's duration cap: record it in its
+        conversation and hand the new LiveKit credentials to the owner's sockets (on every
+        instance, through the broadcaster; they are never stored)."""
+        async with self._storage.unit_of_work() as uow:
+            session = await uow.avatar_sessions.get(renewal.session_id)
+        if session is None:
+            return
+        conversation_id = session.data.get("conversation_id")
+        if not isinstance(conversation_id, str):
+            return
+        await self.append(
+            conversation_id, "avatar.session", {**_session_data(session), "renewed": True}
+        )
+        if renewal.livekit is not None:
+            await self._broadcaster.publish(
+                user_topic(session.owner_id),
+                {
+                    "credentials": {
+                        "conversation_id": conversation_id,
+                        "session_id": session.id,
+                        "livekit": renewal.livekit.model_dump(),
+                    }
+                },
+            )
 
     def _relay(self, user_id: str, conversation_id: str, session_id: str) -> None:
         """Store the avatar's speaking/idle events in the conversation while it runs (on the

@@ -410,11 +410,27 @@ class Connection:
         self._tasks.append(asyncio.create_task(notices(), name="ws-notices"))
 
     async def _user_notices(self) -> None:
-        """Job progress of this user's uploads (not stored, no seq)."""
+        """Job progress of this user's uploads and renewed avatar credentials (not stored, no
+        seq)."""
         async for notice in self._user_subscription:
             job = notice.payload.get("job")
             if isinstance(job, dict):
                 self.send(frame("job.progress", job))
+            credentials = notice.payload.get("credentials")
+            if isinstance(credentials, dict) and credentials.get("conversation_id") == (
+                self.conversation_id
+            ):
+                self.send(
+                    frame(
+                        "avatar.credentials",
+                        {
+                            "session_id": credentials.get("session_id"),
+                            "livekit": credentials.get("livekit"),
+                            "renewed": True,
+                        },
+                        conversation_id=self.conversation_id,
+                    )
+                )
 
     # ------------------------------------------------------------------ inbound
 
