@@ -45,6 +45,18 @@ def fast_hasher() -> Argon2PasswordHasher:
     return Argon2PasswordHasher(memory_cost=1024, time_cost=1, parallelism=1)
 
 
+async def login_as(
+    client: Any, email_: str, role: str = "member", password: str = "correct horse battery"
+) -> dict[str, str]:
+    """Create a verified user with ``role`` through the app's identity service and log in:
+    the Authorization header of its access token."""
+    identity = client.server.app[CONTAINER].identity()
+    await identity.create_user(email_, password, frozenset({role}), RequestContext())
+    response = await client.post("/api/v1/auth/login", json={"email": email_, "password": password})
+    assert response.status == 200, await response.text()
+    return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
+
+
 # =========================================================================== mail
 
 

@@ -6,26 +6,15 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import identity_helpers
 
-from avatarstack.adapters.argon2 import Argon2PasswordHasher
-from avatarstack.bootstrap.app import CONTAINER
-from avatarstack.core.identity import RequestContext
 from avatarstack.testkit.pdf import text_pdf
 
 KB = "/api/v1/kb"
-PASSWORD = "correct horse battery"
 
 
-def fast_hasher() -> Argon2PasswordHasher:
-    return Argon2PasswordHasher(memory_cost=1024, time_cost=1, parallelism=1)
-
-
-async def login(client: Any, email: str, role: str = "member") -> dict[str, str]:
-    identity = client.server.app[CONTAINER].identity()
-    await identity.create_user(email, PASSWORD, frozenset({role}), RequestContext())
-    response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert response.status == 200, await response.text()
-    return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
+fast_hasher = identity_helpers.fast_hasher
+login = identity_helpers.login_as
 
 
 def form(

@@ -9,26 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from identity_helpers import fast_hasher
+from identity_helpers import login_as as login
 
-from avatarstack.adapters.argon2 import Argon2PasswordHasher
 from avatarstack.bootstrap.app import CONTAINER
-from avatarstack.core.identity import RequestContext
 from avatarstack.testkit.liveavatar import FakeLiveAvatar
 
 API = "/api/v1/avatar"
-PASSWORD = "correct horse battery"
-
-
-def fast_hasher() -> Argon2PasswordHasher:
-    return Argon2PasswordHasher(memory_cost=1024, time_cost=1, parallelism=1)
-
-
-async def login(client: Any, email: str, role: str = "member") -> dict[str, str]:
-    identity = client.server.app[CONTAINER].identity()
-    await identity.create_user(email, PASSWORD, frozenset({role}), RequestContext())
-    response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert response.status == 200, await response.text()
-    return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
 
 
 @pytest.fixture

@@ -11,27 +11,21 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from identity_helpers import login_as
 from structlog.testing import capture_logs
 
 from avatarstack.adapters.argon2 import Argon2PasswordHasher
-from avatarstack.bootstrap.app import CONTAINER
-from avatarstack.core.identity import RequestContext
 from avatarstack.testkit.clock import ManualClock
 from avatarstack.testkit.heygen import FakeHeyGen
 
 API = "/api/v1/avatar"
-PASSWORD = "correct horse battery"
 PROBLEM = "application/problem+json"
 API_KEY_SETTING = "AVATARSTACK_AVATAR__HEYGEN__API_KEY"
 WRONG_KEY = "heygen-wrong-key-8e2c5a1f9d"
 
 
 async def login(client: Any, email: str) -> dict[str, str]:
-    identity = client.server.app[CONTAINER].identity()
-    await identity.create_user(email, PASSWORD, frozenset({"member"}), RequestContext())
-    response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert response.status == 200, await response.text()
-    return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
+    return await login_as(client, email)
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ starts — tests and embedding services do exactly that.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
+from typing import Protocol, TypeVar
 
 from dependency_injector import containers, providers
 from pydantic import SecretStr
@@ -117,18 +118,28 @@ def collect_avatar_providers(
     return found
 
 
+T = TypeVar("T")
+
+
+def pick(available: Mapping[str, T], name: str, variable: str, hint: str = "") -> T:
+    """The registered plugin object ``name``, or a PluginError naming the setting and what is
+    available."""
+    found = available.get(name)
+    if found is None:
+        known = ", ".join(sorted(available)) or "none"
+        raise PluginError(f"{variable}={name!r} is not available (available: {known}){hint}")
+    return found
+
+
 def pick_avatar_provider(
     available: dict[str, AvatarProvider], settings: Settings
 ) -> AvatarProvider:
-    name = settings.avatar.provider
-    provider = available.get(name)
-    if provider is None:
-        known = ", ".join(sorted(available)) or "none"
-        raise PluginError(
-            f"AVATARSTACK_AVATAR__PROVIDER={name!r} is not available (available: {known}); "
-            "vendor providers need their API key, e.g. AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY"
-        )
-    return provider
+    return pick(
+        available,
+        settings.avatar.provider,
+        "AVATARSTACK_AVATAR__PROVIDER",
+        "; vendor providers need their API key, e.g. AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY",
+    )
 
 
 def make_avatar_policy(settings: Settings) -> AvatarPolicy:
@@ -142,15 +153,20 @@ def make_avatar_policy(settings: Settings) -> AvatarPolicy:
     )
 
 
-async def _closing_avatar_providers(
-    providers_: dict[str, AvatarProvider],
-) -> AsyncIterator[dict[str, AvatarProvider]]:
-    """Resource: close the vendors' HTTP sessions and timers on shutdown."""
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+async def _closing_all(items: dict[str, C]) -> AsyncIterator[dict[str, C]]:
+    """Resource: close every item (vendor HTTP sessions, timers, clients) on shutdown."""
     try:
-        yield providers_
+        yield items
     finally:
-        for provider in providers_.values():
-            await provider.close()
+        for item in items.values():
+            await item.close()
 
 
 async def _closing_identity(identity: IdentityService) -> AsyncIterator[IdentityService]:
@@ -172,14 +188,7 @@ def pick_embedder(pm: PluginManager, settings: Settings) -> Embedder:
     available: dict[str, Embedder] = collect(
         pm, "register_embedders", key=lambda e: e.name, kind="embedder", settings=settings
     )
-    name = settings.kb.embedder
-    embedder = available.get(name)
-    if embedder is None:
-        known = ", ".join(sorted(available)) or "none"
-        raise PluginError(
-            f"AVATARSTACK_KB__EMBEDDER={name!r} is not available (available: {known})"
-        )
-    return embedder
+    return pick(available, settings.kb.embedder, "AVATARSTACK_KB__EMBEDDER")
 
 
 def make_knowledge_store(settings: Settings) -> KnowledgeStore:
@@ -259,24 +268,7 @@ def collect_answer_engines(pm: PluginManager, settings: Settings) -> dict[str, A
 
 
 def pick_answer_engine(available: dict[str, AnswerEngine], settings: Settings) -> AnswerEngine:
-    name = settings.answer.engine
-    engine = available.get(name)
-    if engine is None:
-        known = ", ".join(sorted(available)) or "none"
-        raise PluginError(
-            f"AVATARSTACK_ANSWER__ENGINE={name!r} is not available (available: {known})"
-        )
-    return engine
-
-
-async def _closing_engines(
-    engines: dict[str, AnswerEngine],
-) -> AsyncIterator[dict[str, AnswerEngine]]:
-    try:
-        yield engines
-    finally:
-        for engine in engines.values():
-            await engine.close()
+    return pick(available, settings.answer.engine, "AVATARSTACK_ANSWER__ENGINE")
 
 
 def make_conversation_config(settings: Settings) -> ConversationConfig:
@@ -383,7 +375,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         policy=providers.Factory(make_avatar_policy, settings=settings),
     )
-    avatar_resource = providers.Resource(_closing_avatar_providers, providers_=avatar_providers)
+    avatar_resource = providers.Resource(_closing_all, items=avatar_providers)
 
     parsers = providers.Singleton(collect_parsers, pm=plugin_manager)
     parsing = providers.Singleton(_Parsing, parsers=parsers, settings=settings)
@@ -408,7 +400,7 @@ class Container(containers.DeclarativeContainer):
     answer_engines = providers.Singleton(
         collect_answer_engines, pm=plugin_manager, settings=settings
     )
-    answer_engines_resource = providers.Resource(_closing_engines, engines=answer_engines)
+    answer_engines_resource = providers.Resource(_closing_all, items=answer_engines)
     answer_engine = providers.Singleton(
         pick_answer_engine, available=answer_engines, settings=settings
     )

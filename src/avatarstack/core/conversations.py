@@ -29,7 +29,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from avatarstack.core.avatars import LIVE, AvatarService, Renewal
-from avatarstack.core.jobs import JobContext
+from avatarstack.core.jobs import JobContext, new_job
 from avatarstack.core.knowledge import KnowledgeService
 from avatarstack.ports.answers import (
     NO_ANSWER,
@@ -244,15 +244,12 @@ class ConversationService:
             )
             job: Job | None = None
             if event.seq > before.last_seq:  # new; a retry gets the stored event back
-                job = Job(
-                    id=new_id(),
-                    kind=ANSWER_JOB,
-                    payload={"conversation_id": conversation_id, "message_seq": event.seq},
-                    max_attempts=self.config.answer_attempts,
-                    run_at=now,
+                job = new_job(
+                    ANSWER_JOB,
+                    {"conversation_id": conversation_id, "message_seq": event.seq},
+                    now,
                     owner_id=user_id,
-                    created_at=now,
-                    updated_at=now,
+                    max_attempts=self.config.answer_attempts,
                 )
                 await uow.jobs.enqueue(job)
             await uow.commit()

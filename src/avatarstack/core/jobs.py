@@ -51,6 +51,7 @@ __all__ = [
     "Sleep",
     "Worker",
     "describe_error",
+    "new_job",
 ]
 
 log = structlog.get_logger("avatarstack.jobs")
@@ -161,6 +162,31 @@ class JobContext:
 JobHandler = Callable[[JobContext], Awaitable[Mapping[str, Any] | None]]
 
 
+def new_job(
+    kind: str,
+    payload: Mapping[str, Any] | None,
+    now: datetime,
+    *,
+    owner_id: str | None = None,
+    max_attempts: int = 3,
+    run_at: datetime | None = None,
+) -> Job:
+    """A queued job record; enqueue it with ``uow.jobs.enqueue`` in the unit of work that
+    writes the rows it refers to, so both commit together."""
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    return Job(
+        id=new_id(),
+        kind=kind,
+        payload=dict(payload or {}),
+        max_attempts=max_attempts,
+        run_at=run_at or now,
+        owner_id=owner_id,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 class JobQueue:
     """Enqueue jobs and read their status."""
 
@@ -178,18 +204,13 @@ class JobQueue:
         run_at: datetime | None = None,
     ) -> Job:
         """Store a queued job (committed: visible at once) and return it."""
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        now = self._clock.now()
-        job = Job(
-            id=new_id(),
-            kind=kind,
-            payload=dict(payload or {}),
-            max_attempts=max_attempts,
-            run_at=run_at or now,
+        job = new_job(
+            kind,
+            payload,
+            self._clock.now(),
             owner_id=owner_id,
-            created_at=now,
-            updated_at=now,
+            max_attempts=max_attempts,
+            run_at=run_at,
         )
         async with self._storage.unit_of_work() as uow:
             await uow.jobs.enqueue(job)

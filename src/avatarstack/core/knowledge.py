@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from avatarstack.core.jobs import PERMANENT_ERRORS, JobContext
+from avatarstack.core.jobs import PERMANENT_ERRORS, JobContext, new_job
 from avatarstack.core.text import (
     ChunkerConfig,
     chunk_document,
@@ -306,16 +306,7 @@ class KnowledgeService:
                 )
                 await uow.documents.add(document)
                 number = 1
-            job = Job(
-                id=new_id(),
-                kind=INGEST_JOB,
-                payload={"document_id": document.id, "version": number},
-                max_attempts=self.config.job_attempts,
-                run_at=now,
-                owner_id=owner_id,
-                created_at=now,
-                updated_at=now,
-            )
+            job = self._job(INGEST_JOB, {"document_id": document.id, "version": number}, owner_id)
             version = DocumentVersion(
                 document_id=document.id,
                 version=number,
@@ -342,6 +333,15 @@ class KnowledgeService:
             job_id=job.id,
         )
         return Upload(document, version, job, created=True)
+
+    def _job(self, kind: str, payload: dict[str, Any], owner_id: str | None) -> Job:
+        return new_job(
+            kind,
+            payload,
+            self._clock.now(),
+            owner_id=owner_id,
+            max_attempts=self.config.job_attempts,
+        )
 
     @staticmethod
     def _sniff(parser: DocumentParser, data: bytes) -> str:
@@ -660,15 +660,8 @@ class KnowledgeService:
                 created_at=now,
                 updated_at=now,
             )
-            job = Job(
-                id=new_id(),
-                kind=BUILD_JOB,
-                payload={"generation_id": generation.id, "activate": activate},
-                max_attempts=self.config.job_attempts,
-                run_at=now,
-                owner_id=owner_id,
-                created_at=now,
-                updated_at=now,
+            job = self._job(
+                BUILD_JOB, {"generation_id": generation.id, "activate": activate}, owner_id
             )
             generation = generation.model_copy(update={"job_id": job.id})
             await uow.generations.add(generation)

@@ -309,20 +309,7 @@ def _document_id(request: web.Request) -> str:
     return path_id(request, "document_id", "document")
 
 
-async def upload_document(request: web.Request) -> web.Response:
-    data, filename, media_type, title = await _read_upload(request)
-    upload = await request.app[keys.KNOWLEDGE].upload(
-        data,
-        filename=filename,
-        media_type=media_type,
-        title=title,
-        owner_id=principal(request).user.id,
-    )
-    return model_response(UploadOut.of(upload), 202 if upload.created else 200)
-
-
-async def replace_document(request: web.Request) -> web.Response:
-    document_id = _document_id(request)
+async def _upload(request: web.Request, document_id: str | None) -> web.Response:
     data, filename, media_type, title = await _read_upload(request)
     upload = await request.app[keys.KNOWLEDGE].upload(
         data,
@@ -333,6 +320,14 @@ async def replace_document(request: web.Request) -> web.Response:
         document_id=document_id,
     )
     return model_response(UploadOut.of(upload), 202 if upload.created else 200)
+
+
+async def upload_document(request: web.Request) -> web.Response:
+    return await _upload(request, None)
+
+
+async def replace_document(request: web.Request) -> web.Response:
+    return await _upload(request, _document_id(request))
 
 
 async def list_documents(request: web.Request) -> web.Response:
