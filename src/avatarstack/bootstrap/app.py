@@ -169,6 +169,9 @@ async def prepare_knowledge(container: Container) -> None:
     if getattr(store, "embedded_path", None) is not None:
         await store.ping()
     await container.knowledge().check_embedder()
+    ping = getattr(container.embedder(), "ping", None)
+    if ping is not None:  # model embedders load their model: a missing one names the fetch step
+        await ping()
 
 
 def make_worker(container: Container) -> Worker:

@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "avatarstack.plugins.builtin.parsers",
     "avatarstack.plugins.builtin.pdfium",
     "avatarstack.plugins.builtin.embedders",
+    "avatarstack.plugins.builtin.model_embedders",
     "avatarstack.plugins.builtin.answers",
     "avatarstack.plugins.builtin.google",
     "avatarstack.plugins.builtin.github",
