@@ -283,3 +283,43 @@ async def test_a_renewed_avatar_hands_new_credentials_to_the_open_sockets(client
         credentials = await tab.until("avatar.credentials")
     assert credentials["data"]["livekit"]["access_token"] == "client-token"
     assert "seq" not in credentials
+
+
+class _BrokenEngine:
+    name = "broken"
+
+    async def answer(self, request: Any) -> Any:
+        from avatarstack.ports.errors import UnavailableError
+
+        raise UnavailableError("the model is down")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def close(self) -> None:
+        return None
+
+
+class _BrokenPlugin:
+    @staticmethod
+    def register_answer_engines(register: Any, settings: Any) -> None:
+        register(_BrokenEngine())
+
+
+async def test_an_answer_that_fails_for_good_says_so_instead_of_leaving_the_user_waiting(
+    avatarstack_client: Any,
+) -> None:
+    from avatarstack.plugins.markers import hookimpl
+
+    hookimpl(_BrokenPlugin.register_answer_engines)
+    client = await avatarstack_client(
+        plugins=[("broken", _BrokenPlugin)],
+        providers_={"password_hasher": fast_hasher()},
+        answer={"engine": "broken"},
+    )
+    await knowledge(client)
+    token, _ = await member(client)
+    tab = await connect(client, token)
+    await tab.open()
+    await tab.send("user.message", {"client_id": "m-1", "text": QUESTION})
+    completed = await tab.until("answer.completed", within=20)
+    assert completed["data"]["error"] == "service-unavailable"
+    assert "cannot answer right now" in completed["data"]["text"]

@@ -29,7 +29,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from avatarstack.core.avatars import LIVE, AvatarService, Renewal
-from avatarstack.core.jobs import JobContext, new_job
+from avatarstack.core.jobs import PERMANENT_ERRORS, JobContext, new_job
 from avatarstack.core.knowledge import KnowledgeService
 from avatarstack.ports.answers import (
     NO_ANSWER,
@@ -70,6 +70,10 @@ log = structlog.get_logger("avatarstack.conversations")
 ANSWER_JOB = "conversation.answer"
 MAX_MESSAGE_CHARS = 4000
 MAX_CLIENT_ID = 100
+#: said when an answer failed for good (the engine and its fallback, or the search, are down)
+UNAVAILABLE = "Sorry, I cannot answer right now. Please try again in a moment."
+#: how many recent events an answer or an interrupt looks at (history, running answers)
+WINDOW = 1000
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 
 
@@ -269,6 +273,22 @@ class ConversationService:
         watcher = self._broadcaster.subscribe(conversation_topic(conversation_id))
         try:
             return await self._answer(conversation_id, seq, watcher)
+        except Exception as exc:
+            final = isinstance(exc, PERMANENT_ERRORS) or ctx.job.attempts >= ctx.job.max_attempts
+            if final and not ctx.cancelled:  # the user must not wait for an answer forever
+                await self.append(
+                    conversation_id,
+                    "answer.completed",
+                    {
+                        "reply_to": seq,
+                        "text": UNAVAILABLE,
+                        "citations": [],
+                        "interrupted": False,
+                        "error": getattr(exc, "code", "internal-error"),
+                    },
+                    client_id=f"answer:{seq}:completed",
+                )
+            raise
         finally:
             await watcher.close()
 
@@ -276,8 +296,11 @@ class ConversationService:
         prefix = f"answer:{seq}"
         async with self._storage.unit_of_work() as uow:
             conversation = await uow.conversations.get(conversation_id)
+            # the turns before the message (history) and everything stored for it since
             earlier = list(
-                await uow.conversations.list_events(conversation_id, after_seq=0, limit=100_000)
+                await uow.conversations.list_events(
+                    conversation_id, after_seq=max(0, seq - WINDOW), limit=100_000
+                )
             )
         if conversation is None:
             raise InvalidInputError("the conversation is gone")
@@ -421,10 +444,12 @@ class ConversationService:
 
     async def interrupt(self, user_id: str, conversation_id: str) -> None:
         """Stop the running answer (on whichever instance runs it) and the avatar's speech."""
-        await self.get(user_id, conversation_id)
+        conversation = await self.get(user_id, conversation_id)
         async with self._storage.unit_of_work() as uow:
             events = list(
-                await uow.conversations.list_events(conversation_id, after_seq=0, limit=100_000)
+                await uow.conversations.list_events(
+                    conversation_id, after_seq=max(0, conversation.last_seq - WINDOW), limit=WINDOW
+                )
             )
         answered = {e.data.get("reply_to") for e in events if e.type == "answer.completed"}
         running = [e.seq for e in events if e.type == "message.created" and e.seq not in answered]
