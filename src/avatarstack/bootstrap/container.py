@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from avatarstack import __version__
 from avatarstack.adapters.argon2 import Argon2PasswordHasher
 from avatarstack.adapters.broadcast import LocalBroadcaster
-from avatarstack.adapters.chroma import ChromaKnowledgeStore
+from avatarstack.adapters.chroma import ChromaKnowledgeStore, HnswOptions
 from avatarstack.adapters.console import ConsoleMailer
 from avatarstack.adapters.http.metrics import HttpMetrics
 from avatarstack.adapters.jwt import JwtAccessTokens
@@ -196,9 +196,14 @@ def make_knowledge_store(settings: Settings) -> KnowledgeStore:
     (one process only: the folder is locked)."""
     if settings.kb.chroma_url == "memory://":
         return MemoryKnowledgeStore()
+    hnsw = HnswOptions(
+        m=settings.kb.hnsw_m,
+        construction_ef=settings.kb.hnsw_construction_ef,
+        search_ef=settings.kb.hnsw_search_ef,
+    )
     if settings.kb.chroma_url:
-        return ChromaKnowledgeStore.remote(settings.kb.chroma_url)
-    return ChromaKnowledgeStore.embedded(settings.chroma_path)
+        return ChromaKnowledgeStore.remote(settings.kb.chroma_url, hnsw=hnsw)
+    return ChromaKnowledgeStore.embedded(settings.chroma_path, hnsw=hnsw)
 
 
 def make_knowledge_config(settings: Settings) -> KnowledgeConfig:
@@ -223,6 +228,13 @@ class _Parsing:
     def __init__(self, parsers: list[DocumentParser], settings: Settings) -> None:
         self.parsers = parsers
         self.prefer = tuple(settings.kb.parsers)
+        unknown = sorted(set(self.prefer) - {p.name for p in parsers})
+        if unknown:  # a typo, or a parser whose extra is not installed: say so, do not fall back
+            known = ", ".join(sorted(p.name for p in parsers))
+            raise PluginError(
+                f"AVATARSTACK_KB__PARSERS names {', '.join(unknown)}, which is not available "
+                f"(available: {known}); the pdfium parser needs pip install 'avatarstack[pdfium]'"
+            )
         self.timeout = settings.kb.parse_timeout_seconds
         self.memory_bytes = settings.kb.parse_memory_mb * 1024 * 1024
 

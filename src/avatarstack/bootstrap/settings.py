@@ -171,6 +171,15 @@ class KbSettings(BaseModel):
     parse_memory_mb: int = Field(
         1024, ge=64, description="Address-space limit of the parsing child process."
     )
+    hnsw_m: int = Field(
+        64, ge=4, le=256, description="Chroma HNSW links per node of new generations."
+    )
+    hnsw_construction_ef: int = Field(
+        400, ge=10, description="Chroma HNSW candidate list while building new generations."
+    )
+    hnsw_search_ef: int = Field(
+        400, ge=10, description="Chroma HNSW candidate list per search (recall against speed)."
+    )
     chunk_chars: int = Field(1000, ge=100, description="Target characters per chunk.")
     chunk_overlap_chars: int = Field(
         150, ge=0, description="Characters repeated from the previous chunk."

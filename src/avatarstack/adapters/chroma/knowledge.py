@@ -17,6 +17,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
@@ -85,6 +86,17 @@ def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and "could not connect" in str(exc).lower()
 
 
+@dataclass(frozen=True, slots=True)
+class HnswOptions:
+    """The HNSW index of each new collection. The defaults reach recall@10 ≥ 0.95 against exact
+    search at 100k chunks of the offline hashing embedder, whose vectors are nearly orthogonal
+    (Chroma's own defaults, M=16 and ef=100, reach 0.35 there); see benchmarks/search.py."""
+
+    m: int = 64
+    construction_ef: int = 400
+    search_ef: int = 400
+
+
 class ChromaKnowledgeStore:
     """Vector index of each generation in its own Chroma collection ``avs_gen_<id>``.
 
@@ -95,7 +107,10 @@ class ChromaKnowledgeStore:
 
     name = "chroma"
 
-    def __init__(self, client: ClientAPI | Callable[[], ClientAPI]) -> None:
+    def __init__(
+        self, client: ClientAPI | Callable[[], ClientAPI], *, hnsw: HnswOptions | None = None
+    ) -> None:
+        self.hnsw = hnsw or HnswOptions()
         if isinstance(client, ClientAPI):
             self._client: ClientAPI | None = client
             self._factory: Callable[[], ClientAPI] | None = None
@@ -111,7 +126,7 @@ class ChromaKnowledgeStore:
     # ------------------------------------------------------------------ constructors
 
     @classmethod
-    def embedded(cls, path: str | Path) -> ChromaKnowledgeStore:
+    def embedded(cls, path: str | Path, *, hnsw: HnswOptions | None = None) -> ChromaKnowledgeStore:
         """An embedded, persistent Chroma in the folder ``path`` (created if needed).
 
         Chroma's embedded mode is not safe for several processes (each keeps its own in-memory
@@ -127,12 +142,12 @@ class ChromaKnowledgeStore:
             store._folder_lock = _lock_folder(folder)
             return chromadb.PersistentClient(path=str(folder), settings=_settings())
 
-        store = cls(factory)
+        store = cls(factory, hnsw=hnsw)
         store.embedded_path = folder
         return store
 
     @classmethod
-    def remote(cls, url: str) -> ChromaKnowledgeStore:
+    def remote(cls, url: str, *, hnsw: HnswOptions | None = None) -> ChromaKnowledgeStore:
         """A Chroma server at ``url`` (``http://host:8000`` or ``https://host``)."""
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -144,7 +159,7 @@ class ChromaKnowledgeStore:
         def factory() -> ClientAPI:
             return chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=_settings())
 
-        return cls(factory)
+        return cls(factory, hnsw=hnsw)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -221,6 +236,9 @@ class ChromaKnowledgeStore:
                     "embedder": embedder,
                     "dimensions": dimensions,
                     "hnsw:space": "cosine",
+                    "hnsw:M": self.hnsw.m,
+                    "hnsw:construction_ef": self.hnsw.construction_ef,
+                    "hnsw:search_ef": self.hnsw.search_ef,
                 },
                 embedding_function=None,
             )
