@@ -96,6 +96,8 @@ _LINE_BREAKS = re.compile(r"\r\n|[\r\x0b\x0c\x85\u2028]")
 _SOFT_HYPHEN_BREAK = re.compile(r"\u00ad[^\S\n]*\n[^\S\n]*")
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
 _SPACES = re.compile(r"[^\S\n]+")
+#: Unicode category Cc (C0, DEL, C1) except the line feed and the tab
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _PAGE_NUMBER = re.compile(
     r"""^(?:
         [-\u2013\u2014]?\s*(?:\d{1,4}|[ivxlcdm]{1,8})\s*[-\u2013\u2014]?
@@ -132,9 +134,7 @@ def _clean_lines(text: str) -> list[str]:
     text = unicodedata.normalize("NFKC", text)
     text = _LINE_BREAKS.sub("\n", text).replace("\u2029", "\n\n")
     text = _SOFT_HYPHEN_BREAK.sub("", text).translate(_INVISIBLE)
-    text = "".join(
-        " " if ch == "\t" else ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc"
-    )
+    text = _CONTROL.sub("", text).replace("\t", " ")
     return [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
 
 
@@ -225,7 +225,9 @@ def _paragraphs(lines: list[str]) -> str:
 
 
 def _join(previous: str, line: str) -> str:
-    match = _HYPHENATED_END.search(previous)
+    # the hyphenated word cannot contain a space: search the last word only (searching the
+    # whole growing paragraph on every line made long paragraphs quadratic)
+    match = _HYPHENATED_END.search(previous, previous.rfind(" ") + 1)
     if not match:
         return f"{previous} {line}"
     if line[0].islower() and "-" not in match.group(1) and "\u2010" not in match.group(1):

@@ -18,7 +18,6 @@ are imported when the model is first loaded, in a worker thread, never at import
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from avatarstack.adapters.embedders._model import ThreadedModelEmbedder
 from avatarstack.ports.errors import UnavailableError, UpstreamError
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class _Loaded:
     pad_id: int
 
 
-class OnnxMiniLMEmbedder:
+class OnnxMiniLMEmbedder(ThreadedModelEmbedder):
     """The ``onnx-minilm`` embedder: 384 dimensions, model files from ``model_dir``.
 
     The model is loaded on the first :meth:`embed` (or :meth:`ping`), in a worker thread; every
@@ -138,16 +138,6 @@ class OnnxMiniLMEmbedder:
         self._session_factory = session_factory
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
-
-    async def ping(self) -> None:
-        """Loads the model once (in a thread); raises ``UnavailableError`` when it cannot."""
-        await asyncio.to_thread(self._load)
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        texts = list(texts)
-        if not texts:
-            return []
-        return await asyncio.to_thread(self.embed_sync, texts)
 
     def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
         """The synchronous core of :meth:`embed` (CPU-bound; call it off the event loop)."""

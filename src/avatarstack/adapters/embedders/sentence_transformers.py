@@ -15,12 +15,12 @@ local folder is loaded from there. The embedder is named ``st:<model name as con
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from avatarstack.adapters.embedders._model import ThreadedModelEmbedder
 from avatarstack.ports.errors import UnavailableError
 
 NAME_PREFIX = "st:"
@@ -52,7 +52,7 @@ def _is_local(model_name: str) -> bool:
     return Path(model_name).expanduser().is_dir()
 
 
-class SentenceTransformersEmbedder:
+class SentenceTransformersEmbedder(ThreadedModelEmbedder):
     """The ``st:<model_name>`` embedder.
 
     ``dimensions`` is read from the model when it is first needed, which loads the model; pass
@@ -94,16 +94,6 @@ class SentenceTransformersEmbedder:
     @dimensions.setter
     def dimensions(self, value: int) -> None:
         self._dimensions = value
-
-    async def ping(self) -> None:
-        """Loads the model once (in a thread); raises ``UnavailableError`` when it cannot."""
-        await asyncio.to_thread(self._load)
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        texts = list(texts)
-        if not texts:
-            return []
-        return await asyncio.to_thread(self.embed_sync, texts)
 
     def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
         """The synchronous core of :meth:`embed` (CPU/GPU-bound; call it off the event loop)."""

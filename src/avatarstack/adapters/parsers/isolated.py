@@ -19,6 +19,9 @@ import asyncio
 import contextlib
 import multiprocessing
 import resource
+import sys
+import threading
+import types
 from collections.abc import Iterable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import PurePath
@@ -111,7 +114,7 @@ async def parse_isolated(
     )
     try:
         # spawning writes the pickled arguments to the child: blocking, so off the loop
-        await asyncio.to_thread(process.start)
+        await asyncio.to_thread(_start, process)
     except BaseException:
         receiver.close()
         raise
@@ -125,6 +128,25 @@ async def parse_isolated(
         if process.exitcode is None:
             process.kill()
     return _result(outcome, process.exitcode, timeout=timeout, memory_bytes=memory_bytes)
+
+
+#: ``_start`` swaps the process-wide ``__main__`` for a moment
+_MAIN_SWAP = threading.Lock()
+_NEUTRAL_MAIN = types.ModuleType("__main__")
+
+
+def _start(process: Any) -> None:
+    """Start the child without the parent's ``__main__``: multiprocessing makes every child
+    import the parent's main module again (for ``avatarstack serve`` the whole CLI and server,
+    0.8 s per file); parsers are module-level classes of importable modules, so the child
+    needs none of it."""
+    with _MAIN_SWAP:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = _NEUTRAL_MAIN
+        try:
+            process.start()
+        finally:
+            sys.modules["__main__"] = main
 
 
 def _wait(

@@ -22,6 +22,16 @@ from avatarstack.ports.errors import InvalidInputError
 _REVISION = "1"
 #: the PDF header may follow up to 1 KiB of junk (what readers tolerate)
 _HEADER_WINDOW = 1024
+
+
+def check_pdf_bytes(data: bytes) -> None:
+    """The refusals every PDF parser shares, before any library sees the bytes."""
+    if not data:
+        raise InvalidInputError("the file is empty")
+    if b"%PDF-" not in data[:_HEADER_WINDOW]:
+        raise InvalidInputError("not a PDF (the file does not start with %PDF-)")
+
+
 ENCRYPTED = "the PDF is encrypted; upload it without a password"
 
 
@@ -36,10 +46,7 @@ class PypdfParser:
         self.max_pages = max_pages
 
     def parse(self, data: bytes, filename: str) -> ParsedDocument:
-        if not data:
-            raise InvalidInputError("the file is empty")
-        if b"%PDF-" not in data[:_HEADER_WINDOW]:
-            raise InvalidInputError("not a PDF (the file does not start with %PDF-)")
+        check_pdf_bytes(data)
         # pypdf logs every repair it makes to a broken file; that is noise in the server logs
         logging.getLogger("pypdf").setLevel(logging.ERROR)
         try:

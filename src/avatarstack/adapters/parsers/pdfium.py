@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
+from avatarstack.adapters.parsers.pdf import check_pdf_bytes
 from avatarstack.ports.documents import ParsedDocument, ParsedPage
 from avatarstack.ports.errors import InvalidInputError
 
@@ -24,10 +25,8 @@ DISTRIBUTION = "pypdfium2"
 #: bumped when the output for the same pypdfium2 version changes (part of the content hash)
 _REVISION = "1"
 #: the PDF header may follow up to 1 KiB of junk (what readers tolerate)
-_HEADER_WINDOW = 1024
 # the refusals read exactly like PypdfParser's, whichever parser a deployment prefers
 ENCRYPTED = "the PDF is encrypted; upload it without a password"
-NOT_A_PDF = "not a PDF (the file does not start with %PDF-)"
 NO_TEXT = "the PDF has no text layer (a scanned document?); run OCR on it and upload again"
 
 
@@ -52,10 +51,7 @@ class PdfiumParser:
         self.max_pages = max_pages
 
     def parse(self, data: bytes, filename: str) -> ParsedDocument:
-        if not data:
-            raise InvalidInputError("the file is empty")
-        if b"%PDF-" not in data[:_HEADER_WINDOW]:
-            raise InvalidInputError(NOT_A_PDF)
+        check_pdf_bytes(data)
         import pypdfium2  # the optional dependency; see the module documentation
 
         try:
