@@ -72,8 +72,9 @@ MAX_MESSAGE_CHARS = 4000
 MAX_CLIENT_ID = 100
 #: said when an answer failed for good (the engine and its fallback, or the search, are down)
 UNAVAILABLE = "Sorry, I cannot answer right now. Please try again in a moment."
-#: how many recent events an answer or an interrupt looks at (history, running answers)
-WINDOW = 1000
+#: how many recent events an answer or an interrupt looks at (history, running answers): the
+#: cost of a turn must not grow with the conversation
+WINDOW = 200
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 
 
