@@ -20,6 +20,7 @@ child-process sandbox), the parser chooser, the vector store and the embedder.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import unicodedata
@@ -33,7 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from avatarstack.core.jobs import PERMANENT_ERRORS, JobContext, new_job
 from avatarstack.core.text import (
+    Chunk,
     ChunkerConfig,
+    NormalisedPage,
     chunk_document,
     content_hash,
     document_text,
@@ -157,6 +160,18 @@ class _Relevance:
     question: GoldenQuestion
     phrase: str | None = None
     relevant: set[str] = field(default_factory=set)
+
+
+def _prepare(
+    parsed: ParsedDocument, chunker: ChunkerConfig
+) -> tuple[list[NormalisedPage], str, list[Chunk]]:
+    """Normalise, hash and chunk a parsed document (refusing one without any text)."""
+    pages = normalise_pages(parsed.pages)
+    if not document_text(pages).strip():
+        raise InvalidInputError(
+            "no text could be extracted (a scanned document without a text layer?)"
+        )
+    return pages, content_hash(pages, parsed.parser, chunker), chunk_document(pages, chunker)
 
 
 def chunk_id(document_id: str, version: int, index: int) -> str:
@@ -477,14 +492,9 @@ class KnowledgeService:
         await ctx.progress(0.05, "parsing")
         parsed = await self._parse(parser, data, version.filename)
         await ctx.progress(0.5, "chunking")
-        pages = normalise_pages(parsed.pages)
-        if not document_text(pages).strip():
-            raise InvalidInputError(
-                "no text could be extracted (a scanned document without a text layer?)"
-            )
         chunker = self.config.chunker
-        digest = content_hash(pages, parsed.parser, chunker)
-        chunks = chunk_document(pages, chunker)
+        # CPU-bound pure Python: in a thread, so the event loop keeps serving meanwhile
+        pages, digest, chunks = await asyncio.to_thread(_prepare, parsed, chunker)
         duplicate = await self._duplicate_of(document, number, digest)
         if duplicate is not None:
             return duplicate
