@@ -579,3 +579,34 @@ def masked_url(url: str | None) -> str | None:
 def exit_on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM handler: unwind like Ctrl-C, so the finally blocks stop the servers (and wrk)."""
     raise SystemExit(128 + signum)
+
+
+# --------------------------------------------------------------------------- accounts
+
+#: the password of every account a benchmark creates
+PASSWORD = "benchmark-password-0123456789"
+#: the CLI as operators run it, with this interpreter
+AVATARSTACK_CLI = (sys.executable, "-m", "avatarstack")
+CLI_TIMEOUT = 120.0
+
+
+def create_user(
+    email: str, role: str, env: dict[str, str], cwd: Path, cli: Sequence[str] = AVATARSTACK_CLI
+) -> None:
+    """``avatarstack users create EMAIL --role ROLE --password-stdin`` with the server's
+    settings (the first call also migrates a new database and writes the dev secret key)."""
+    done = subprocess.run(
+        [*cli, "users", "create", email, "--role", role, "--password-stdin"],
+        cwd=cwd,
+        env=env,
+        input=f"{PASSWORD}\n".encode(),
+        capture_output=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout).decode(errors="replace")
+        raise BenchmarkError(
+            f"avatarstack users create {email} failed (status {done.returncode}):\n"
+            + output[-3000:]
+        )

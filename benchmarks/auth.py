@@ -55,6 +55,7 @@ from typing import IO, Any
 # ``_common`` must be imported before aiohttp: it takes this folder off ``sys.path`` first, where
 # ``http.py`` would shadow the standard library's ``http`` package (``from _common`` sorts first).
 from _common import (
+    PASSWORD,
     REQUEST_TIMEOUT,
     BenchmarkError,
     Load,
@@ -65,6 +66,7 @@ from _common import (
     best_round,
     check_alive,
     clean_env,
+    create_user,
     exit_on_sigterm,
     fmt,
     free_port,
@@ -89,10 +91,7 @@ API = "/api/v1"
 LOGIN_PATH = f"{API}/auth/login"
 ME_PATH = f"{API}/users/me"
 #: every benchmark user has this password (long enough for the password policy)
-PASSWORD = "benchmark-password-0123456789"
 #: how ``avatarstack`` is run (the package's ``__main__``, with this interpreter)
-AVATARSTACK_CLI = (sys.executable, "-m", "avatarstack")
-CLI_TIMEOUT = 120.0
 
 LOGIN_GOAL = 0.7  # logins/s ÷ single-hash ceiling
 LAG_GOAL_MS = 20.0  # p99 of /healthz during the login flood
@@ -176,21 +175,7 @@ def create_users(emails: Sequence[str], env: dict[str, str], cwd: Path) -> None:
     development secret key into the data dir), then as many at once as there are cores."""
 
     def create(email: str) -> None:
-        done = subprocess.run(
-            [*AVATARSTACK_CLI, "users", "create", email, "--role", "member", "--password-stdin"],
-            cwd=cwd,
-            env=env,
-            input=f"{PASSWORD}\n".encode(),
-            capture_output=True,
-            timeout=CLI_TIMEOUT,
-            check=False,
-        )
-        if done.returncode != 0:
-            output = (done.stderr or done.stdout).decode(errors="replace")
-            raise BenchmarkError(
-                f"avatarstack users create {email} failed (status {done.returncode}):\n"
-                + output[-3000:]
-            )
+        create_user(email, "member", env, cwd)
 
     create(emails[0])
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

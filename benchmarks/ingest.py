@@ -68,12 +68,15 @@ from typing import Any
 # ``_common`` must be imported before aiohttp: it takes this folder off ``sys.path`` first, where
 # ``http.py`` would shadow the standard library's ``http`` package (``from _common`` sorts first).
 from _common import (
+    CLI_TIMEOUT,
+    PASSWORD,
     REQUEST_TIMEOUT,
     BenchmarkError,
     Server,
     avatarstack_env,
     check_alive,
     clean_env,
+    create_user,
     exit_on_sigterm,
     fmt,
     free_port,
@@ -85,9 +88,7 @@ from _common import (
 from aiohttp import ClientSession, ClientTimeout, FormData, TCPConnector, WSMsgType
 
 API = "/api/v1"
-PASSWORD = "benchmark-password-0123456789"
 GOAL = 0.8  # pipeline pages/s ÷ raw pypdf extraction on one core (baseline A)
-CLI_TIMEOUT = 120.0
 #: machine CPU % (100 = one core) used by other processes above which the report warns
 BACKGROUND_WARN_PCT = 15
 #: without a job.progress frame for this long, the pending jobs are polled over HTTP
@@ -711,20 +712,7 @@ def cli_command(launch: str) -> list[str]:
 
 
 def create_editor(email: str, env: dict[str, str], cwd: Path) -> None:
-    done = subprocess.run(
-        [*cli_command("module"), "users", "create", email, "--role", "editor", "--password-stdin"],
-        cwd=cwd,
-        env=env,
-        input=f"{PASSWORD}\n".encode(),
-        capture_output=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
-        output = (done.stderr or done.stdout).decode(errors="replace")
-        raise BenchmarkError(
-            f"avatarstack users create failed ({done.returncode}):\n{output[-3000:]}"
-        )
+    create_user(email, "editor", env, cwd, cli_command("module"))
 
 
 @contextlib.contextmanager

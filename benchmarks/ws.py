@@ -72,12 +72,14 @@ from typing import Any
 # ``http.py`` would shadow the standard library's ``http`` package (``from _common`` sorts first).
 from _common import (
     HOST,
+    PASSWORD,
     REQUEST_TIMEOUT,
     BenchmarkError,
     Server,
     avatarstack_env,
     check_alive,
     clean_env,
+    create_user,
     exit_on_sigterm,
     fmt,
     free_port,
@@ -101,9 +103,6 @@ from aiohttp import __version__ as aiohttp_version
 SCRIPT = Path(__file__).resolve()
 API = "/api/v1"
 WS_PATH = f"{API}/ws"
-PASSWORD = "benchmark-password-0123456789"
-AVATARSTACK_CLI = (sys.executable, "-m", "avatarstack")
-CLI_TIMEOUT = 120.0
 FRAME_TIMEOUT = 15.0
 OPEN_CONCURRENCY = 50
 #: after answer.completed, the turn's avatar events are in when none came for this long
@@ -285,20 +284,7 @@ class Meter:
 
 
 def create_editor(email: str, env: dict[str, str], cwd: Path) -> None:
-    done = subprocess.run(
-        [*AVATARSTACK_CLI, "users", "create", email, "--role", "editor", "--password-stdin"],
-        cwd=cwd,
-        env=env,
-        input=f"{PASSWORD}\n".encode(),
-        capture_output=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
-        output = (done.stderr or done.stdout).decode(errors="replace")
-        raise BenchmarkError(
-            f"avatarstack users create failed ({done.returncode}):\n{output[-3000:]}"
-        )
+    create_user(email, "editor", env, cwd)
 
 
 @contextlib.contextmanager
