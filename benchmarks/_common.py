@@ -14,6 +14,7 @@ import asyncio
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -291,6 +292,20 @@ def add_load_options(parser: argparse.ArgumentParser, *, what: str) -> None:
         help="load generator: wrk if installed (auto), or the aiohttp client",
     )
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def load_generator(choice: str) -> tuple[str | None, str] | None:
+    """The wrk binary for ``--client`` (None: the Python client) and a line describing the
+    client; None (after an error message) when ``--client wrk`` but wrk is not installed."""
+    wrk = shutil.which("wrk") if choice in {"auto", "wrk"} else None
+    if choice == "wrk" and wrk is None:
+        print("error: --client wrk but wrk is not installed (apt install wrk)", file=sys.stderr)
+        return None
+    if wrk:
+        return wrk, f"wrk ({wrk}, 1 thread)"
+    if choice == "python":
+        return None, "python aiohttp client"
+    return None, "python aiohttp client (wrk not installed)"
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:

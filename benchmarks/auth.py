@@ -38,7 +38,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -70,6 +69,7 @@ from _common import (
     exit_on_sigterm,
     fmt,
     free_port,
+    load_generator,
     masked_url,
     measure_python,
     measure_wrk,
@@ -752,16 +752,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_probe(args.probe, args.probe_interval)
         return 0
 
-    wrk = shutil.which("wrk") if args.client in {"auto", "wrk"} else None
-    if args.client == "wrk" and wrk is None:
-        print("error: --client wrk but wrk is not installed (apt install wrk)", file=sys.stderr)
+    generator = load_generator(args.client)
+    if generator is None:
         return 2
-    if wrk:
-        client = f"wrk ({wrk}, 1 thread)"
-    elif args.client == "python":
-        client = "python aiohttp client"
-    else:
-        client = "python aiohttp client (wrk not installed)"
+    wrk, client = generator
     print(f"load generator: {client}", file=sys.stderr)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:

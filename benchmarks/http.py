@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -52,6 +51,7 @@ from _common import (
     exit_on_sigterm,
     fmt,
     free_port,
+    load_generator,
     masked_url,
     measure_python,
     measure_wrk,
@@ -252,16 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_avatarstack()
         return 0
 
-    wrk = shutil.which("wrk") if args.client in {"auto", "wrk"} else None
-    if args.client == "wrk" and wrk is None:
-        print("error: --client wrk but wrk is not installed (apt install wrk)", file=sys.stderr)
+    generator = load_generator(args.client)
+    if generator is None:
         return 2
-    if wrk:
-        client = f"wrk ({wrk}, 1 thread)"
-    elif args.client == "python":
-        client = "python aiohttp client"
-    else:
-        client = "python aiohttp client (wrk not installed)"
+    wrk, client = generator
     print(f"load generator: {client}", file=sys.stderr)
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the servers (and wrk)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
