@@ -29,7 +29,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from avatarstack.core.avatars import LIVE, AvatarService, Renewal
-from avatarstack.core.jobs import PERMANENT_ERRORS, JobContext, new_job
+from avatarstack.core.jobs import JobContext, new_job
 from avatarstack.core.knowledge import KnowledgeService
 from avatarstack.ports.answers import (
     NO_ANSWER,
@@ -275,8 +275,7 @@ class ConversationService:
         try:
             return await self._answer(conversation_id, seq, watcher)
         except Exception as exc:
-            final = isinstance(exc, PERMANENT_ERRORS) or ctx.job.attempts >= ctx.job.max_attempts
-            if final and not ctx.cancelled:  # the user must not wait for an answer forever
+            if ctx.fails_for_good(exc):  # the user must not wait for an answer forever
                 await self.append(
                     conversation_id,
                     "answer.completed",

@@ -78,6 +78,10 @@ class LeaseLost(Exception):
     """
 
 
+def _permanent(exc: BaseException) -> bool:
+    return isinstance(exc, PERMANENT_ERRORS)
+
+
 def describe_error(exc: BaseException, limit: int = MAX_ERROR_LENGTH) -> str:
     """A short readable message for the job's ``error``: class name and message, one line, no
     traceback, at most ``limit`` characters."""
@@ -123,6 +127,15 @@ class JobContext:
     @property
     def last_progress(self) -> float:
         return self._progress
+
+    def fails_for_good(self, exc: BaseException) -> bool:
+        """Whether the worker will record ``exc`` as this job's final failure (bad input, or no
+        attempt left) rather than retry it; False once the lease is lost (the job is another
+        worker's then). Handlers use it to settle what the job was about (a version, a
+        generation, an answer) before the failure is recorded."""
+        if self._lost:
+            return False
+        return _permanent(exc) or self._job.attempts >= self._job.max_attempts
 
     def check(self) -> None:
         """Raise :class:`LeaseLost` when the lease is known to be lost."""
@@ -375,7 +388,7 @@ class Worker:
     async def _record_failure(self, job: Job, exc: Exception, jlog: Any) -> None:
         error = describe_error(exc)
         now = self._clock.now()
-        permanent = isinstance(exc, PERMANENT_ERRORS)
+        permanent = _permanent(exc)
         retry_at: datetime | None = None
         if not permanent and job.attempts < job.max_attempts:
             retry_at = now + timedelta(seconds=self.backoff(job.attempts))

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from avatarstack.core.jobs import PERMANENT_ERRORS, JobContext, new_job
+from avatarstack.core.jobs import JobContext, new_job
 from avatarstack.core.text import (
     Chunk,
     ChunkerConfig,
@@ -466,8 +466,7 @@ class KnowledgeService:
         try:
             return await self._ingest(ctx, document_id, number)
         except Exception as exc:
-            final = isinstance(exc, PERMANENT_ERRORS) or ctx.job.attempts >= ctx.job.max_attempts
-            if final and not ctx.cancelled:
+            if ctx.fails_for_good(exc):
                 await self._mark_failed(document_id, number, exc)
             raise
 
@@ -687,8 +686,7 @@ class KnowledgeService:
         try:
             return await self._build(ctx, generation_id, activate)
         except Exception as exc:
-            final = isinstance(exc, PERMANENT_ERRORS) or ctx.job.attempts >= ctx.job.max_attempts
-            if final and not ctx.cancelled:
+            if ctx.fails_for_good(exc):
                 await self._fail_generation(generation_id, exc)
             raise
 
