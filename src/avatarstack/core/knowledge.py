@@ -174,6 +174,14 @@ def _prepare(
     return pages, content_hash(pages, parsed.parser, chunker), chunk_document(pages, chunker)
 
 
+async def _generation_chunks(uow: UnitOfWork, generation: IndexGeneration) -> list[StoredChunk]:
+    """The stored chunks of the document versions a generation is built from."""
+    chunks: list[StoredChunk] = []
+    for document_id, number in sorted(generation.document_versions.items()):
+        chunks.extend(await uow.chunks.list_for_version(document_id, number))
+    return chunks
+
+
 def chunk_id(document_id: str, version: int, index: int) -> str:
     """Stable across generations: citations keep pointing at the same chunk."""
     return f"{document_id}:{version}:{index}"
@@ -697,9 +705,7 @@ class KnowledgeService:
                 raise InvalidInputError(f"generation {generation_id} is gone")
             if generation.status == "ready":
                 return {"generation_id": generation_id, "status": "ready"}
-            chunks: list[StoredChunk] = []
-            for document_id, number in sorted(generation.document_versions.items()):
-                chunks.extend(await uow.chunks.list_for_version(document_id, number))
+            chunks = await _generation_chunks(uow, generation)
         if (generation.embedder, generation.dimensions) != (
             self._embedder.name,
             self._embedder.dimensions,
@@ -744,7 +750,7 @@ class KnowledgeService:
             )
         await ctx.progress(0.92, "evaluating")
         metrics: dict[str, Any] = {"chunks": len(chunks), "built_at": self._clock.now().isoformat()}
-        golden = await self._evaluate_index(generation_id)
+        golden = await self._evaluate_index(generation_id, generation, chunks)
         if golden is not None:
             metrics["golden"] = golden.model_dump()
         async with self._storage.unit_of_work() as uow:
@@ -1039,8 +1045,13 @@ class KnowledgeService:
         return metrics
 
     async def _evaluate_index(
-        self, generation_id: str, generation: IndexGeneration | None = None
+        self,
+        generation_id: str,
+        generation: IndexGeneration | None = None,
+        chunks: Sequence[StoredChunk] | None = None,
     ) -> GoldenMetrics | None:
+        """Golden-set figures of the generation's index (None without a golden set);
+        ``chunks``, when the caller has them, spares reading them again."""
         async with self._storage.unit_of_work() as uow:
             questions = list(await uow.golden_set.list())
             if not questions:
@@ -1048,9 +1059,8 @@ class KnowledgeService:
             generation = generation or await uow.generations.get(generation_id)
             if generation is None:
                 return None
-            chunks: list[StoredChunk] = []
-            for document_id, number in sorted(generation.document_versions.items()):
-                chunks.extend(await uow.chunks.list_for_version(document_id, number))
+            if chunks is None:
+                chunks = await _generation_chunks(uow, generation)
         k = self.config.eval_k
         judged = [self._relevance(q, chunks) for q in questions]
         vectors = await self._embedder.embed([q.question for q in questions])
