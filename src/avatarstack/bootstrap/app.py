@@ -15,6 +15,7 @@ from avatarstack import __version__
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.app import build_http_app
 from avatarstack.adapters.http.auth import bearer_policy
+from avatarstack.adapters.http.console import CONSOLE, ConsoleConfig
 from avatarstack.adapters.http.routes.realtime import REALTIME, RealtimeConfig, RealtimeHub
 from avatarstack.adapters.http.routing import Route
 from avatarstack.bootstrap.container import Container, build_container
@@ -90,6 +91,7 @@ def create_app(
         access_policy=bearer_policy(identity),
     )
     app[keys.IDENTITY] = identity
+    app[CONSOLE] = make_console_config(settings)
     app[keys.AVATARS] = avatars
     app[keys.KNOWLEDGE] = knowledge
     hub = RealtimeHub(
@@ -246,6 +248,18 @@ async def _publish_quietly(broadcaster: Broadcaster, topic: str, payload: dict[s
         await broadcaster.publish(topic, payload)
     except AvatarstackError as exc:  # progress is best effort; GET /kb/jobs/{id} has it
         log.debug("job_progress_not_published", error=exc.code)
+
+
+def make_console_config(settings: Settings) -> ConsoleConfig:
+    console = settings.console
+    return ConsoleConfig(
+        enabled=console.enabled,
+        avatar_provider=settings.avatar.provider,
+        livekit_client_url=console.livekit_client_url,
+        livekit_connect_src=tuple(console.livekit_connect_src),
+        version=__version__,
+        secure=settings.resolved_public_url.lower().startswith("https://"),
+    )
 
 
 def make_realtime_config(settings: Settings) -> RealtimeConfig:

@@ -33,6 +33,7 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from avatarstack import __version__
+from avatarstack.adapters.http import server as http_server
 from avatarstack.bootstrap.app import create_app, make_worker, prepare_knowledge
 from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
@@ -69,16 +70,15 @@ def load_settings(**overrides: Any) -> Settings:
 def run_server(app: web.Application, settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM: stop accepting, let in-flight requests finish (up to
     ``http.shutdown_timeout``), run the cleanup contexts (close pools), return normally."""
-    web.run_app(
+    http_server.run(
         app,
         host=settings.http.host,
         port=settings.http.port,
         shutdown_timeout=settings.http.shutdown_timeout,
-        access_log=None,
-        print=lambda _msg: log.info(
+        https=settings.resolved_public_url.lower().startswith("https://"),
+        on_started=lambda: log.info(
             "serving", url=f"http://{settings.http.host}:{settings.http.port}"
         ),
-        handle_signals=True,
     )
 
 

@@ -288,6 +288,19 @@ class RealtimeSettings(BaseModel):
     )
 
 
+class ConsoleSettings(BaseModel):
+    enabled: bool = Field(True, description="Serve the web console at `/` (and `/console/…`).")
+    livekit_client_url: str = Field(
+        "/console/vendor/livekit-client/livekit-client.esm.mjs",
+        description="URL of the livekit-client ES module the console imports (default: the "
+        "vendored copy); another origin is added to the console's `script-src`.",
+    )
+    livekit_connect_src: list[str] = Field(
+        default_factory=lambda: ["wss://*.livekit.cloud", "https://*.livekit.cloud"],
+        description="Origins the LiveKit client may connect to (the console's `connect-src`).",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of avatarstack. Build it once (``Settings()``) and pass it down."""
 
@@ -343,6 +356,7 @@ class Settings(BaseSettings):
     avatar: AvatarSettings = Field(default_factory=AvatarSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("database_url")
     @classmethod

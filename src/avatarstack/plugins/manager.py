@@ -28,6 +28,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "avatarstack.plugins.builtin.avatar",
     "avatarstack.plugins.builtin.knowledge",
     "avatarstack.plugins.builtin.realtime",
+    "avatarstack.plugins.builtin.console",
     "avatarstack.plugins.builtin.textavatar",
     "avatarstack.plugins.builtin.liveavatar",
     "avatarstack.plugins.builtin.heygen",

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from avatarstack.adapters.http import keys
+from avatarstack.adapters.http.headers import security_headers
 from avatarstack.adapters.http.metrics import HttpMetrics
 from avatarstack.adapters.http.pipeline import (
     FALLBACK,
@@ -56,6 +57,9 @@ def build_http_app(
     app[keys.STORAGE] = storage
     app[keys.READINESS_CHECKS] = dict(readiness)
     metrics.watch_pool(storage.pool_stats, storage.name)
+    app.on_response_prepare.append(
+        security_headers(https=config.public_url.lower().startswith("https://"))
+    )
     app.on_startup.insert(0, _refuse_undeclared_routes)  # before any resource starts
     return app
 
