@@ -567,6 +567,23 @@ class IdentityService:
             await uow.commit()
         self._forget_principals()
 
+    async def logout_refresh(self, refresh_token: str, ctx: RequestContext) -> bool:
+        """End the session (the whole refresh-token family) that ``refresh_token`` belongs to,
+        used or not: the cookie logout holds a refresh token, not an access token. False when
+        the token is unknown or its session has already ended."""
+        token_hash = accounts.hash_secret(refresh_token)
+        async with self._storage.unit_of_work() as uow:
+            known = await uow.refresh_tokens.get(token_hash)
+            if known is None:
+                return False
+            session = await uow.sessions.get(known.session_id)
+            if session is None or not await uow.sessions.revoke(session.id, self._clock.now()):
+                return False
+            await self._audit(uow, "logout", actor_id=session.user_id, ctx=ctx)
+            await uow.commit()
+        self._forget_principals()
+        return True
+
     async def list_sessions(self, principal: Principal) -> list[AuthSession]:
         async with self._storage.unit_of_work() as uow:
             return list(await uow.sessions.list_active(principal.user.id, self._clock.now()))

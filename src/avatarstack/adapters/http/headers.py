@@ -11,6 +11,7 @@ errors and WebSocket handshakes included.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -50,7 +51,10 @@ def security_headers(*, https: bool) -> ResponseHook:
     return add_headers
 
 
-def no_store(response: web.StreamResponse) -> web.StreamResponse:
+R = TypeVar("R", bound=web.StreamResponse)
+
+
+def no_store(response: R) -> R:
     """Mark a response that carries credentials: no cache may keep it."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

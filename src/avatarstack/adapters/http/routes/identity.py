@@ -8,12 +8,15 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from avatarstack.adapters.http import keys
+from avatarstack.adapters.http import cookies, keys, problems
 from avatarstack.adapters.http.auth import principal, request_context
 from avatarstack.adapters.http.body import model_response, path_id, read_json, read_query
+from avatarstack.adapters.http.headers import no_store
+from avatarstack.adapters.http.pipeline import REQUEST_ID
 from avatarstack.adapters.http.routing import AUTHENTICATED, PUBLIC, Route
 from avatarstack.core.identity import IdentityService, OAuthStart, Profile, TokenPair
 from avatarstack.ports.errors import (
+    AuthenticationError,
     AvatarstackError,
     UnavailableError,
     UpstreamError,
@@ -65,7 +68,9 @@ class UserOut(BaseModel):
 
 class TokenOut(BaseModel):
     access_token: str
-    refresh_token: str
+    refresh_token: str | None = Field(
+        description="The refresh token; null in cookie mode (it is in the HttpOnly cookie)."
+    )
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme name
     expires_in: int
     user: UserOut
@@ -106,6 +111,11 @@ class Accepted(BaseModel):
 class LoginIn(BaseModel):
     email: str = Field(max_length=320)
     password: str = Field(max_length=4096)
+    refresh_cookie: bool = Field(
+        False,
+        description="Put the refresh token in an HttpOnly cookie instead of the body "
+        "(browsers; needs an Origin header of this site).",
+    )
 
 
 class RefreshIn(BaseModel):
@@ -156,6 +166,9 @@ class CallbackQuery(BaseModel):
 
 class CodeIn(BaseModel):
     code: str = Field(min_length=1, max_length=512)
+    refresh_cookie: bool = Field(
+        False, description="Put the refresh token in an HttpOnly cookie (see login)."
+    )
 
 
 class LinkIn(BaseModel):
@@ -258,18 +271,64 @@ async def resend(request: web.Request) -> web.Response:
     return model_response(Accepted(), 202)
 
 
+def _tokens(request: web.Request, pair: TokenPair, in_cookie: bool) -> web.Response:
+    """A token pair response (never cached); in cookie mode the refresh token travels in the
+    HttpOnly cookie only."""
+    if not in_cookie:
+        return no_store(model_response(TokenOut.of(pair)))
+    out = TokenOut.of(pair)
+    out.refresh_token = None
+    response = no_store(model_response(out))
+    cookies.set_refresh_cookie(
+        response,
+        request,
+        pair.refresh_token,
+        max_age=int(request.app[keys.IDENTITY].policy.refresh_ttl.total_seconds()),
+    )
+    return response
+
+
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginIn, max_bytes=_limit(request))
+    if body.refresh_cookie:
+        cookies.check_origin(request)
     pair = await request.app[keys.IDENTITY].login(
         body.email, body.password, request_context(request)
     )
-    return model_response(TokenOut.of(pair))
+    return _tokens(request, pair, body.refresh_cookie)
 
 
 async def refresh(request: web.Request) -> web.Response:
     body = await read_json(request, RefreshIn, max_bytes=_limit(request))
     pair = await request.app[keys.IDENTITY].refresh(body.refresh_token, request_context(request))
-    return model_response(TokenOut.of(pair))
+    return _tokens(request, pair, in_cookie=False)
+
+
+async def cookie_refresh(request: web.Request) -> web.Response:
+    """Rotate the refresh token held in the cookie; a missing, invalid or reused one clears
+    the cookie (a reused one has also ended its session)."""
+    cookies.check_origin(request)
+    token = cookies.refresh_cookie(request)
+    try:
+        if token is None:
+            raise AuthenticationError("no refresh cookie; log in again")
+        pair = await request.app[keys.IDENTITY].refresh(token, request_context(request))
+    except AuthenticationError as exc:
+        response = problems.from_error(exc, request.get(REQUEST_ID))
+        cookies.clear_refresh_cookie(response, request)
+        return no_store(response)
+    return _tokens(request, pair, in_cookie=True)
+
+
+async def cookie_logout(request: web.Request) -> web.Response:
+    """End the cookie's session (its refresh-token family) and clear the cookie."""
+    cookies.check_origin(request)
+    token = cookies.refresh_cookie(request)
+    if token is not None:
+        await request.app[keys.IDENTITY].logout_refresh(token, request_context(request))
+    response = web.Response(status=204)
+    cookies.clear_refresh_cookie(response, request)
+    return response
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -358,8 +417,10 @@ async def oauth_callback(request: web.Request) -> web.Response:
 
 async def oauth_exchange(request: web.Request) -> web.Response:
     body = await read_json(request, CodeIn, max_bytes=_limit(request))
+    if body.refresh_cookie:
+        cookies.check_origin(request)
     pair = await request.app[keys.IDENTITY].exchange_login_code(body.code, request_context(request))
-    return model_response(TokenOut.of(pair))
+    return _tokens(request, pair, body.refresh_cookie)
 
 
 async def oauth_link(request: web.Request) -> web.Response:
@@ -506,7 +567,11 @@ ROUTES = [
         AUTH,
         request_model=LoginIn,
         response_model=TokenOut,
-        responses={401: "Wrong e-mail or password", 403: "E-mail not verified", **_INPUT},
+        responses={
+            401: "Wrong e-mail or password",
+            403: "E-mail not verified, or (cookie mode) a missing or foreign Origin header",
+            **_INPUT,
+        },
     ),
     Route(
         "POST",
@@ -519,6 +584,33 @@ ROUTES = [
         request_model=RefreshIn,
         response_model=TokenOut,
         responses={401: "Invalid, used or expired refresh token", **_INPUT},
+    ),
+    Route(
+        "POST",
+        f"{API}/auth/cookie/refresh",
+        cookie_refresh,
+        PUBLIC,
+        "auth_cookie_refresh",
+        "Cookie mode: rotate the refresh token held in the HttpOnly cookie (no body; the "
+        "Origin header must be this site's) for a new access token; the cookie is re-set.",
+        AUTH,
+        response_model=TokenOut,
+        responses={
+            401: "Missing, invalid, used or expired refresh cookie (the cookie is cleared)",
+            403: "Missing or foreign Origin header",
+        },
+    ),
+    Route(
+        "POST",
+        f"{API}/auth/cookie/logout",
+        cookie_logout,
+        PUBLIC,
+        "auth_cookie_logout",
+        "Cookie mode: end the cookie's session (its refresh tokens stop working) and clear "
+        "the cookie (the Origin header must be this site's).",
+        AUTH,
+        status=204,
+        responses={403: "Missing or foreign Origin header"},
     ),
     Route(
         "POST",
