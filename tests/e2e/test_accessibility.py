@@ -1,0 +1,64 @@
+"""Every console page, on a desktop and on a 390 by 844 phone: no serious or critical axe-core
+violation, no horizontal scrolling on the phone, no Content-Security-Policy violation and no
+uncaught script error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from a11y import axe_violations, describe, horizontal_overflow
+from harness import DESKTOP, PHONE, Server, Servers, seed_manual
+from playwright.sync_api import Page, expect
+from ui import sign_in
+
+from conftest import ConsoleLog
+
+ADMIN = "root@example.com"
+SIGNED_OUT = ("/login", "/register", "/forgot-password", "/reset-password#token=not-a-real-token")
+SIGNED_IN = ("/chat", "/knowledge", "/profile", "/admin")
+VIEWPORTS = [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone-390")]
+
+
+@pytest.fixture(scope="module")
+def server(servers: Servers) -> Iterator[Server]:
+    server = servers.new("a11y")
+    server.create_user(ADMIN, "admin")
+    seed_manual(server)
+    server.start()
+    yield server
+    server.stop()
+
+
+def check_pages(
+    page: Page, paths: tuple[str, ...], viewport: dict[str, int], log: ConsoleLog
+) -> None:
+    problems: list[str] = []
+    for path in paths:
+        page.goto(path)
+        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        violations = axe_violations(page)
+        if violations:
+            problems.append(f"{path}:\n{describe(violations)}")
+        if viewport is PHONE and (overflow := horizontal_overflow(page)) > 0:
+            problems.append(f"{path}: {overflow} px wider than the 390 px screen")
+    errors = [line for line in log.of(page) if line.startswith("[pageerror]")]
+    problems += [f"CSP: {line}" for line in log.csp_violations()]
+    problems += [f"script error: {line}" for line in errors]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_the_signed_out_pages_are_accessible(
+    page: Page, viewport: dict[str, int], console_log: ConsoleLog
+) -> None:
+    check_pages(page, SIGNED_OUT, viewport, console_log)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_the_signed_in_pages_are_accessible(
+    page: Page, viewport: dict[str, int], console_log: ConsoleLog
+) -> None:
+    sign_in(page, ADMIN)
+    check_pages(page, SIGNED_IN, viewport, console_log)

@@ -1,0 +1,270 @@
+"""The avatar panel with ``liveavatar`` (FULL mode) in Chromium: the server talks to the project's
+fake LiveAvatar, and the page's LiveKit client is the recording test double
+(``livekit_double.mjs``, named through ``AVATARSTACK_CONSOLE__LIVEKIT_CLIENT_URL``).
+
+:class:`Agent` plays the LiveKit room between the page and LiveAvatar: what the page publishes on
+``agent-control`` goes to the fake LiveAvatar's data channel, and the ``agent-response`` events
+the fake answers with come back into the page as data packets — the event shapes are the fake's,
+which follow LiveAvatar's documentation.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from harness import BackgroundLoop, Server, Servers, StaticFiles, seed_manual, unique_email
+from playwright.sync_api import Page, expect
+from ui import SLOW, ask, sign_in
+
+from avatarstack.testkit.liveavatar import FakeLiveAvatar
+
+QUESTION = "How often does the espresso machine need descaling?"
+SENTENCE = re.compile(r"[^.!?]+[.!?]")
+
+
+@pytest.fixture(scope="module")
+def liveavatar(aio: BackgroundLoop) -> Iterator[FakeLiveAvatar]:
+    fake = FakeLiveAvatar(max_concurrent=50)
+    aio.run(fake.start())
+    yield fake
+    aio.run(fake.stop())
+
+
+@pytest.fixture(scope="module")
+def server(
+    servers: Servers, liveavatar: FakeLiveAvatar, livekit_double: StaticFiles
+) -> Iterator[Server]:
+    server = servers.new(
+        "liveavatar",
+        AVATARSTACK_AVATAR__PROVIDER="liveavatar",
+        AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY=liveavatar.api_key,
+        AVATARSTACK_AVATAR__LIVEAVATAR__BASE_URL=liveavatar.base_url,
+        AVATARSTACK_AVATAR__SESSIONS_TOTAL="50",
+        AVATARSTACK_CONSOLE__LIVEKIT_CLIENT_URL=livekit_double.url("livekit_double.mjs"),
+    )
+    seed_manual(server)
+    server.start()
+    yield server
+    server.stop()
+
+
+class Agent:
+    """The room between the page (its LiveKit double) and the fake LiveAvatar."""
+
+    def __init__(self, aio: BackgroundLoop, fake: FakeLiveAvatar, page: Page) -> None:
+        self.aio, self.fake, self.page = aio, fake, page
+        self._relayed = 0
+        self._lock = threading.Lock()
+        self._responses: list[dict[str, Any]] = []
+        fake.commands.listen(self._collect)
+
+    def _collect(self, session_id: str, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._responses.append(event)
+
+    def close(self) -> None:
+        self.fake.commands.unlisten(self._collect)
+
+    # ------------------------------------------------------------------ what the page did
+
+    def connects(self) -> list[dict[str, Any]]:
+        return list(self.page.evaluate("() => window.__livekitDouble?.connects ?? []"))
+
+    def published(self) -> list[dict[str, Any]]:
+        return list(self.page.evaluate("() => window.__livekitDouble?.published ?? []"))
+
+    def commands(self, event_type: str) -> list[dict[str, Any]]:
+        return [
+            p["json"]
+            for p in self.published()
+            if p["topic"] == "agent-control" and (p["json"] or {}).get("event_type") == event_type
+        ]
+
+    def wait_for(self, event_type: str, count: int = 1) -> list[dict[str, Any]]:
+        self.page.wait_for_function(
+            """([type, count]) => (window.__livekitDouble?.published ?? []).filter(
+                (p) => p.json && p.json.event_type === type).length >= count""",
+            arg=[event_type, count],
+            timeout=SLOW,
+        )
+        return self.commands(event_type)
+
+    # ------------------------------------------------------------------ the room
+
+    def relay(self) -> None:
+        """Carry the page's new commands to LiveAvatar and its answers back to the page."""
+        published = self.published()
+        for packet in published[self._relayed :]:
+            if packet["topic"] == "agent-control" and packet["json"]:
+                command = packet["json"]
+                self.aio.run(self.fake.commands.send(command["session_id"], command))
+        self._relayed = len(published)
+        self.deliver()
+
+    def deliver(self, *, twice: bool = False) -> list[dict[str, Any]]:
+        """Hand LiveAvatar's pending ``agent-response`` events to the page (``twice``: each
+        one two times, as two tabs in the room would forward it)."""
+        with self._lock:
+            events, self._responses = self._responses, []
+        for event in events:
+            for _ in range(2 if twice else 1):
+                self.page.evaluate("(event) => window.__livekitDouble.receive(event)", event)
+        return events
+
+    def event(self, event_type: str, session_id: str, source_event_id: str | None) -> None:
+        """One ``agent-response`` event LiveAvatar sends of its own accord."""
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": event_type,
+            "session_id": session_id,
+            "source_event_id": source_event_id,
+        }
+        self.page.evaluate("(event) => window.__livekitDouble.receive(event)", event)
+
+    def session_id(self, client_token: str) -> str:
+        """The LiveAvatar session that issued this LiveKit client token."""
+
+        async def find() -> str:
+            (session,) = [
+                s for s in self.fake.sessions.values() if s.livekit_client_token == client_token
+            ]
+            return session.id
+
+        return self.aio.run(find())
+
+    def advance(self, seconds: float) -> None:
+        """LiveAvatar's clock moves on (speech in progress ends); then relay."""
+        self.aio.run(self.fake.advance(seconds))
+        self.deliver()
+
+
+@pytest.fixture
+def agent(aio: BackgroundLoop, liveavatar: FakeLiveAvatar, page: Page) -> Iterator[Agent]:
+    room = Agent(aio, liveavatar, page)
+    yield room
+    room.close()
+
+
+def start_avatar(page: Page, server: Server, agent: Agent) -> tuple[str, str]:
+    """Sign a new member in, start the avatar and wait until the page joined the room: the
+    member's e-mail address and the LiveAvatar session id."""
+    email = server.create_user(unique_email("lia"))
+    sign_in(page, email)
+    page.get_by_role("button", name="Start avatar").click()
+    page.wait_for_function("() => (window.__livekitDouble?.connects ?? []).length >= 1")
+    (connect,) = agent.connects()
+    return email, agent.session_id(connect["token"])
+
+
+def test_the_page_joins_the_room_with_the_credentials_the_fake_issued(
+    page: Page, server: Server, agent: Agent, liveavatar: FakeLiveAvatar
+) -> None:
+    _, session_id = start_avatar(page, server, agent)
+    session = liveavatar.session(session_id)
+    assert session.status == "active"
+    assert [(c["url"], c["token"]) for c in agent.connects()] == [
+        (session.livekit_url, session.livekit_client_token)
+    ]
+    # the avatar's video track is attached to a video element on the page
+    page.wait_for_function("() => [...document.querySelectorAll('video')].some((v) => v.srcObject)")
+    expect(page.get_by_role("button", name="Stop avatar")).to_be_visible()
+
+    page.get_by_role("button", name="Stop avatar").click()
+    page.wait_for_function("() => window.__livekitDouble.disconnects >= 1")
+    expect(page.get_by_role("button", name="Start avatar")).to_be_visible()
+    assert liveavatar.saw_stop(session_id)
+
+
+def test_an_answer_is_spoken_sentence_by_sentence_and_speaking_reaches_the_conversation(
+    page: Page, server: Server, agent: Agent, liveavatar: FakeLiveAvatar
+) -> None:
+    email, session_id = start_avatar(page, server, agent)
+    ask(page, QUESTION)
+    expect(page.get_by_text("every three months").first).to_be_visible(timeout=SLOW)
+    (completed,) = [
+        e for e in conversation_events(server, email) if e["type"] == "answer.completed"
+    ]
+    sentences = [s.strip() for s in SENTENCE.findall(completed["data"]["text"])]
+    assert sentences
+
+    spoken = agent.wait_for("avatar.speak_text", len(sentences))
+    assert [c["text"].strip() for c in spoken] == sentences
+    assert all(c["session_id"] == session_id for c in spoken)
+    assert {(p["topic"], p["reliable"]) for p in agent.published()} == {("agent-control", True)}
+
+    liveavatar.seconds_per_word = 0.4
+    agent.relay()  # LiveAvatar starts the first sentence: speak_started + transcription
+    expect(page.get_by_text("Speaking", exact=True)).to_be_visible()
+    expect(page.get_by_label("Captions")).to_contain_text(sentences[0])
+    agent.advance(120)  # every sentence ends
+    expect(page.get_by_text("Idle", exact=True)).to_be_visible()
+
+    # a speak_started/ended pair of LiveAvatar's own (no estimate of ours could make it)
+    task = str(uuid.uuid4())
+    agent.event("avatar.speak_started", session_id, task)
+    expect(page.get_by_text("Speaking", exact=True)).to_be_visible()
+    agent.event("avatar.speak_ended", session_id, task)
+    expect(page.get_by_text("Idle", exact=True)).to_be_visible()
+    reported = [
+        e["type"] for e in conversation_events(server, email) if e["data"].get("task_id") == task
+    ]
+    assert reported == ["avatar.speaking", "avatar.idle"]
+
+
+def test_interrupt_reaches_the_room(
+    page: Page, server: Server, agent: Agent, liveavatar: FakeLiveAvatar
+) -> None:
+    _, session_id = start_avatar(page, server, agent)
+    liveavatar.seconds_per_word = 5  # the avatar is still speaking when the user interrupts
+    ask(page, QUESTION)
+    agent.wait_for("avatar.speak_text")
+    agent.relay()
+    expect(page.get_by_text("Speaking", exact=True)).to_be_visible()
+
+    page.get_by_role("button", name="Interrupt").click()
+    (interrupt,) = agent.wait_for("avatar.interrupt")
+    assert interrupt["session_id"] == session_id
+    agent.relay()  # LiveAvatar cuts the utterance: speak_ended
+    expect(page.get_by_text("Idle", exact=True)).to_be_visible()
+    kinds = [c.event_type for c in liveavatar.session(session_id).commands]
+    assert "avatar.interrupt" in kinds
+
+
+def test_a_user_transcription_becomes_one_message_with_a_cited_answer(
+    page: Page, server: Server, agent: Agent, liveavatar: FakeLiveAvatar
+) -> None:
+    email, session_id = start_avatar(page, server, agent)
+    microphone = page.get_by_role("button", name="Microphone")
+    microphone.click()
+    expect(microphone).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("() => window.__livekitDouble.microphone") == [True]
+
+    agent.aio.run(liveavatar.commands.inject_user_speech(session_id, QUESTION))
+    events = agent.deliver(twice=True)  # the same transcription forwarded twice
+    (transcription,) = [e for e in events if e["event_type"] == "user.transcription"]
+
+    expect(page.get_by_text(QUESTION)).to_have_count(1, timeout=SLOW)
+    expect(page.get_by_text("every three months").first).to_be_visible(timeout=SLOW)
+    conversation = conversation_events(server, email)
+    messages = [e for e in conversation if e["type"] == "message.created"]
+    assert [(m["data"]["text"], m["data"]["client_id"]) for m in messages] == [
+        (QUESTION, f"voice:{transcription['event_id']}")
+    ]
+    answers = [e for e in conversation if e["type"] == "answer.completed"]
+    assert len(answers) == 1
+    assert answers[0]["data"]["citations"], answers[0]
+
+
+# =========================================================================== API facts
+
+
+def conversation_events(server: Server, email: str) -> list[dict[str, Any]]:
+    """The stored events of the user's one conversation, over the API."""
+    token = server.login(email)
+    (conversation,) = server.api("GET", "/conversations", token=token).body["conversations"]
+    return server.events(token, conversation["id"])
