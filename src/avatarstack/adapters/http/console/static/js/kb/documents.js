@@ -6,13 +6,13 @@ import { alertBox, busy, h, replace, when } from "../dom.js";
 
 export const ACCEPT = ".pdf,application/pdf,.md,.markdown,.txt,.html,.docx";
 
-export function createDocuments({ onJob, onChange }) {
+export function createDocuments({ onJob, onChange, onNewVersion }) {
   const alert = alertBox();
   const body = h("tbody", {});
   const table = h(
     "table",
     { class: "stack", "aria-label": "Documents" },
-    h("thead", {}, h("tr", {}, ["Title", "Version", "Updated", "Actions"].map((t) => h("th", { scope: "col", text: t })))),
+    h("thead", {}, h("tr", {}, ["Title", "Version", "Status", "Updated", "Actions"].map((t) => h("th", { scope: "col", text: t })))),
     body,
   );
   const empty = h("p", { class: "muted", hidden: true, text: "No documents yet: upload one above." });
@@ -41,10 +41,8 @@ export function createDocuments({ onJob, onChange }) {
       history.hidden = !open;
       if (open) await showHistory(doc, history);
     });
-    const file = h("input", { type: "file", hidden: true, "aria-label": `New version of ${doc.title}`, accept: ACCEPT });
-    const upload = h("button", { type: "button", class: "small", text: "New version" });
-    upload.addEventListener("click", () => file.click());
-    file.addEventListener("change", () => uploadVersion(doc, file));
+    const upload = h("button", { type: "button", class: "small", text: "New version", "aria-label": `New version of ${doc.title}` });
+    upload.addEventListener("click", () => onNewVersion(doc));
     const remove = h("button", { type: "button", class: "small danger", text: "Delete", "aria-label": `Delete ${doc.title}` });
     remove.addEventListener("click", () => {
       if (!window.confirm(`Delete "${doc.title}" and all its versions?`)) return;
@@ -58,9 +56,10 @@ export function createDocuments({ onJob, onChange }) {
       "tr",
       { "data-document-id": doc.document_id },
       h("td", { "data-label": "Title" }, h("strong", { text: doc.title }), history),
-      h("td", { "data-label": "Version", text: doc.current_version ?? "not ready yet" }),
+      h("td", { "data-label": "Version", text: doc.current_version ? `v${doc.current_version}` : "–" }),
+      h("td", { "data-label": "Status", text: statusOf(doc) }),
       h("td", { "data-label": "Updated", text: when(doc.updated_at) }),
-      h("td", { "data-label": "Actions" }, h("div", { class: "actions" }, toggle, file, upload, remove)),
+      h("td", { "data-label": "Actions" }, h("div", { class: "actions" }, toggle, upload, remove)),
     );
   }
 
@@ -95,19 +94,13 @@ export function createDocuments({ onJob, onChange }) {
     replace(container, h("ol", { class: "versions", "aria-label": `Versions of ${doc.title}` }, items));
   }
 
-  async function uploadVersion(doc, input) {
-    const file = input.files?.[0];
-    if (!file) return;
-    const form = new FormData();
-    form.append("file", file);
-    await busy(null, alert, async () => {
-      const result = await api(`kb/documents/${encodeURIComponent(doc.document_id)}`, { method: "PUT", form });
-      if (result?.job_id && result.created !== false) onJob(result.job_id, `Processing ${file.name} (version ${result.version} of ${doc.title})`);
-      else alert.show(`${file.name} is the same as the current version: nothing changed.`);
-      await load();
-    });
-    input.value = "";
-  }
-
   return { el, load };
+}
+
+/** The list has no version details: a current version means ready; the upload's progress and
+ * the history tell the rest. */
+function statusOf(doc) {
+  const latest = doc.latest || doc.current;
+  if (latest?.status) return latest.error ? `${latest.status}: ${latest.error}` : latest.status;
+  return doc.current_version ? "ready" : "processing";
 }
