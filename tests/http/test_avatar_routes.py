@@ -151,7 +151,13 @@ async def browser_relay(client: Any, provider_session_id: str, fake: FakeLiveAva
     """What the owner's page does: take the session's commands from our relay and publish them
     on the room's data channel (here: the fake's stand-in)."""
     relay = client.server.app[CONTAINER].avatar_commands()
-    queue = relay.subscribe(provider_session_id)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def deliver(command: dict[str, Any]) -> bool:
+        queue.put_nowait(command)
+        return True
+
+    relay.attach(provider_session_id, deliver)
 
     async def forward() -> None:
         while True:
@@ -165,7 +171,7 @@ async def browser_relay(client: Any, provider_session_id: str, fake: FakeLiveAva
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        relay.unsubscribe(provider_session_id, queue)
+        relay.detach(provider_session_id, deliver)
 
 
 async def test_a_liveavatar_session_hands_the_browser_livekit_credentials_never_the_key(
@@ -182,12 +188,14 @@ async def test_a_liveavatar_session_hands_the_browser_livekit_credentials_never_
     assert session["expires_at"] is not None
     sid = session["session_id"]
 
-    # without the browser view connected, speech cannot be delivered: a clear 503
+    # without the owner's browser in the room, speech cannot be delivered: a clear 409
     no_view = await live_client.post(
         f"{API}/sessions/{sid}/speak", json={"text": "Hello there."}, headers=auth
     )
-    assert no_view.status == 503
-    assert "browser view" in (await no_view.json())["detail"]
+    assert no_view.status == 409
+    problem = await no_view.json()
+    assert problem["type"].endswith("avatar-not-attached")
+    assert "no browser of the session's owner is connected" in problem["detail"]
 
     storage = live_client.server.app[CONTAINER].storage()
     async with storage.unit_of_work() as uow:

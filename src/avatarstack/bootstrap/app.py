@@ -98,6 +98,8 @@ def create_app(
         conversations=conversations,
         identity=identity,
         config=make_realtime_config(settings),
+        avatars=avatars,
+        commands=container.avatar_commands(),
     )
     app[REALTIME] = hub
     app.on_shutdown.append(lambda _app: hub.close_all())
@@ -273,6 +275,7 @@ def make_realtime_config(settings: Settings) -> RealtimeConfig:
         rate_per_second=rt.messages_per_second,
         rate_burst=max(1, int(rt.messages_per_second * 3)),
         recheck_seconds=rt.recheck_seconds,
+        voice_answers=settings.avatar.liveavatar.voice_answers == "knowledge",
     )
 
 

@@ -17,11 +17,12 @@ from pydantic import SecretStr
 from avatarstack import __version__
 from avatarstack.adapters.argon2 import Argon2PasswordHasher
 from avatarstack.adapters.broadcast import LocalBroadcaster
+from avatarstack.adapters.broadcast.commands import BroadcastCommandRelay
 from avatarstack.adapters.chroma import ChromaKnowledgeStore, HnswOptions
 from avatarstack.adapters.console import ConsoleMailer
 from avatarstack.adapters.http.metrics import HttpMetrics
 from avatarstack.adapters.jwt import JwtAccessTokens
-from avatarstack.adapters.memory import CommandRelay, MemoryKnowledgeStore, MemoryStorage
+from avatarstack.adapters.memory import MemoryKnowledgeStore, MemoryStorage
 from avatarstack.adapters.parsers import choose_parser, parse_isolated
 from avatarstack.adapters.postgres import PostgresOptions, PostgresStorage
 from avatarstack.adapters.postgres.broadcast import PostgresBroadcaster
@@ -264,6 +265,18 @@ def make_broadcaster(settings: Settings) -> Broadcaster:
     return LocalBroadcaster()
 
 
+def _several_instances(settings: Settings) -> bool:
+    """Instances share work (and avatar commands) only through PostgreSQL."""
+    return settings.storage_backend == "postgres"
+
+
+async def _closing_relay(relay: BroadcastCommandRelay) -> AsyncIterator[BroadcastCommandRelay]:
+    try:
+        yield relay
+    finally:
+        await relay.close()
+
+
 async def _started_broadcaster(broadcaster: Broadcaster) -> AsyncIterator[Broadcaster]:
     await broadcaster.start()
     try:
@@ -370,7 +383,15 @@ class Container(containers.DeclarativeContainer):
     )
     identity_resource = providers.Resource(_closing_identity, identity=identity)
 
-    avatar_commands = providers.Singleton(CommandRelay)
+    broadcaster = providers.Singleton(make_broadcaster, settings=settings)
+    broadcaster_resource = providers.Resource(_started_broadcaster, broadcaster=broadcaster)
+    avatar_commands = providers.Singleton(
+        BroadcastCommandRelay,
+        broadcaster=broadcaster,
+        ack_timeout=settings.provided.realtime.command_ack_seconds,
+        remote=providers.Callable(_several_instances, settings=settings),
+    )
+    avatar_commands_resource = providers.Resource(_closing_relay, relay=avatar_commands)
     avatar_context = providers.Singleton(
         AvatarProviderContext, clock=clock, commands=avatar_commands
     )
@@ -407,8 +428,6 @@ class Container(containers.DeclarativeContainer):
         observer=metrics,
     )
 
-    broadcaster = providers.Singleton(make_broadcaster, settings=settings)
-    broadcaster_resource = providers.Resource(_started_broadcaster, broadcaster=broadcaster)
     answer_engines = providers.Singleton(
         collect_answer_engines, pm=plugin_manager, settings=settings
     )

@@ -213,6 +213,12 @@ class LiveAvatarSettings(BaseModel):
         None, description="LiveAvatar context (persona prompt) used by `talk` in FULL mode."
     )
     sandbox: bool = Field(False, description="Free sandbox sessions (Wayne avatar, ~60 s).")
+    voice_answers: Literal["knowledge", "liveavatar"] = Field(
+        "knowledge",
+        description="Who answers the user's speech: `knowledge` (it becomes a user message "
+        "answered from the knowledge base; LiveAvatar's own reply is interrupted) or "
+        "`liveavatar` (LiveAvatar's LLM answers with its context; transcriptions are ignored).",
+    )
 
 
 class AvatarSettings(BaseModel):
@@ -285,6 +291,13 @@ class RealtimeSettings(BaseModel):
         15.0,
         ge=1,
         description="An answer whose instance died is resumed by another instance after this.",
+    )
+    command_ack_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description="How long an avatar command relayed to another instance's socket may take "
+        "to be acknowledged (then: no browser is connected, 409).",
     )
 
 

@@ -33,6 +33,7 @@ from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
     AvatarstackError,
     ConflictError,
+    NoAvatarViewError,
     NotFoundError,
     RateLimitedError,
 )
@@ -147,6 +148,11 @@ class InstrumentedProvider:
 
     def events(self, provider_session_id: str) -> AsyncIterator[AvatarEvent]:
         return self._provider.events(provider_session_id)
+
+    def feed(self, provider_session_id: str, vendor_event: Mapping[str, Any]) -> None:
+        feed = getattr(self._provider, "feed", None)
+        if feed is not None:
+            feed(provider_session_id, vendor_event)
 
     async def close(self) -> None:
         await self._provider.close()
@@ -299,6 +305,14 @@ class AvatarService:
         await self._update(
             session.id, last_activity_at=now, data={"speaking_until": now.isoformat()}
         )
+
+    async def feed(self, owner_id: str, session_id: str, vendor_event: Mapping[str, Any]) -> None:
+        """Hand the provider one event its session reported through the owner's browser (a
+        LiveAvatar ``agent-response`` event); providers that take none ignore it."""
+        session = await self.get(owner_id, session_id)
+        feed = getattr(self.provider, "feed", None)
+        if feed is not None and session.status in LIVE and session.provider_session_id:
+            feed(session.provider_session_id, vendor_event)
 
     async def touch(self, owner_id: str, session_id: str) -> None:
         """Chat activity in the conversation that uses this session: it is still wanted."""
@@ -568,6 +582,8 @@ class AvatarService:
         stops counting against the limits."""
         try:
             yield
+        except NoAvatarViewError:
+            raise  # the session runs; only no browser carries its commands now
         except ConflictError:
             await self._end(
                 session.id,

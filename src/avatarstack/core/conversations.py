@@ -46,6 +46,7 @@ from avatarstack.ports.errors import (
     ConflictError,
     FieldError,
     InvalidInputError,
+    NoAvatarViewError,
     NotFoundError,
 )
 from avatarstack.ports.storage import (
@@ -80,6 +81,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 
 def conversation_topic(conversation_id: str) -> str:
     return f"conversation:{conversation_id}"
+
+
+def avatar_events_topic(session_id: str) -> str:
+    """Where browsers' reports of an avatar session's events go (to the instance following
+    the session)."""
+    return f"avatar-events:{session_id}"
 
 
 def user_topic(user_id: str) -> str:
@@ -338,17 +345,17 @@ class ConversationService:
                     await watching
         if not state.interrupted:
             for sentence in _sentences(state.text, final=True)[state.spoken :]:
-                await self._speak(state.user_id, conversation_id, sentence)
+                await self._speak(state, sentence)
+        outcome: dict[str, Any] = {
+            "reply_to": seq,
+            "text": state.text.strip() or NO_ANSWER,
+            "citations": [c.model_dump() for c in state.citations.values()],
+            "interrupted": state.interrupted,
+        }
+        if state.avatar_error is not None:
+            outcome["avatar_error"] = state.avatar_error
         completed = await self.append(
-            conversation_id,
-            "answer.completed",
-            {
-                "reply_to": seq,
-                "text": state.text.strip() or NO_ANSWER,
-                "citations": [c.model_dump() for c in state.citations.values()],
-                "interrupted": state.interrupted,
-            },
-            client_id=f"{prefix}:completed",
+            conversation_id, "answer.completed", outcome, client_id=f"{prefix}:completed"
         )
         log.info(
             "conversation.answered",
@@ -387,7 +394,7 @@ class ConversationService:
                 )
                 sentences = _sentences(state.text, final=False)
                 for sentence in sentences[state.spoken :]:
-                    await self._speak(state.user_id, state.conversation_id, sentence)
+                    await self._speak(state, sentence)
                 state.spoken = len(sentences)
         finally:
             close = getattr(parts, "aclose", None)
@@ -521,6 +528,7 @@ class ConversationService:
                     "credentials": {
                         "conversation_id": conversation_id,
                         "session_id": session.id,
+                        "provider_session_id": renewal.new_provider_session_id,
                         "livekit": renewal.livekit.model_dump(),
                     }
                 },
@@ -530,7 +538,17 @@ class ConversationService:
         """Store the avatar's speaking/idle events in the conversation while it runs (on the
         instance that started it: vendor events arrive there)."""
 
+        reports = self._broadcaster.subscribe(avatar_events_topic(session_id))
+
+        async def feed() -> None:
+            async for notice in reports:
+                event = notice.payload.get("event")
+                if isinstance(event, dict):
+                    with contextlib.suppress(AvatarstackError):
+                        await self._avatars.feed(user_id, session_id, event)
+
         async def relay() -> None:
+            feeding = asyncio.create_task(feed(), name=f"avatar-feed-{session_id}")
             try:
                 async for event in self._avatars.events(user_id, session_id):
                     await self._record_avatar_event(conversation_id, session_id, event)
@@ -539,6 +557,10 @@ class ConversationService:
             except Exception as exc:  # the relay must not take the instance down
                 log.warning("conversation.avatar_relay_failed", error=str(exc))
             finally:
+                feeding.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await feeding
+                await reports.close()
                 self._relays.pop(session_id, None)
 
         if session_id not in self._relays:
@@ -561,17 +583,65 @@ class ConversationService:
         data: dict[str, Any] = {"session_id": session_id, "task_id": event.task_id}
         if event.duration_seconds is not None:
             data["duration_seconds"] = event.duration_seconds
+        if kind == "avatar.speaking" and event.text is not None:
+            data["text"] = event.text  # captions
         await self.append(conversation_id, kind, data)
 
-    async def _speak(self, user_id: str, conversation_id: str, sentence: str) -> None:
-        session = await self.avatar_session(user_id, conversation_id)
+    async def avatar_event(
+        self, user_id: str, session_id: str, event: Mapping[str, Any], *, voice_answers: bool
+    ) -> ConversationEvent | None:
+        """One ``agent-response`` event the owner's browser received from the avatar's room
+        (LiveAvatar FULL mode), forwarded verbatim.
+
+        ``avatar.speak_started``/``avatar.speak_ended``/``session.stopped`` go to the instance
+        that follows the session's events (through the broadcaster), which records them as
+        ``avatar.speaking``/``avatar.idle``/``avatar.session {status: stopped}``. A final
+        ``user.transcription`` becomes the user's message (``client_id`` ``voice:<event_id>``:
+        the same event forwarded twice, e.g. by two tabs, gives one message and one answer)
+        when ``voice_answers`` is on; LiveAvatar's own reply to it is interrupted first.
+        Other events are ignored. Returns the stored message, if one was stored."""
+        session = await self._avatars.get(user_id, session_id)
+        conversation_id = session.data.get("conversation_id")
+        kind = event.get("event_type")
+        if kind in {"avatar.speak_started", "avatar.speak_ended", "session.stopped"}:
+            await self._broadcaster.publish(avatar_events_topic(session_id), {"event": dict(event)})
+            return None
+        if kind != "user.transcription" or not voice_answers:
+            return None
+        text, event_id = event.get("text"), event.get("event_id")
+        if not isinstance(conversation_id, str) or not isinstance(text, str) or not text.strip():
+            return None
+        if not isinstance(event_id, str) or not event_id:
+            raise InvalidInputError(
+                "a user.transcription needs its event_id",
+                [FieldError(field="data.event.event_id", message="missing")],
+            )
+        if session.status in LIVE:
+            with contextlib.suppress(AvatarstackError):
+                await self._avatars.interrupt(user_id, session_id)
+        message, _new = await self.post_message(
+            user_id, conversation_id, f"voice:{event_id[: MAX_CLIENT_ID - 6]}", text
+        )
+        return message
+
+    async def _speak(self, state: _AnswerState, sentence: str) -> None:
+        """Have the conversation's avatar say one sentence of the answer. The answer stands
+        when the avatar cannot say it; when no browser carries the avatar's commands
+        (:class:`NoAvatarViewError`), the rest of the answer is not offered to it either and
+        ``answer.completed`` records why (``avatar_error``)."""
+        if state.avatar_error is not None:
+            return
+        session = await self.avatar_session(state.user_id, state.conversation_id)
         if session is None or session.status != "active":
             return
         try:
-            await self._avatars.speak(user_id, session.id, sentence, "repeat")
-        except AvatarstackError as exc:  # the answer stands even when the avatar cannot say it
+            await self._avatars.speak(state.user_id, session.id, sentence, "repeat")
+        except NoAvatarViewError as exc:
+            state.avatar_error = exc.code
+            log.info("conversation.avatar_not_attached", conversation_id=state.conversation_id)
+        except AvatarstackError as exc:
             log.warning(
-                "conversation.speak_failed", conversation_id=conversation_id, error=exc.code
+                "conversation.speak_failed", conversation_id=state.conversation_id, error=exc.code
             )
 
     async def _touch_avatar(self, user_id: str, conversation_id: str) -> None:
@@ -599,6 +669,8 @@ class _AnswerState:
     citations: dict[str, Citation] = field(default_factory=dict)
     #: sentences of ``text`` already sent to the avatar
     spoken: int = 0
+    #: why the avatar could not say the answer (an error code), if it could not
+    avatar_error: str | None = None
     generation_id: str | None = None
 
     def resume(self, stored: Sequence[ConversationEvent]) -> None:

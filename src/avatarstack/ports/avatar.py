@@ -80,6 +80,8 @@ class AvatarEvent(_Model):
     reason: str | None = None
     #: for ``speaking``: the estimated or reported duration
     duration_seconds: float | None = None
+    #: for ``speaking``: the text being said, when the provider knows it (captions)
+    text: str | None = None
     at: datetime
 
 

@@ -105,6 +105,14 @@ class ConflictError(AvatarstackError):
     title = "Conflict"
 
 
+class NoAvatarViewError(ConflictError):
+    """A command for an avatar whose commands travel through its owner's browser (LiveAvatar
+    FULL mode), while no browser of the owner has joined the avatar's room (HTTP 409)."""
+
+    code = "avatar-not-attached"
+    title = "No browser is connected to the avatar"
+
+
 class RateLimitedError(AvatarstackError):
     """Too many requests; ``retry_after`` is in seconds (HTTP 429)."""
 

@@ -115,6 +115,8 @@ _PAGE_SIZE = 100
 _MAX_PAGES = 50
 #: ended sessions remembered: commands to them are conflicts without asking LiveAvatar
 _ENDED_KEPT = 1024
+#: speak texts remembered per session for captions
+_TEXTS_KEPT = 64
 
 
 @dataclass
@@ -135,6 +137,8 @@ class _Session:
     reported: bool = False
     #: tasks whose ``speaking`` the estimates already announced (``feed`` skips them)
     announced: deque[str] = field(default_factory=lambda: deque(maxlen=64))
+    #: the text of recent speak commands sent from here, by task id (captions)
+    texts: OrderedDict[str, str] = field(default_factory=OrderedDict)
 
 
 class LiveAvatarProvider:
@@ -265,6 +269,9 @@ class LiveAvatarProvider:
             },
         )
         session.last_activity = self._clock.now()
+        session.texts[task_id] = text
+        while len(session.texts) > _TEXTS_KEPT:
+            session.texts.popitem(last=False)
         if not session.reported and session.id in self._sessions:
             self._estimate(session, task_id, text)
         return task_id
@@ -363,7 +370,8 @@ class LiveAvatarProvider:
             if task_id is not None and task_id in session.announced:
                 session.announced.remove(task_id)
             else:
-                self._emit(session, "speaking", task_id=task_id)
+                text = session.texts.get(task_id) if task_id is not None else None
+                self._emit(session, "speaking", task_id=task_id, text=text)
         elif event_type == "avatar.speak_ended":
             self._take_over(session)
             session.speaking_task = None
@@ -525,7 +533,7 @@ class LiveAvatarProvider:
         session.busy_until = max(now, session.busy_until) + duration * self.speech_time_scale
         session.speaking_task = task_id
         session.announced.append(task_id)
-        self._emit(session, "speaking", task_id=task_id, duration_seconds=duration)
+        self._emit(session, "speaking", task_id=task_id, duration_seconds=duration, text=text)
         if session.idle_timer is not None:
             session.idle_timer.cancel()
         session.idle_timer = asyncio.create_task(
@@ -646,6 +654,7 @@ class LiveAvatarProvider:
         task_id: str | None = None,
         reason: str | None = None,
         duration_seconds: float | None = None,
+        text: str | None = None,
     ) -> None:
         session.events.append(
             AvatarEvent(
@@ -654,6 +663,7 @@ class LiveAvatarProvider:
                 task_id=task_id,
                 reason=reason,
                 duration_seconds=duration_seconds,
+                text=text,
                 at=self._clock.now(),
             )
         )

@@ -1,7 +1,6 @@
 """In-memory adapters: real implementations of the ports, kept in one process."""
 
-from avatarstack.adapters.memory.commands import CommandRelay
 from avatarstack.adapters.memory.knowledge import MemoryKnowledgeStore
 from avatarstack.adapters.memory.storage import MemoryStorage
 
-__all__ = ["CommandRelay", "MemoryKnowledgeStore", "MemoryStorage"]
+__all__ = ["MemoryKnowledgeStore", "MemoryStorage"]

@@ -55,6 +55,7 @@ _ENDED_KEPT = 1024
 class _Utterance:
     task_id: str
     duration: float
+    text: str = ""
 
 
 @dataclass
@@ -144,7 +145,9 @@ class TextAvatarProvider:
     async def speak(self, provider_session_id: str, text: str, mode: SpeakMode) -> str:
         session = self._open(provider_session_id)
         self._check_text(text, mode)
-        utterance = _Utterance(task_id=str(uuid.uuid4()), duration=estimate_speech_seconds(text))
+        utterance = _Utterance(
+            task_id=str(uuid.uuid4()), duration=estimate_speech_seconds(text), text=text
+        )
         session.queue.append(utterance)
         if session.worker is None or session.worker.done():
             session.worker = asyncio.create_task(self._speak_queue(session))
@@ -219,6 +222,7 @@ class TextAvatarProvider:
                 "speaking",
                 task_id=utterance.task_id,
                 duration_seconds=utterance.duration,
+                text=utterance.text,
             )
             await asyncio.sleep(utterance.duration * self.speech_time_scale)
             session.current = None

@@ -21,15 +21,17 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avatarstack.adapters.http.routing import PUBLIC, Route
+from avatarstack.core.avatars import LIVE, AvatarService
 from avatarstack.core.conversations import ConversationService, check_after_seq, user_topic
 from avatarstack.core.conversations import conversation_topic as topic_of
 from avatarstack.core.identity import IdentityService, Principal
@@ -37,8 +39,10 @@ from avatarstack.ports.avatar import SessionRequest
 from avatarstack.ports.errors import (
     AuthenticationError,
     AvatarstackError,
+    ConflictError,
     InvalidInputError,
     SessionEndedError,
+    UnavailableError,
 )
 from avatarstack.ports.storage import ConversationEvent, new_id
 
@@ -71,6 +75,8 @@ class RealtimeConfig:
     rate_burst: int = 30
     #: how often the token (and its session) is checked again
     recheck_seconds: float = 30.0
+    #: users' transcribed speech (LiveAvatar ``user.transcription``) becomes user messages
+    voice_answers: bool = True
 
 
 class Envelope(BaseModel):
@@ -107,14 +113,40 @@ class StartData(BaseModel):
     language: str | None = Field(None, max_length=16)
 
 
+class AvatarSessionData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    session_id: str = Field(min_length=1, max_length=64)
+
+
+class AvatarEventData(AvatarSessionData):
+    event: dict[str, Any]
+
+
+#: a socket's delivery of one avatar command: False when the socket cannot take it
+Deliver = Callable[[dict[str, Any]], bool]
+
+
+class CommandRelay(Protocol):
+    """The avatar command relay's side for sockets (``adapters.broadcast.commands``)."""
+
+    def attach(self, provider_session_id: str, deliver: Deliver) -> None: ...
+
+    def detach(self, provider_session_id: str, deliver: Deliver) -> None: ...
+
+
 @dataclass
 class RealtimeHub:
-    """Per-application state: the services and the connections of each user (this instance)."""
+    """Per-application state: the services and the connections of each user (this instance).
+
+    ``avatars`` and ``commands`` serve ``avatar.attach``: the page of a socket that joined a
+    LiveAvatar room carries the session's commands (``avatar.command``)."""
 
     conversations: ConversationService
     identity: IdentityService
     config: RealtimeConfig = field(default_factory=RealtimeConfig)
     by_user: dict[str, set[Connection]] = field(default_factory=dict)
+    avatars: AvatarService | None = None
+    commands: CommandRelay | None = None
 
     def admit(self, connection: Connection, user_id: str) -> bool:
         mine = self.by_user.setdefault(user_id, set())
@@ -223,6 +255,9 @@ class Connection:
         self._slow = False
         #: bumped by every conversation.open: a pump pass of an older open stops sending
         self._opened = 0
+        #: avatar sessions whose commands this socket carries: session id → (provider
+        #: session id, delivery function)
+        self._attached: dict[str, tuple[str, Deliver]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -275,6 +310,8 @@ class Connection:
             await self.ws.close(code=code, message=reason.encode()[:120])
 
     async def _stop(self) -> None:
+        for session_id in list(self._attached):
+            self._detach(session_id)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -417,6 +454,8 @@ class Connection:
             if isinstance(job, dict):
                 self.send(frame("job.progress", job))
             credentials = notice.payload.get("credentials")
+            if isinstance(credentials, dict):
+                self._follow_renewal(credentials)
             if isinstance(credentials, dict) and credentials.get("conversation_id") == (
                 self.conversation_id
             ):
@@ -560,6 +599,92 @@ class Connection:
     async def _on_avatar_stop(self, envelope: Envelope) -> None:
         await self.hub.conversations.stop_avatar(self._user(), self._need_conversation())
         self.wake.set()
+
+    # ------------------------------------------------------------------ the avatar's commands
+
+    def _avatars(self) -> tuple[AvatarService, CommandRelay]:
+        if self.hub.avatars is None or self.hub.commands is None:
+            raise UnavailableError("this server relays no avatar commands")
+        return self.hub.avatars, self.hub.commands
+
+    async def _on_avatar_attach(self, envelope: Envelope) -> None:
+        """This socket's page joined the session's LiveKit room and will publish the
+        session's commands (``avatar.command``) on its data channel."""
+        data = AvatarSessionData.model_validate(envelope.data)
+        avatars, commands = self._avatars()
+        session = await avatars.get(self._user(), data.session_id)
+        if session.status not in LIVE or session.provider_session_id is None:
+            raise ConflictError("the avatar session has ended")
+        self._detach(data.session_id)
+        deliver = self._deliverer(data.session_id, session.data.get("conversation_id"))
+        commands.attach(session.provider_session_id, deliver)
+        self._attached[data.session_id] = (session.provider_session_id, deliver)
+        self.send(
+            frame(
+                "avatar.attached",
+                {"session_id": data.session_id},
+                conversation_id=self.conversation_id,
+                reply_to=envelope.id,
+            )
+        )
+
+    async def _on_avatar_detach(self, envelope: Envelope) -> None:
+        data = AvatarSessionData.model_validate(envelope.data)
+        self._detach(data.session_id)
+        self.send(
+            frame(
+                "avatar.detached",
+                {"session_id": data.session_id},
+                conversation_id=self.conversation_id,
+                reply_to=envelope.id,
+            )
+        )
+
+    async def _on_avatar_event(self, envelope: Envelope) -> None:
+        """One ``agent-response`` event the page received in the avatar's room."""
+        data = AvatarEventData.model_validate(envelope.data)
+        message = await self.hub.conversations.avatar_event(
+            self._user(),
+            data.session_id,
+            data.event,
+            voice_answers=self.config.voice_answers,
+        )
+        if message is not None:
+            self.wake.set()
+
+    def _deliverer(self, session_id: str, conversation_id: object) -> Deliver:
+        def deliver(command: dict[str, Any]) -> bool:
+            if self._closed or self._slow:
+                return False
+            self.send(
+                frame(
+                    "avatar.command",
+                    {"session_id": session_id, "topic": "agent-control", "command": command},
+                    conversation_id=conversation_id if isinstance(conversation_id, str) else None,
+                )
+            )
+            return not self._slow
+
+        return deliver
+
+    def _detach(self, session_id: str) -> None:
+        attached = self._attached.pop(session_id, None)
+        if attached is not None and self.hub.commands is not None:
+            self.hub.commands.detach(*attached)
+
+    def _follow_renewal(self, credentials: dict[str, Any]) -> None:
+        """A renewal replaced an attached session's room: carry the new one's commands (the
+        page switches rooms between utterances)."""
+        session_id = str(credentials.get("session_id"))
+        new_provider_id = credentials.get("provider_session_id")
+        attached = self._attached.get(session_id)
+        if attached is None or not isinstance(new_provider_id, str) or self.hub.commands is None:
+            return
+        old_provider_id, deliver = attached
+        if old_provider_id != new_provider_id:
+            self.hub.commands.attach(new_provider_id, deliver)
+            self.hub.commands.detach(old_provider_id, deliver)
+            self._attached[session_id] = (new_provider_id, deliver)
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
