@@ -190,3 +190,35 @@ def test_importing_the_package_has_no_side_effects(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env_for(tmp_path), check=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ingest_with_build_while_serve_runs_hands_the_work_to_the_servers_worker(
+    serve: tuple[int, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """The README's quick start: `serve` holds the embedded index; `ingest --build` in another
+    terminal queues the jobs in the shared database and follows the server's worker."""
+    from avatarstack.testkit.pdf import text_pdf
+
+    manuals = tmp_path / "manuals"
+    manuals.mkdir()
+    (manuals / "espresso.pdf").write_bytes(
+        text_pdf("The espresso machine needs descaling every three months.")
+    )
+    (manuals / "notes.md").write_text("# Notes\n\nWarranty claims go to the Oslo centre.\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "avatarstack.bootstrap.cli", "ingest", "manuals", "--build"],
+        cwd=tmp_path,
+        env=env_for(tmp_path, COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "in use by" not in output
+    assert "held by a running server" in output
+    assert output.count("ingested") == 2, output
+    assert "active" in output
+    port, _proc = serve
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass  # the server kept running

@@ -42,7 +42,11 @@ from avatarstack.core.accounts import MEMBER, ROLES
 from avatarstack.core.identity import Profile, RequestContext
 from avatarstack.core.knowledge import GoldenMetrics, KnowledgeService
 from avatarstack.plugins.manager import PluginError, make_plugin_manager
-from avatarstack.ports.errors import AvatarstackError, ConflictError, InvalidInputError
+from avatarstack.ports.errors import (
+    AvatarstackError,
+    IndexInUseError,
+    InvalidInputError,
+)
 from avatarstack.ports.storage import IndexGeneration, Job
 
 T = TypeVar("T")
@@ -322,6 +326,21 @@ async def _knowledge(settings: Settings, *, index: bool) -> AsyncIterator[Contai
             await container.knowledge_store().close()
 
 
+async def _claim_index(container: Container, console: Console) -> bool:
+    """Open the knowledge index for this process's own worker. False when a running server
+    (or worker) holds the embedded index: its worker then runs the jobs this command queues
+    (they share the database), and this command only follows them."""
+    try:
+        await prepare_knowledge(container)
+    except IndexInUseError:
+        console.print(
+            "[yellow]the knowledge index is held by a running server: its worker runs these "
+            "jobs; following them here"
+        )
+        return False
+    return True
+
+
 def _install_stop(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -400,8 +419,9 @@ def ingest(paths: tuple[Path, ...], title: str | None, build: bool) -> None:
     console = Console()
 
     async def run() -> list[tuple[str, str, str]]:
-        async with _knowledge(settings, index=build) as container:
+        async with _knowledge(settings, index=False) as container:
             service = container.knowledge()
+            local = await _claim_index(container, console)
             rows: list[tuple[str, str, str]] = []
             jobs: dict[str, Job | None] = {}
             for path in files:
@@ -421,7 +441,7 @@ def ingest(paths: tuple[Path, ...], title: str | None, build: bool) -> None:
                         (str(path), "unchanged", f"{upload.document.id} v{upload.version.version}")
                     )
             stop = asyncio.Event()
-            worker_task = asyncio.create_task(make_worker(container).run(stop))
+            worker_task = asyncio.create_task(make_worker(container).run(stop)) if local else None
             try:
                 pending = {k: j for k, j in jobs.items() if j is not None}
                 finished = await _Progress(service, console).follow(
@@ -460,7 +480,8 @@ def ingest(paths: tuple[Path, ...], title: str | None, build: bool) -> None:
                     )
             finally:
                 stop.set()
-                await worker_task
+                if worker_task is not None:
+                    await worker_task
             return rows
 
     rows = _run(run())
@@ -556,14 +577,7 @@ def kb_build(activate: str) -> None:
     async def run() -> Job:
         async with _knowledge(settings, index=False) as container:
             service = container.knowledge()
-            local = True
-            try:
-                await prepare_knowledge(container)
-            except ConflictError as exc:
-                if "in use by" not in exc.detail:
-                    raise
-                local = False
-                console.print("[yellow]the index is held by a running server; its worker builds")
+            local = await _claim_index(container, console)
             generation, job = await service.start_build(activate=activate)
             stop = asyncio.Event()
             task = asyncio.create_task(make_worker(container).run(stop)) if local else None

@@ -113,6 +113,14 @@ class NoAvatarViewError(ConflictError):
     title = "No browser is connected to the avatar"
 
 
+class IndexInUseError(ConflictError):
+    """An embedded vector index is held by another process (a running server): this process
+    may not open it (HTTP 409)."""
+
+    code = "index-in-use"
+    title = "The knowledge index is in use"
+
+
 class RateLimitedError(AvatarstackError):
     """Too many requests; ``retry_after`` is in seconds (HTTP 429)."""
 

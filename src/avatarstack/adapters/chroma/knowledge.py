@@ -33,6 +33,7 @@ from chromadb.errors import NotFoundError as ChromaNotFoundError
 from avatarstack.ports.errors import (
     AvatarstackError,
     ConflictError,
+    IndexInUseError,
     InvalidInputError,
     NotFoundError,
     StorageError,
@@ -64,7 +65,7 @@ def _lock_folder(folder: Path) -> IO[str]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise ConflictError(
+        raise IndexInUseError(
             f"the embedded Chroma folder {folder} is in use by {holder}; embedded Chroma is not "
             "safe for several processes: run one process, or run a Chroma server and set "
             "AVATARSTACK_KB__CHROMA_URL"
@@ -131,7 +132,7 @@ class ChromaKnowledgeStore:
 
         Chroma's embedded mode is not safe for several processes (each keeps its own in-memory
         HNSW indexes and SQLite handle), so the first use takes an exclusive lock on
-        ``<path>/avatarstack.lock``; a second process gets :class:`ConflictError` naming the
+        ``<path>/avatarstack.lock``; a second process gets :class:`IndexInUseError` naming the
         holder, and should use a Chroma server (``AVATARSTACK_KB__CHROMA_URL``) instead.
         """
         folder = Path(path)
