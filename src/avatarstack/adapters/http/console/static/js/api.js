@@ -15,7 +15,7 @@ const listeners = new Set();
 export class ApiError extends Error {
   constructor(status, problem = {}, retryAfter = null) {
     let detail = problem.detail || problem.title || defaultDetail(status);
-    if (status === 429 && retryAfter !== null) detail = `${detail} Try again in ${retryAfter} s.`;
+    if (status === 429 && retryAfter !== null) detail = `${detail.replace(/[.\s]+$/, "")}. Try again in ${retryAfter} s.`;
     super(detail);
     this.name = "ApiError";
     this.status = status;

@@ -38,7 +38,7 @@ function usersSection() {
   };
   more.addEventListener("click", () => busy(more, alert, load));
   busy(null, alert, load);
-  return h("section", { "aria-labelledby": "users-title" }, h("h2", { id: "users-title", text: "Users" }), alert.el, table("Users", ["User", "Verified", "Roles", ""], body), more);
+  return h("section", { "aria-labelledby": "users-title" }, h("h2", { id: "users-title", text: "Users" }), alert.el, table("Users", ["User", "Verified", "Roles", "Save"], body), more);
 }
 
 function userRow(u, alert) {

@@ -12,7 +12,7 @@ export async function render(main, ctx) {
   const editor = hasRole("editor", "admin");
   const titles = new Map();
   const stops = [];
-  const progress = h("div", { class: "jobs", "aria-label": "Running jobs" });
+  const progress = h("div", { class: "jobs" });
   const onJob = (jobId, label) => {
     stops.push(
       trackJob(ctx.realtime, progress, jobId, label, async () => {
