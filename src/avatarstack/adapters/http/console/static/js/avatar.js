@@ -134,7 +134,8 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
       setMode("Video: connected.");
       mic.setRoom(next);
       realtime.send("avatar.attach", { session_id: roomSession });
-      while (queuedCommands.length) publish(queuedCommands.shift());
+      // commands that came before the room was joined, in order; those of other rooms are dropped
+      for (const data of queuedCommands.splice(0)) if (data.session_id === roomSession) publish(data);
     } catch (error) {
       room = null;
       roomSession = null;

@@ -145,7 +145,11 @@ export async function render(main, ctx) {
       view.done = true;
       view.text.textContent = data.text || "";
       view.citations = data.citations || [];
-      const note = data.error ? "The answer failed." : data.interrupted ? "Interrupted." : "";
+      const notes = [];
+      if (data.error) notes.push("The answer failed.");
+      if (data.interrupted) notes.push("Interrupted.");
+      if (data.avatar_error) notes.push("The avatar could not speak this answer: no browser has joined its room.");
+      const note = notes.join(" ");
       renderAnswer(view, note);
       if (view.citations.some((c) => !titles.has(c.document_id))) {
         loadTitles(true).then(() => renderAnswer(view, note));
