@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -421,3 +421,12 @@ def seed_manual(server: Server) -> None:
     path = server.folder / "manual.pdf"
     path.write_bytes(manual_pdf())
     server.cli("ingest", str(path), "--title", MANUAL_TITLE, "--build")
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 30, what: str = "") -> T:
+    """Poll ``condition`` until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
+        time.sleep(0.1)
+    return value

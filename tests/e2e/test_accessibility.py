@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from a11y import axe_violations, describe, horizontal_overflow
 from harness import DESKTOP, PHONE, Server, Servers, seed_manual
-from playwright.sync_api import Page, expect
-from ui import sign_in
+from playwright.sync_api import Page
+from ui import settled, sign_in
 
 from conftest import ConsoleLog
 
@@ -36,8 +36,7 @@ def check_pages(
     problems: list[str] = []
     for path in paths:
         page.goto(path)
-        expect(page.get_by_role("heading", level=1)).to_be_visible()
-        page.wait_for_load_state("networkidle")
+        settled(page)
         violations = axe_violations(page)
         if violations:
             problems.append(f"{path}:\n{describe(violations)}")

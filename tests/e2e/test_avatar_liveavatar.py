@@ -267,4 +267,4 @@ def conversation_events(server: Server, email: str) -> list[dict[str, Any]]:
     """The stored events of the user's one conversation, over the API."""
     token = server.login(email)
     (conversation,) = server.api("GET", "/conversations", token=token).body["conversations"]
-    return server.events(token, conversation["id"])
+    return server.events(token, conversation["conversation_id"])

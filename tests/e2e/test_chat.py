@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import (
@@ -23,6 +24,7 @@ from harness import (
     Servers,
     seed_manual,
     unique_email,
+    wait_until,
 )
 from playwright.sync_api import Page, expect
 from ui import SLOW, ask, connection, record_texts, sign_in, texts_seen
@@ -79,6 +81,13 @@ def the_answer(page: Page) -> None:
     assert CITES_PAGE_ONE.search(main), main
 
 
+def answered(server: Server, token: str) -> list[dict[str, Any]]:
+    """The events of the user's one conversation once its answer completed (else [])."""
+    (conversation,) = server.api("GET", "/conversations", token=token).body["conversations"]
+    events = server.events(token, conversation["conversation_id"])
+    return events if any(e["type"] == "answer.completed" for e in events) else []
+
+
 def test_a_question_gets_a_cited_answer_that_streams_in(
     page: Page, server: Server, model: FakeChatCompletions
 ) -> None:
@@ -110,8 +119,7 @@ def test_a_server_killed_mid_answer_and_restarted_leaves_the_whole_answer_once(
     expect(connection(page)).to_have_text("Connected", timeout=SLOW)
     the_answer(page)
     token = server.login(email)
-    (conversation,) = server.api("GET", "/conversations", token=token).body["conversations"]
-    events = server.events(token, conversation["id"])
+    events = wait_until(lambda: answered(server, token), what="answer.completed")
     kinds = [e["type"] for e in events]
     assert kinds.count("message.created") == 1
     assert kinds.count("answer.completed") == 1

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from harness import Server, Servers, manual_pdf
+from harness import Server, Servers, manual_pdf, wait_until
 from playwright.sync_api import Page, expect
 from ui import SLOW, progress_seen, sign_in, watch_progressbars
 
@@ -69,15 +69,6 @@ def build_and_activate(page: Page, server: Server, token: str) -> str:
         activate.click()
     expect(row).to_contain_text(re.compile("active", re.I), timeout=SLOW)
     return new_id
-
-
-def wait_until(condition, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_an_editor_uploads_builds_searches_versions_and_rolls_back(

@@ -20,7 +20,7 @@ from harness import (
     unique_email,
 )
 from playwright.sync_api import Page, expect
-from ui import alerts, sign_in
+from ui import alerts, settled, sign_in
 
 from avatarstack.testkit.oauth import FakeGoogle, FakeGoogleUser
 
@@ -105,7 +105,7 @@ def test_a_forgotten_password_is_reset_through_the_mailed_link(
 
     link = mailbox.wait(email, "reset your password").link("/reset-password#token=")
     page.goto(link)
-    page.get_by_label("New password").fill(NEW_PASSWORD)
+    page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
     page.get_by_role("button", name="Set new password").click()
     expect(page.get_by_text(re.compile("password (is|was) changed", re.I))).to_be_visible()
     mailbox.wait(email, "password was changed")
@@ -142,12 +142,12 @@ def test_a_member_sees_no_editing_or_admin_controls_and_the_api_refuses_them(
     signed_in(page)
     expect(page.get_by_role("link", name="Admin")).to_have_count(0)
     page.goto("/knowledge")
-    page.wait_for_load_state("networkidle")
+    settled(page)
     for control in ("Upload", "Build index", "Activate", "Restore"):
         expect(page.get_by_role("button", name=control)).to_have_count(0)
     expect(page.get_by_label("Document (PDF)")).to_have_count(0)
     page.goto("/admin")
-    page.wait_for_load_state("networkidle")
+    settled(page)
     expect(page.get_by_text(ADMIN)).to_have_count(0)  # the user list never reached the page
 
     token = server.login(email)

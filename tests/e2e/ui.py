@@ -95,3 +95,11 @@ def record_texts(page: Page) -> None:
 
 def texts_seen(page: Page) -> list[str]:
     return list(page.evaluate("() => window.__texts || []"))
+
+
+def settled(page: Page) -> None:
+    """The page rendered its heading and finished loading what it shows (nothing is
+    ``aria-busy``); a moment later, nothing new is expected."""
+    expect(page.get_by_role("heading", level=1).first).to_be_visible()
+    page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
+    page.wait_for_timeout(300)
