@@ -70,8 +70,7 @@ class BroadcastCommandRelay:
     def attach(self, provider_session_id: str, deliver: Deliver) -> None:
         """``deliver`` carries the session's commands from now on (until :meth:`detach`)."""
         attached = self._local.setdefault(provider_session_id, [])
-        if deliver in attached:
-            attached.remove(deliver)
+        attached[:] = [d for d in attached if d is not deliver]
         attached.append(deliver)
         if self.remote and provider_session_id not in self._listeners and not self._closed:
             subscription = self._broadcaster.subscribe(command_topic(provider_session_id))
@@ -82,9 +81,9 @@ class BroadcastCommandRelay:
 
     def detach(self, provider_session_id: str, deliver: Deliver) -> None:
         attached = self._local.get(provider_session_id)
-        if attached is None or deliver not in attached:
+        if attached is None or not any(d is deliver for d in attached):
             return
-        attached.remove(deliver)
+        attached[:] = [d for d in attached if d is not deliver]
         if not attached:
             del self._local[provider_session_id]
             listener = self._listeners.pop(provider_session_id, None)
