@@ -71,7 +71,8 @@ function adopt(tokens) {
   return currentUser;
 }
 
-function forget() {
+/** Forget the session in this page (the server already ended it). */
+export function forget() {
   accessToken = null;
   currentUser = null;
   clearTimeout(renewTimer);

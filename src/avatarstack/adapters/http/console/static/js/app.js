@@ -2,7 +2,7 @@
 // the current path (History API; the server answers index.html for every page path). Each page
 // module exports render(main, ctx) and may return a cleanup function.
 
-import { consoleConfig, hasRole, logout, onAuthChange, refreshSession, user } from "./api.js";
+import { consoleConfig, forget, hasRole, logout, onAuthChange, refreshSession, user } from "./api.js";
 import { h, replace } from "./dom.js";
 import { Realtime } from "./ws.js";
 
@@ -57,7 +57,7 @@ async function route() {
     if (signedIn && (params.has("verified") || params.has("verify_error"))) {
       notice(params.has("verified") ? "Your e-mail address is verified." : verifyText(params));
     }
-    const target = signedIn ? "/chat" : `/login${signedIn ? "" : search}`;
+    const target = signedIn ? "/chat" : `/login${search}`;
     history.replaceState(null, "", target);
     return route();
   }
@@ -120,7 +120,8 @@ function startRealtime() {
   });
   realtime.addEventListener("ended", () => {
     notice("Your session has ended. Please sign in again.");
-    signedOut();
+    if (user()) forget(); // → onAuthChange(null) → signedOut()
+    else signedOut();
   });
   ctx.realtime = realtime;
   realtime.start();

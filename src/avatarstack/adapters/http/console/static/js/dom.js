@@ -109,3 +109,8 @@ export async function busy(button, alert, action) {
     if (button) button.disabled = false;
   }
 }
+
+/** A table row saying the table is empty (a real row, not hidden text). */
+export function emptyRow(text, columns) {
+  return h("tr", {}, h("td", { colspan: String(columns), class: "muted", text }));
+}

@@ -2,7 +2,7 @@
 // version history with restore, a new version, delete.
 
 import { api } from "../api.js";
-import { alertBox, busy, h, replace, when } from "../dom.js";
+import { alertBox, busy, emptyRow, h, replace, when } from "../dom.js";
 
 export const ACCEPT = ".pdf,application/pdf,.md,.markdown,.txt,.html,.docx";
 
@@ -15,8 +15,7 @@ export function createDocuments({ onJob, onChange, onNewVersion }) {
     h("thead", {}, h("tr", {}, ["Title", "Version", "Status", "Updated", "Actions"].map((t) => h("th", { scope: "col", text: t })))),
     body,
   );
-  const empty = h("p", { class: "muted", hidden: true, text: "No documents yet: upload one above." });
-  const el = h("section", { "aria-labelledby": "documents-title" }, h("h2", { id: "documents-title", text: "Documents" }), alert.el, empty, h("div", { class: "table-wrap" }, table));
+  const el = h("section", { "aria-labelledby": "documents-title" }, h("h2", { id: "documents-title", text: "Documents" }), alert.el, h("div", { class: "table-wrap" }, table));
 
   async function load() {
     let listing;
@@ -27,8 +26,7 @@ export function createDocuments({ onJob, onChange, onNewVersion }) {
       return [];
     }
     const documents = listing.documents || [];
-    empty.hidden = documents.length > 0;
-    replace(body, documents.map(row));
+    replace(body, documents.length ? documents.map(row) : emptyRow("No documents yet: upload one above.", 5));
     return documents;
   }
 

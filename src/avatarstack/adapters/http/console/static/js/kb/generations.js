@@ -2,7 +2,7 @@
 // (hit rate, recall@k, MRR) of each; build a new one, activate one (an older one rolls back).
 
 import { api } from "../api.js";
-import { alertBox, busy, field, h, replace, when } from "../dom.js";
+import { alertBox, busy, emptyRow, field, h, replace, when } from "../dom.js";
 
 const AFTER_BUILD = [
   ["no", "Keep it inactive (activate it yourself)"],
@@ -30,14 +30,12 @@ export function createGenerations({ onJob }) {
     ),
     body,
   );
-  const empty = h("p", { class: "muted", hidden: true, text: "No index yet: build one once documents are ingested." });
   const el = h(
     "section",
     { "aria-labelledby": "generations-title" },
     h("h2", { id: "generations-title", text: "Index generations" }),
     alert.el,
     h("div", { class: "inline" }, after.wrap, build),
-    empty,
     h("div", { class: "table-wrap" }, table),
   );
 
@@ -58,8 +56,7 @@ export function createGenerations({ onJob }) {
       return;
     }
     const generations = listing.generations || [];
-    empty.hidden = generations.length > 0;
-    replace(body, generations.map(row));
+    replace(body, generations.length ? generations.map(row) : emptyRow("No index yet: build one once documents are ingested.", 8));
   }
 
   function row(g) {

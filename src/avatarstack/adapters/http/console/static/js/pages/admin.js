@@ -3,7 +3,7 @@
 // index generations).
 
 import { api, hasRole, user } from "../api.js";
-import { alertBox, busy, h, replace, when } from "../dom.js";
+import { alertBox, busy, emptyRow, h, replace, when } from "../dom.js";
 
 const ROLES = ["member", "editor", "admin"];
 const PAGE = 50;
@@ -139,7 +139,7 @@ function jobsSection() {
         ),
       ),
     );
-    if (!rows.length) body.append(h("tr", {}, h("td", { colspan: "5", text: "No recent knowledge jobs." })));
+    if (!rows.length) body.append(emptyRow("No recent knowledge jobs.", 5));
   };
   busy(null, alert, load);
   return h(
