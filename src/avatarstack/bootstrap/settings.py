@@ -71,7 +71,7 @@ class DatabaseSettings(BaseModel):
 
 class AuthSettings(BaseModel):
     access_token_ttl: int = Field(
-        900, ge=60, le=900, description="Access-token lifetime in seconds (at most 15 min)."
+        900, ge=1, le=900, description="Access-token lifetime in seconds (at most 15 min)."
     )
     refresh_token_ttl_days: int = Field(
         30, ge=1, le=365, description="Days a login session lasts without use."
