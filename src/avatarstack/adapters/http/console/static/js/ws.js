@@ -207,7 +207,9 @@ export class Realtime extends EventTarget {
         this.sendOpen();
       }
     } else if (type === "conversation.opened") {
+      // the answer to an earlier open (the page switched since) is not this conversation's
       if (this.conversationId === undefined) return;
+      if (this.conversationId !== null && this.conversationId !== frame.conversation_id) return;
       this.conversationId = frame.conversation_id;
       this.opened = true;
       this.flushOutbox();
