@@ -281,6 +281,10 @@ class Server:
             "AVATARSTACK_MAIL__SMTP_PORT": str(smtp_port),
             "AVATARSTACK_MAIL__SMTP_STARTTLS": "false",
             "AVATARSTACK_MAIL__FROM": "avatarstack <no-reply@avatarstack.test>",
+            # small chunks: each page of the test manual is a passage of its own, so answers
+            # and search results cite one page
+            "AVATARSTACK_KB__CHUNK_CHARS": "100",
+            "AVATARSTACK_KB__CHUNK_OVERLAP_CHARS": "0",
             **settings,
         }
 
