@@ -62,6 +62,9 @@ async def test_a_question_gets_a_cited_answer_spoken_by_the_avatar(client: Any) 
     if speaking is None:  # the avatar speaks each finished sentence, usually before completion
         speaking = await tab.until("avatar.speaking")
     assert speaking["data"]["session_id"] == session["data"]["session_id"]
+    # captions: the sentence being said is part of the answer
+    assert speaking["data"]["text"]
+    assert speaking["data"]["text"] in completed["data"]["text"]
     seqs = tab.seqs()
     assert seqs == sorted(seqs)
     assert len(seqs) == len(set(seqs))

@@ -313,3 +313,21 @@ async def test_a_command_issued_on_one_instance_reaches_the_page_on_another(
     finally:
         await page.stop()
         await tab.ws.close()
+
+
+async def test_with_liveavatar_answering_voice_transcriptions_are_left_to_it(
+    avatarstack_client: Any, fake: FakeLiveAvatar
+) -> None:
+    settings = liveavatar_settings(fake)
+    settings["liveavatar"]["voice_answers"] = "liveavatar"
+    client = await avatarstack_client(
+        providers_={"password_hasher": fast_hasher()}, avatar=settings
+    )
+    token = (await login(client, "mo@example.com"))["Authorization"].split(" ", 1)[1]
+    async with page_with_avatar(client, fake, token) as page:
+        said = {"event_id": "evt-2", "event_type": "user.transcription", "text": VOICE_QUESTION}
+        await page.tab.send("avatar.event", {"session_id": page.session_id, "event": said})
+        await page.tab.send("ping", id="p1")
+        await page.eventually(lambda: page.frames("pong"))
+        await asyncio.sleep(0.3)
+        assert page.frames("message.created") == []

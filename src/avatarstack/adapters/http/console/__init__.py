@@ -217,7 +217,6 @@ ROUTES = [
             CONSOLE_TAGS,
             response_media_type="text/html",
             responses={404: "The console is disabled"},
-            include_in_schema=False,
         )
         for path in PAGES
     ),
@@ -229,7 +228,7 @@ ROUTES = [
         "console_asset",
         "A static file of the web console.",
         CONSOLE_TAGS,
-        include_in_schema=False,
+        responses={404: "No such file (or the console is disabled)"},
     ),
     Route(
         "GET",
