@@ -55,10 +55,17 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
   let speaking = false;
   let room = null;
   let roomSession = null;
+  let live = false; // the room is connected: commands can be published
   let pendingCredentials = null;
   let pendingStart = false;
   const queuedCommands = [];
 
+  // with a video provider, Start stays available until this page is in the room: after a reload
+  // only starting again (which reuses the running avatar) sends this page its credentials
+  const syncButtons = () => {
+    start.disabled = Boolean(sessionId) && (!usesLiveKit || live);
+    stop.disabled = !sessionId;
+  };
   const setState = (text, isSpeaking) => {
     speaking = isSpeaking;
     state.textContent = text;
@@ -99,7 +106,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
     const voice = choice.control.selectedOptions[0]?.dataset.voice;
     if (voice) data.voice_id = voice;
     if (!realtime.send("avatar.start", data)) alert.show("Not connected: try again when the connection is back.");
-    else setState("Starting…", false);
+    else if (!sessionId) setState("Starting…", false);
   }
 
   async function join(credentials) {
@@ -124,13 +131,17 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
         if (room !== next) return;
         room = null;
         roomSession = null;
+        live = false;
         mic.setRoom(null);
         setMode("Video: disconnected.");
       });
       room = next;
       roomSession = credentials.session_id;
+      live = false;
       await next.connect(livekit.url, livekit.access_token);
       if (room !== next) return;
+      live = true;
+      syncButtons();
       setMode("Video: connected.");
       mic.setRoom(next);
       realtime.send("avatar.attach", { session_id: roomSession });
@@ -139,6 +150,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
     } catch (error) {
       room = null;
       roomSession = null;
+      live = false;
       textOnly(`Video is unavailable (${error?.message || "the room refused the connection"}): text-only avatar.`);
     }
   }
@@ -158,6 +170,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
     const oldSession = roomSession;
     room = null;
     roomSession = null;
+    live = false;
     mic.setRoom(null);
     if (oldSession) realtime.send("avatar.detach", { session_id: oldSession });
     if (old) await old.disconnect().catch(() => {});
@@ -172,9 +185,13 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
     await join(credentials);
   }
 
+  /** Publish a command on the room's data channel; while the room is being joined or a
+   * renewal waits for the avatar to be idle, commands of this avatar wait for the new room. */
   function publish(data) {
-    if (!room || data.session_id !== roomSession) {
-      if (data.session_id === sessionId || data.session_id === pendingCredentials?.session_id) queuedCommands.push(data);
+    const ours = data.session_id === sessionId || data.session_id === roomSession || data.session_id === pendingCredentials?.session_id;
+    if (!ours) return;
+    if (!live || pendingCredentials) {
+      queuedCommands.push(data);
       return;
     }
     const bytes = new TextEncoder().encode(JSON.stringify(data.command));
@@ -202,15 +219,16 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
         if (roomSession) realtime.send("avatar.attach", { session_id: roomSession }); // after a reconnect
         break;
       case "avatar.session":
+        if (data.status !== "active" && sessionId && data.session_id !== sessionId) break; // an older one
         sessionId = data.status === "active" ? data.session_id : null;
-        start.disabled = Boolean(sessionId);
-        stop.disabled = !sessionId;
+        syncButtons();
         if (sessionId) {
-          setState("Idle", false);
+          if (!speaking) setState("Idle", false);
           if (!usesLiveKit) textOnly("Text-only avatar: no video with this provider.");
         } else {
           setState("Not started", false);
           pendingCredentials = null;
+          queuedCommands.length = 0;
           leaveRoom();
           replace(stage, h("p", { text: "The avatar is not started." }));
           setMode("");
