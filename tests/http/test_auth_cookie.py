@@ -73,7 +73,9 @@ async def test_a_cookie_login_puts_the_refresh_token_in_a_strict_httponly_cookie
     assert response.headers["Cache-Control"] == "no-store"
 
 
-async def test_the_cookie_is_secure_when_the_public_url_is_https(avatarstack_client: Any) -> None:
+async def test_behind_an_https_public_url_its_origin_logs_in_and_the_cookie_is_secure(
+    avatarstack_client: Any,
+) -> None:
     client = await avatarstack_client(public_url="https://avatars.example.org")
     await make_user(client)
     response = await client.post(
@@ -138,17 +140,6 @@ async def test_cookie_routes_refuse_a_missing_or_foreign_origin(
     assert "Set-Cookie" not in login.headers
     # the session was not touched by the refused requests
     assert (await client.post(f"{API}/auth/cookie/refresh", headers=origin_of(client))).ok
-
-
-async def test_the_public_url_origin_is_accepted(avatarstack_client: Any) -> None:
-    client = await avatarstack_client(public_url="https://avatars.example.org")
-    await make_user(client)
-    response = await client.post(
-        f"{API}/auth/login",
-        json={"email": EMAIL, "password": PASSWORD, "refresh_cookie": True},
-        headers={"Origin": "https://avatars.example.org"},
-    )
-    assert response.status == 200
 
 
 async def test_a_missing_cookie_is_a_401_problem(client: Any) -> None:

@@ -79,6 +79,10 @@ class Page:
         if provider_session_id == self.provider_session_id and self.session_id is not None:
             await self.tab.send("avatar.event", {"session_id": self.session_id, "event": event})
 
+    async def attach(self) -> None:
+        await self.tab.send("avatar.attach", {"session_id": self.session_id}, id="attach")
+        await self.eventually(lambda: self.frames("avatar.attached", session_id=self.session_id))
+
     def frames(self, type_: str, **match: Any) -> list[dict[str, Any]]:
         return [
             f
@@ -95,6 +99,10 @@ class Page:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError("the page never saw what it waited for")
             await asyncio.sleep(0.02)
+
+
+async def member_token(client: Any, email: str = "mo@example.com") -> str:
+    return str((await login(client, email))["Authorization"].split(" ", 1)[1])
 
 
 async def provider_id(client: Any, session_id: str) -> str:
@@ -127,10 +135,9 @@ async def page_with_avatar(client: Any, fake: FakeLiveAvatar, token: str) -> Asy
 async def test_an_attached_page_carries_every_answer_sentence_and_reports_speech(
     client: Any, fake: FakeLiveAvatar
 ) -> None:
-    token = (await login(client, "mo@example.com"))["Authorization"].split(" ", 1)[1]
+    token = await member_token(client)
     async with page_with_avatar(client, fake, token) as page:
-        await page.tab.send("avatar.attach", {"session_id": page.session_id}, id="a1")
-        await page.eventually(lambda: page.frames("avatar.attached", session_id=page.session_id))
+        await page.attach()
 
         await page.tab.send("user.message", {"client_id": "q1", "text": QUESTION})
         completed = await page.eventually(lambda: page.frames("answer.completed"))
@@ -156,10 +163,9 @@ async def test_an_attached_page_carries_every_answer_sentence_and_reports_speech
 async def test_interrupt_reaches_the_room_as_an_avatar_interrupt(
     client: Any, fake: FakeLiveAvatar
 ) -> None:
-    token = (await login(client, "mo@example.com"))["Authorization"].split(" ", 1)[1]
+    token = await member_token(client)
     async with page_with_avatar(client, fake, token) as page:
-        await page.tab.send("avatar.attach", {"session_id": page.session_id})
-        await page.eventually(lambda: page.frames("avatar.attached"))
+        await page.attach()
         await page.tab.send("avatar.interrupt")
         command = await page.eventually(
             lambda: [
@@ -175,10 +181,9 @@ async def test_interrupt_reaches_the_room_as_an_avatar_interrupt(
 async def test_a_transcription_forwarded_twice_gives_one_message_and_one_cited_answer(
     client: Any, fake: FakeLiveAvatar
 ) -> None:
-    token = (await login(client, "mo@example.com"))["Authorization"].split(" ", 1)[1]
+    token = await member_token(client)
     async with page_with_avatar(client, fake, token) as page:
-        await page.tab.send("avatar.attach", {"session_id": page.session_id})
-        await page.eventually(lambda: page.frames("avatar.attached"))
+        await page.attach()
         said = {"event_id": "evt-1", "event_type": "user.transcription", "text": VOICE_QUESTION}
         for _ in range(2):  # e.g. two tabs in the room forward the same event
             await page.tab.send("avatar.event", {"session_id": page.session_id, "event": said})
@@ -196,10 +201,9 @@ async def test_a_transcription_forwarded_twice_gives_one_message_and_one_cited_a
 async def test_session_stopped_in_the_room_ends_the_avatar_in_the_conversation(
     client: Any, fake: FakeLiveAvatar
 ) -> None:
-    token = (await login(client, "mo@example.com"))["Authorization"].split(" ", 1)[1]
+    token = await member_token(client)
     async with page_with_avatar(client, fake, token) as page:
-        await page.tab.send("avatar.attach", {"session_id": page.session_id})
-        await page.eventually(lambda: page.frames("avatar.attached"))
+        await page.attach()
         stopped = {"event_id": "e9", "event_type": "session.stopped", "end_reason": "USER_CLOSED"}
         await page.tab.send("avatar.event", {"session_id": page.session_id, "event": stopped})
         await page.eventually(lambda: page.frames("avatar.session", status="stopped"))
@@ -227,8 +231,7 @@ async def test_without_an_attached_page_speak_is_a_409_and_answers_stay_text(
         assert not fake.commands.received
 
         # attaching, then detaching, brings back the 409
-        await page.tab.send("avatar.attach", {"session_id": page.session_id})
-        await page.eventually(lambda: page.frames("avatar.attached"))
+        await page.attach()
         ok = await client.post(
             f"/api/v1/avatar/sessions/{page.session_id}/speak",
             json={"text": "Hello there."},
@@ -248,8 +251,8 @@ async def test_without_an_attached_page_speak_is_a_409_and_answers_stay_text(
 async def test_a_page_cannot_attach_to_another_users_session(
     client: Any, fake: FakeLiveAvatar
 ) -> None:
-    owner = (await login(client, "mo@example.com"))["Authorization"].split(" ", 1)[1]
-    other = (await login(client, "eve@example.com"))["Authorization"].split(" ", 1)[1]
+    owner = await member_token(client)
+    other = await member_token(client, "eve@example.com")
     async with page_with_avatar(client, fake, owner) as page:
         intruder = await connect(client, other)
         await intruder.send("avatar.attach", {"session_id": page.session_id}, id="x")
@@ -291,8 +294,7 @@ async def test_a_command_issued_on_one_instance_reaches_the_page_on_another(
     page.provider_session_id = await provider_id(two, session_id)
     await page.start()
     try:
-        await tab.send("avatar.attach", {"session_id": session_id})
-        await page.eventually(lambda: page.frames("avatar.attached"))
+        await page.attach()
         spoken = await one.post(
             f"/api/v1/avatar/sessions/{session_id}/speak",
             json={"text": "Spoken across instances."},
@@ -323,7 +325,7 @@ async def test_with_liveavatar_answering_voice_transcriptions_are_left_to_it(
     client = await avatarstack_client(
         providers_={"password_hasher": fast_hasher()}, avatar=settings
     )
-    token = (await login(client, "mo@example.com"))["Authorization"].split(" ", 1)[1]
+    token = await member_token(client)
     async with page_with_avatar(client, fake, token) as page:
         said = {"event_id": "evt-2", "event_type": "user.transcription", "text": VOICE_QUESTION}
         await page.tab.send("avatar.event", {"session_id": page.session_id, "event": said})
