@@ -1,6 +1,6 @@
 // Admin: users and their roles, the audit log (newest first, paged by id), and the recent
-// knowledge jobs (the API lists jobs per id only, so the page shows those of the documents and
-// index generations).
+// knowledge jobs (the API has no listing of all jobs, only GET /kb/jobs/{id}: the page shows the
+// latest jobs of the ten most recent documents and of the index generations).
 
 import { api, hasRole, user } from "../api.js";
 import { alertBox, busy, emptyRow, h, replace, when } from "../dom.js";
@@ -116,11 +116,15 @@ function jobsSection() {
   const body = h("tbody", {});
   const load = async () => {
     const [documents, generations] = await Promise.all([
-      api("kb/documents", { query: { limit: 20 } }),
+      api("kb/documents", { query: { limit: 10 } }),
       api("kb/generations"),
     ]);
+    // the list leaves out versions: each recent document's detail names its latest job
+    const details = await Promise.all(
+      (documents.documents || []).slice(0, 10).map((d) => api(`kb/documents/${encodeURIComponent(d.document_id)}`).catch(() => null)),
+    );
     const ids = [
-      ...(documents.documents || []).map((d) => d.latest?.job_id),
+      ...details.map((d) => d?.latest?.job_id),
       ...(generations.generations || []).map((g) => g.job_id),
     ].filter(Boolean);
     const jobs = await Promise.all([...new Set(ids)].slice(0, 30).map((id) => api(`kb/jobs/${encodeURIComponent(id)}`).catch(() => null)));
