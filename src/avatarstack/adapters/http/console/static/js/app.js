@@ -79,7 +79,13 @@ async function route() {
   const count = ++renderCount;
   document.title = `${title} · avatarstack`;
   markNav(pathname);
-  const page = await import(`./pages/${module}.js`);
+  let page;
+  try {
+    page = await import(`./pages/${module}.js`);
+  } catch {
+    replace(main, h("h1", { text: title }), h("p", { role: "alert", class: "banner banner-error", text: "This page could not be loaded. Check the connection and reload." }));
+    return undefined;
+  }
   if (count !== renderCount) return undefined;
   replace(main);
   cleanup = (await page.render(main, ctx)) || null;
