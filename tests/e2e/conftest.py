@@ -110,7 +110,7 @@ def mailbox(mailbox_server: tuple[Mailbox, int]) -> Mailbox:
 def servers(
     tmp_path_factory: pytest.TempPathFactory, mailbox_server: tuple[Mailbox, int]
 ) -> Iterator[Servers]:
-    started = Servers(tmp_path_factory.mktemp("e2e-servers"), mailbox_server[1])
+    started = Servers(tmp_path_factory.mktemp("e2e-servers"), mailbox_server)
     yield started
     started.stop_all()
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -261,8 +262,9 @@ class Server:
     ``kill()`` is SIGKILL (no goodbye); ``start()`` again comes back on the same port and data,
     like an operator restarting a crashed process. Output goes to ``log_path``."""
 
-    def __init__(self, folder: Path, smtp_port: int, settings: dict[str, str]) -> None:
+    def __init__(self, folder: Path, mail: tuple[Mailbox, int], settings: dict[str, str]) -> None:
         self.folder = folder
+        self.mailbox, smtp_port = mail
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -359,7 +361,18 @@ class Server:
         return done.stdout
 
     def create_user(self, email_: str, role: str = "member", password: str = PASSWORD) -> str:
+        """An account with a role, as an operator creates it (``users create``, ~1.5 s)."""
         self.cli("users", "create", email_, "--role", role, "--password-stdin", stdin=password)
+        return email_
+
+    def member(self, prefix: str = "member", *, email_: str | None = None) -> str:
+        """A new verified member, as a person makes one: register over the API, then open the
+        mailed link (quick; ``auth`` allows 10 registrations an hour from one address)."""
+        email_ = email_ or unique_email(prefix)
+        answer = self.api("POST", "/auth/register", {"email": email_, "password": PASSWORD})
+        assert answer.status == 202, answer
+        link = self.mailbox.wait(email_, "confirm your e-mail").link("/auth/verify?token=")
+        assert request("GET", link).status == 200
         return email_
 
     # ------------------------------------------------------------------ API facts
@@ -383,18 +396,44 @@ def unique_email(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}@example.com"
 
 
+#: accounts every seeded server has (password PASSWORD)
+ADMIN = "admin@example.com"
+EDITOR = "editor@example.com"
+
+
 @dataclass
 class Servers:
-    """Starts servers for the test modules and stops whatever is left at the end."""
+    """Starts servers for the test modules and stops whatever is left at the end.
+
+    ``new(name, data=...)`` starts from a copy of a data folder made once per session:
+    ``"accounts"`` has :data:`ADMIN` and :data:`EDITOR`; ``"manual"`` has them and the
+    manual, ingested and indexed (copying is much quicker than seeding every server)."""
 
     root: Path
-    smtp_port: int
+    mail: tuple[Mailbox, int]
     started: list[Server] = field(default_factory=list)
+    _templates: dict[str, Path] = field(default_factory=dict)
 
-    def new(self, name: str, **settings: str) -> Server:
-        server = Server(self.root / f"{name}-{len(self.started)}", self.smtp_port, settings)
+    def new(self, name: str, *, data: str | None = None, **settings: str) -> Server:
+        server = Server(self.root / f"{name}-{len(self.started)}", self.mail, settings)
+        if data is not None:
+            shutil.copytree(self.template(data), server.folder / "data")
         self.started.append(server)
         return server
+
+    def template(self, name: str) -> Path:
+        if name not in self._templates:
+            seeder = Server(self.root / f"template-{name}", self.mail, {})
+            if name == "accounts":
+                seeder.create_user(ADMIN, "admin")
+                seeder.create_user(EDITOR, "editor")
+            elif name == "manual":
+                shutil.copytree(self.template("accounts"), seeder.folder / "data")
+                seed_manual(seeder)
+            else:
+                raise ValueError(f"no data template {name!r}")
+            self._templates[name] = seeder.folder / "data"
+        return self._templates[name]
 
     def __iter__(self) -> Iterator[Server]:
         return iter(self.started)

@@ -8,13 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 from a11y import axe_violations, describe, horizontal_overflow
-from harness import DESKTOP, PHONE, Server, Servers, seed_manual
+from harness import ADMIN, DESKTOP, PHONE, Server, Servers
 from playwright.sync_api import Page
 from ui import settled, sign_in
 
 from conftest import ConsoleLog
 
-ADMIN = "root@example.com"
 SIGNED_OUT = ("/login", "/register", "/forgot-password", "/reset-password#token=not-a-real-token")
 SIGNED_IN = ("/chat", "/knowledge", "/profile", "/admin")
 VIEWPORTS = [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone-390")]
@@ -22,9 +21,7 @@ VIEWPORTS = [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone-
 
 @pytest.fixture(scope="module")
 def server(servers: Servers) -> Iterator[Server]:
-    server = servers.new("a11y")
-    server.create_user(ADMIN, "admin")
-    seed_manual(server)
+    server = servers.new("a11y", data="manual")
     server.start()
     yield server
     server.stop()

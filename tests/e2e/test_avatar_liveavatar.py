@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import BackgroundLoop, Server, Servers, StaticFiles, seed_manual, unique_email
+from harness import BackgroundLoop, Server, Servers, StaticFiles
 from playwright.sync_api import Page, expect
 from ui import SLOW, ask, sign_in
 
@@ -41,13 +41,13 @@ def server(
 ) -> Iterator[Server]:
     server = servers.new(
         "liveavatar",
+        data="manual",
         AVATARSTACK_AVATAR__PROVIDER="liveavatar",
         AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY=liveavatar.api_key,
         AVATARSTACK_AVATAR__LIVEAVATAR__BASE_URL=liveavatar.base_url,
         AVATARSTACK_AVATAR__SESSIONS_TOTAL="50",
         AVATARSTACK_CONSOLE__LIVEKIT_CLIENT_URL=livekit_double.url("livekit_double.mjs"),
     )
-    seed_manual(server)
     server.start()
     yield server
     server.stop()
@@ -153,7 +153,7 @@ def agent(aio: BackgroundLoop, liveavatar: FakeLiveAvatar, page: Page) -> Iterat
 def start_avatar(page: Page, server: Server, agent: Agent) -> tuple[str, str]:
     """Sign a new member in, start the avatar and wait until the page joined the room: the
     member's e-mail address and the LiveAvatar session id."""
-    email = server.create_user(unique_email("lia"))
+    email = server.member("lia")
     sign_in(page, email)
     page.get_by_role("button", name="Start avatar").click()
     page.wait_for_function("() => (window.__livekitDouble?.connects ?? []).length >= 1")

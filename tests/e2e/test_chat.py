@@ -22,8 +22,6 @@ from harness import (
     BackgroundLoop,
     Server,
     Servers,
-    seed_manual,
-    unique_email,
     wait_until,
 )
 from playwright.sync_api import Page, expect
@@ -59,6 +57,7 @@ def model(chat: FakeChatCompletions) -> Iterator[FakeChatCompletions]:
 def server(servers: Servers, chat: FakeChatCompletions) -> Iterator[Server]:
     server = servers.new(
         "chat",
+        data="manual",
         AVATARSTACK_ANSWER__ENGINE="openai",
         AVATARSTACK_ANSWER__OPENAI__BASE_URL=chat.api_base_url,
         AVATARSTACK_ANSWER__OPENAI__API_KEY=chat.api_key,
@@ -66,7 +65,6 @@ def server(servers: Servers, chat: FakeChatCompletions) -> Iterator[Server]:
         # a killed instance's answer is taken over one second after its last heartbeat
         AVATARSTACK_REALTIME__ANSWER_LEASE_SECONDS="1",
     )
-    seed_manual(server)
     server.start()
     yield server
     server.stop()
@@ -91,7 +89,7 @@ def answered(server: Server, token: str) -> list[dict[str, Any]]:
 def test_a_question_gets_a_cited_answer_that_streams_in(
     page: Page, server: Server, model: FakeChatCompletions
 ) -> None:
-    sign_in(page, server.create_user(unique_email("ann")))
+    sign_in(page, server.member("ann"))
     record_texts(page)
     ask(page, QUESTION)
     expect(page.get_by_text(QUESTION)).to_be_visible()
@@ -105,7 +103,7 @@ def test_a_question_gets_a_cited_answer_that_streams_in(
 def test_a_server_killed_mid_answer_and_restarted_leaves_the_whole_answer_once(
     page: Page, server: Server, model: FakeChatCompletions
 ) -> None:
-    email = server.create_user(unique_email("kim"))
+    email = server.member("kim")
     sign_in(page, email)
     model.stall_after = 2  # two parts, then the model hangs: the instance is mid-answer
     ask(page, QUESTION)
@@ -132,7 +130,7 @@ def test_a_server_killed_mid_answer_and_restarted_leaves_the_whole_answer_once(
 def test_the_text_avatar_shows_speaking_then_idle_with_captions(
     page: Page, server: Server, model: FakeChatCompletions
 ) -> None:
-    sign_in(page, server.create_user(unique_email("tia")))
+    sign_in(page, server.member("tia"))
     page.get_by_role("button", name="Start avatar").click()
     state = page.get_by_text(re.compile(r"^(Speaking|Idle)$"))
     expect(state).to_have_text("Idle", timeout=SLOW)
@@ -149,7 +147,7 @@ def test_the_readme_screenshot_shows_a_cited_answer(
     """docs/images/console-chat.png: ``AVATARSTACK_E2E_SCREENSHOTS=docs/images`` refreshes it;
     otherwise the picture goes to a temporary folder."""
     model.delta_delay = 0
-    sign_in(page, server.create_user("ada@example.com"))
+    sign_in(page, server.member(email_="ada@example.com"))
     ask(page, QUESTION)
     the_answer(page)
     folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)

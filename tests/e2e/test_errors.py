@@ -7,18 +7,16 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from harness import Server, Servers, multipart, unique_email
+from harness import EDITOR, Server, Servers, multipart
 from playwright.sync_api import Page, expect
 from ui import SLOW, alerts, connection, sign_in
 
-EDITOR = "ed@example.com"
 NOT_A_PDF = b"Dear customer, this file only pretends to be a PDF.\n"
 
 
 @pytest.fixture(scope="module")
 def server(servers: Servers) -> Iterator[Server]:
-    server = servers.new("errors")
-    server.create_user(EDITOR, "editor")
+    server = servers.new("errors", data="accounts")
     server.start()
     yield server
     server.stop()
@@ -31,7 +29,7 @@ def offline_banner(page: Page):  # type: ignore[no-untyped-def]
 def test_the_server_going_away_shows_a_banner_and_the_page_recovers_by_itself(
     page: Page, server: Server
 ) -> None:
-    sign_in(page, server.create_user(unique_email("dan")))
+    sign_in(page, server.member("dan"))
     expect(connection(page)).to_have_text("Connected", timeout=SLOW)
     expect(offline_banner(page)).to_have_count(0)
 
@@ -70,7 +68,7 @@ def test_an_invalid_upload_shows_the_servers_reason(page: Page, server: Server) 
 
 
 def test_a_rate_limited_request_says_when_to_try_again(page: Page, server: Server) -> None:
-    email = server.create_user(unique_email("eve"))
+    email = server.member("eve")
     for _ in range(3):  # three reset mails an hour per account
         page.goto("/forgot-password")
         page.get_by_label("Email").fill(email)

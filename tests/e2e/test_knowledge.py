@@ -8,11 +8,10 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from harness import Server, Servers, manual_pdf, wait_until
+from harness import EDITOR, Server, Servers, manual_pdf, wait_until
 from playwright.sync_api import Locator, Page, expect
 from ui import SLOW, progress_seen, sign_in, watch_progressbars
 
-EDITOR = "editor@example.com"
 FILE = "espresso-manual.pdf"
 #: version 2 moves the descaling advice to page 3 and changes the interval
 VERSION_2 = (
@@ -25,8 +24,7 @@ QUERY = "How often does the espresso machine need descaling?"
 
 @pytest.fixture(scope="module")
 def server(servers: Servers) -> Iterator[Server]:
-    server = servers.new("knowledge")
-    server.create_user(EDITOR, "editor")
+    server = servers.new("knowledge", data="accounts")
     server.start()
     yield server
     server.stop()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from harness import Server, Servers, unique_email
+from harness import Server, Servers
 from playwright.sync_api import Page, Response, expect
 from ui import sign_in
 
@@ -29,7 +29,7 @@ def server(servers: Servers) -> Iterator[Server]:
 def test_an_expired_access_token_is_renewed_silently_through_the_cookie(
     page: Page, server: Server
 ) -> None:
-    email = server.create_user(unique_email("tom"))
+    email = server.member("tom")
     sign_in(page, email)
 
     (cookie,) = [c for c in page.context.cookies() if c["name"] == "avatarstack_refresh"]

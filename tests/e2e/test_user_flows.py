@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from harness import (
+    ADMIN,
     PASSWORD,
     BackgroundLoop,
     Mailbox,
@@ -25,7 +26,6 @@ from ui import alerts, settled, sign_in
 from avatarstack.testkit.oauth import FakeGoogle, FakeGoogleUser
 
 NEW_PASSWORD = "an entirely different passphrase"
-ADMIN = "boss@example.com"
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +38,13 @@ def google(aio: BackgroundLoop) -> Iterator[FakeGoogle]:
 
 @pytest.fixture(scope="module")
 def server(servers: Servers, google: FakeGoogle) -> Iterator[Server]:
-    server = servers.new("users")
+    server = servers.new("users", data="accounts")
     google.redirect_uris.append(f"{server.url}/api/v1/auth/oauth/google/callback")
     server.env.update(
         AVATARSTACK_OAUTH__GOOGLE__CLIENT_ID=google.client_id,
         AVATARSTACK_OAUTH__GOOGLE__CLIENT_SECRET=google.client_secret,
         AVATARSTACK_OAUTH__GOOGLE__SERVER_METADATA_URL=google.metadata_url,
     )
-    server.create_user(ADMIN, "admin")
     server.start()
     yield server
     server.stop()
@@ -93,7 +92,7 @@ def test_a_new_user_registers_verifies_through_the_mailed_link_and_signs_in_and_
 def test_a_forgotten_password_is_reset_through_the_mailed_link(
     page: Page, server: Server, mailbox: Mailbox
 ) -> None:
-    email = server.create_user(unique_email("bob"))
+    email = server.member("bob")
     page.goto("/login")
     page.get_by_role("link", name=re.compile("forgot", re.I)).click()
     expect(page).to_have_url(re.compile(r"/forgot-password$"))
@@ -137,7 +136,7 @@ def test_google_sign_in_completes_on_the_console(
 def test_a_member_sees_no_editing_or_admin_controls_and_the_api_refuses_them(
     page: Page, server: Server
 ) -> None:
-    email = server.create_user(unique_email("mo"))
+    email = server.member("mo")
     sign_in(page, email)
     signed_in(page)
     expect(page.get_by_role("link", name="Admin")).to_have_count(0)
