@@ -24,13 +24,15 @@ export async function render(main, ctx) {
   let titlesLoaded = null;
 
   const list = h("ul", {});
-  const conversations = h(
-    "nav",
-    { class: "conversations card", "aria-label": "Conversations" },
-    h("h2", { text: "Conversations" }),
+  // folded on narrow screens, so the chat comes first on a phone
+  const fold = h(
+    "details",
+    { open: window.matchMedia("(min-width: 64rem)").matches },
+    h("summary", {}, h("h2", { text: "Conversations" })),
     h("a", { href: "/chat", class: "new", text: "New conversation" }),
     list,
   );
+  const conversations = h("nav", { class: "conversations card", "aria-label": "Conversations" }, fold);
   const connection = h("span", {
     class: `connection ${realtime.state}`,
     role: "status",
