@@ -333,3 +333,41 @@ async def test_with_liveavatar_answering_voice_transcriptions_are_left_to_it(
         await page.eventually(lambda: page.frames("pong"))
         await asyncio.sleep(0.3)
         assert page.frames("message.created") == []
+
+
+async def test_after_a_renewal_the_attached_page_carries_the_new_rooms_commands(
+    avatarstack_client: Any, fake: FakeLiveAvatar
+) -> None:
+    fake.tier_max_session_duration = 9  # renewed 3 s before the cap (a third of it)
+    settings = liveavatar_settings(fake)
+    settings.update(maintenance_seconds=0.2)
+    client = await avatarstack_client(
+        providers_={"password_hasher": fast_hasher()}, avatar=settings
+    )
+    auth = await login(client, "mo@example.com")
+    token = auth["Authorization"].split(" ", 1)[1]
+    async with page_with_avatar(client, fake, token) as page:
+        await page.attach()
+        old_room = page.provider_session_id
+        renewed = await page.eventually(
+            lambda: [f for f in page.frames("avatar.credentials") if f["data"].get("renewed")]
+        )
+        assert renewed[0]["data"]["session_id"] == page.session_id
+        new_room = await provider_id(client, page.session_id)
+        assert new_room != old_room
+        page.provider_session_id = new_room  # the page switched rooms
+        spoken = await client.post(
+            f"/api/v1/avatar/sessions/{page.session_id}/speak",
+            json={"text": "Said in the new room."},
+            headers=auth,
+        )
+        assert spoken.status == 202, await spoken.text()
+        command = await page.eventually(
+            lambda: [
+                f
+                for f in page.frames("avatar.command")
+                if f["data"]["command"].get("text") == "Said in the new room."
+            ]
+        )
+        # a later renewal may have moved the room again meanwhile: never the first one
+        assert command[0]["data"]["command"]["session_id"] != old_room

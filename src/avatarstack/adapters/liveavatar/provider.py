@@ -355,12 +355,14 @@ class LiveAvatarProvider:
         ``avatar.speak_started`` → ``speaking``, ``avatar.speak_ended`` → ``idle`` (the task id
         is the ``source_event_id``, i.e. the id :meth:`speak` returned); from the first of them
         on, the session's events follow these reports instead of estimates.
-        ``session.stopped`` → ``closed`` with its ``end_reason``. Other events, and events of
-        sessions this provider does not follow, are ignored. Safe to call from any coroutine
+        ``session.stopped`` → ``closed`` with its ``end_reason``. Other events, events of
+        sessions this provider does not follow, and events whose own ``session_id`` names
+        another session (the old room's, after a renewal) are ignored. Safe to call from any coroutine
         on the provider's event loop (it does not block)."""
         session = self._sessions.get(provider_session_id)
-        if session is None:
-            return
+        reported_for = vendor_event.get("session_id")
+        if session is None or reported_for not in (None, provider_session_id):
+            return  # e.g. the old room's session.stopped after a renewal replaced it
         event_type = vendor_event.get("event_type")
         task = vendor_event.get("source_event_id") or vendor_event.get("event_id")
         task_id = task if isinstance(task, str) else None
