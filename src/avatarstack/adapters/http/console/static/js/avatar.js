@@ -165,14 +165,16 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
     }
   }
 
-  async function leaveRoom() {
+  /** Leave the room; `detach` false keeps the server's attachment (a renewal of the same
+   * session: the server already points it at the new room). */
+  async function leaveRoom(detach = true) {
     const old = room;
     const oldSession = roomSession;
     room = null;
     roomSession = null;
     live = false;
     mic.setRoom(null);
-    if (oldSession) realtime.send("avatar.detach", { session_id: oldSession });
+    if (oldSession && detach) realtime.send("avatar.detach", { session_id: oldSession });
     if (old) await old.disconnect().catch(() => {});
   }
 
@@ -181,7 +183,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
     if (!pendingCredentials || speaking) return;
     const credentials = pendingCredentials;
     pendingCredentials = null;
-    await leaveRoom();
+    await leaveRoom(credentials.session_id !== roomSession);
     await join(credentials);
   }
 
