@@ -144,12 +144,16 @@ def test_the_text_avatar_shows_speaking_then_idle_with_captions(
 def test_the_readme_screenshot_shows_a_cited_answer(
     page: Page, server: Server, model: FakeChatCompletions, tmp_path: Path
 ) -> None:
-    """docs/images/console-chat.png: ``AVATARSTACK_E2E_SCREENSHOTS=docs/images`` refreshes it;
-    otherwise the picture goes to a temporary folder."""
+    """docs/images/console-chat.png (the avatar speaking a cited answer, with captions):
+    ``AVATARSTACK_E2E_SCREENSHOTS=docs/images`` refreshes it; otherwise the picture goes to a
+    temporary folder."""
     model.delta_delay = 0
     sign_in(page, server.member(email_="ada@example.com"))
+    page.get_by_role("button", name="Start avatar").click()
     ask(page, QUESTION)
     the_answer(page)
+    expect(page.get_by_label("Captions")).to_contain_text("every three months")
+    page.evaluate("() => document.activeElement?.blur()")
     folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "console-chat.png"
