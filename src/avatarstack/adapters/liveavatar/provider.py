@@ -357,8 +357,8 @@ class LiveAvatarProvider:
         on, the session's events follow these reports instead of estimates.
         ``session.stopped`` → ``closed`` with its ``end_reason``. Other events, events of
         sessions this provider does not follow, and events whose own ``session_id`` names
-        another session (the old room's, after a renewal) are ignored. Safe to call from any coroutine
-        on the provider's event loop (it does not block)."""
+        another session (the old room's, after a renewal) are ignored. Safe to call from any
+        coroutine on the provider's event loop (it does not block)."""
         session = self._sessions.get(provider_session_id)
         reported_for = vendor_event.get("session_id")
         if session is None or reported_for not in (None, provider_session_id):
