@@ -91,7 +91,9 @@ class CommandChannel(Protocol):
     server-side LiveKit participant."""
 
     async def send(self, provider_session_id: str, command: Mapping[str, Any]) -> None:
-        """Deliver one command; UnavailableError when nothing can carry it now."""
+        """Deliver one command. NoAvatarViewError (a ConflictError) when no browser of the
+        session's owner carries the session's commands; UnavailableError when the channel
+        itself cannot carry it now."""
 
 
 @dataclass(frozen=True)
