@@ -11,6 +11,11 @@ let currentUser = null;
 let refreshing = null;
 let renewTimer = null;
 const listeners = new Set();
+// tells the other tabs of this site that the user signed out (no token ever goes through it)
+const tabs = typeof BroadcastChannel === "function" ? new BroadcastChannel("avatarstack-auth") : null;
+tabs?.addEventListener("message", (event) => {
+  if (event.data === "signed-out" && accessToken) forget();
+});
 
 export class ApiError extends Error {
   constructor(status, problem = {}, retryAfter = null) {
@@ -131,12 +136,9 @@ async function parse(response) {
 export async function api(path, options = {}) {
   let response = await send(path, options);
   if (response.status === 401 && options.auth !== false && accessToken) {
-    let renewed = false;
-    try {
-      renewed = await refreshSession();
-    } catch {
-      renewed = false;
-    }
+    // a refresh that cannot reach the server throws (the session may be fine); a refused one
+    // ends the session in this page
+    const renewed = await refreshSession();
     if (!renewed) {
       forget();
       return parse(response);
@@ -197,6 +199,7 @@ export async function logout() {
       await send("auth/cookie/logout", { method: "POST", auth: false });
     } finally {
       forget();
+      tabs?.postMessage("signed-out");
     }
   }
 }
