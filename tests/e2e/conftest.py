@@ -30,6 +30,7 @@ from harness import (
     DESKTOP,
     REQUIRED_ENV,
     BackgroundLoop,
+    ConsoleLog,
     Mailbox,
     Server,
     Servers,
@@ -42,7 +43,6 @@ from harness import (
 from playwright.sync_api import (
     Browser,
     BrowserContext,
-    ConsoleMessage,
     Page,
     expect,
     sync_playwright,
@@ -139,37 +139,6 @@ def browser() -> Iterator[Browser]:
         chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
-
-
-class ConsoleLog:
-    """Console messages and uncaught errors of every page of a context."""
-
-    def __init__(self) -> None:
-        self.lines: dict[Page, list[str]] = {}
-
-    def watch(self, page: Page) -> None:
-        lines = self.lines.setdefault(page, [])
-
-        def on_console(message: ConsoleMessage) -> None:
-            lines.append(f"[{message.type}] {message.text}  ({message.location.get('url', '')})")
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda error: lines.append(f"[pageerror] {error}"))
-        page.on(
-            "requestfailed",
-            lambda req: lines.append(f"[requestfailed] {req.method} {req.url}: {req.failure}"),
-        )
-
-    def of(self, page: Page) -> list[str]:
-        return self.lines.get(page, [])
-
-    def csp_violations(self) -> list[str]:
-        return [
-            line
-            for lines in self.lines.values()
-            for line in lines
-            if "Content Security Policy" in line or "Content-Security-Policy" in line
-        ]
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
+from playwright.sync_api import ConsoleMessage, Page
 
 from avatarstack.testkit._server import LocalServer
 from avatarstack.testkit.pdf import text_pdf
@@ -77,6 +78,37 @@ def browser_required() -> bool:
 def artifacts_dir() -> Path:
     configured = os.environ.get(ARTIFACTS_ENV)
     return Path(configured) if configured else HERE / "artifacts"
+
+
+class ConsoleLog:
+    """Console messages and uncaught errors of every page of a context."""
+
+    def __init__(self) -> None:
+        self.lines: dict[Page, list[str]] = {}
+
+    def watch(self, page: Page) -> None:
+        lines = self.lines.setdefault(page, [])
+
+        def on_console(message: ConsoleMessage) -> None:
+            lines.append(f"[{message.type}] {message.text}  ({message.location.get('url', '')})")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: lines.append(f"[pageerror] {error}"))
+        page.on(
+            "requestfailed",
+            lambda req: lines.append(f"[requestfailed] {req.method} {req.url}: {req.failure}"),
+        )
+
+    def of(self, page: Page) -> list[str]:
+        return self.lines.get(page, [])
+
+    def csp_violations(self) -> list[str]:
+        return [
+            line
+            for lines in self.lines.values()
+            for line in lines
+            if "Content Security Policy" in line or "Content-Security-Policy" in line
+        ]
 
 
 # =========================================================================== background loop

@@ -172,7 +172,10 @@ def test_the_page_joins_the_room_with_the_credentials_the_fake_issued(
     ]
     # the avatar's video track is attached to a video element on the page
     page.wait_for_function("() => [...document.querySelectorAll('video')].some((v) => v.srcObject)")
-    expect(page.get_by_role("button", name="Stop avatar")).to_be_visible()
+    # LiveKit's connection quality is shown, and follows the room
+    expect(page.get_by_text("Video connection: Excellent")).to_be_visible()
+    page.evaluate("() => window.__livekitDouble.quality('poor')")
+    expect(page.get_by_text("Video connection: Poor")).to_be_visible()
 
     page.get_by_role("button", name="Stop avatar").click()
     page.wait_for_function("() => window.__livekitDouble.disconnects >= 1")
