@@ -26,6 +26,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
   const mode = h("p", { class: "muted", "data-testid": "avatar-mode", text: "" });
   const state = h("span", { class: "avatar-state", "data-testid": "avatar-state", text: "Not started" });
   const quality = h("span", { "data-testid": "avatar-quality", text: "–" });
+  const qualityLine = h("p", { hidden: true }, "Video connection: ", quality);
   const captions = h("div", {
     class: "captions",
     role: "region",
@@ -46,7 +47,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
     audio,
     mode,
     h("p", {}, "State: ", state),
-    h("p", { hidden: !usesLiveKit }, "Video connection: ", quality),
+    qualityLine,
     h("h3", { id: "captions-title", text: "Captions" }),
     captions,
   );
@@ -77,6 +78,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
   const textOnly = (reason) => {
     setMode(reason);
     replace(stage, h("p", { text: "Text-only avatar: follow its words in the captions." }));
+    qualityLine.hidden = true;
     mic.setRoom(null);
   };
   const setQuality = (value) => {
@@ -141,6 +143,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
       await next.connect(livekit.url, livekit.access_token);
       if (room !== next) return;
       live = true;
+      qualityLine.hidden = false;
       syncButtons();
       setMode("Video: connected.");
       mic.setRoom(next);
