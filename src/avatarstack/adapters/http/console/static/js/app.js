@@ -89,8 +89,10 @@ async function route() {
   if (count !== renderCount) return undefined;
   replace(main);
   cleanup = (await page.render(main, ctx)) || null;
+  // after a navigation inside the page, focus moves to the new page's heading (as a page load
+  // would); the first page leaves it at the start, where the skip link comes first
   const heading = main.querySelector("h1");
-  if (heading && document.activeElement === document.body) {
+  if (heading && count > 1) {
     heading.tabIndex = -1;
     heading.focus({ preventScroll: true });
   }
