@@ -134,6 +134,24 @@ async def test_members_search_but_do_not_write(client: Any) -> None:
     assert (await client.post(f"{KB}/search", json={"query": "x"})).status == 401
 
 
+async def test_editors_list_the_recent_ingestion_and_build_jobs_newest_first(client: Any) -> None:
+    editor = await login(client, "ed@example.com", "editor")
+    member = await login(client, "mo@example.com", "member")
+    ingested = await ingest(client, editor, MANUAL_V1, title="Espresso manual")
+    built = await build(client, editor)
+    listed = await client.get(f"{KB}/jobs", headers=editor)
+    assert listed.status == 200
+    jobs = (await listed.json())["jobs"]
+    assert [(j["kind"], j["status"]) for j in jobs[:2]] == [
+        ("kb.build", "succeeded"),
+        ("kb.ingest", "succeeded"),
+    ]
+    assert {jobs[0]["job_id"], jobs[1]["job_id"]} == {built["job_id"], ingested["job_id"]}
+    assert len((await (await client.get(f"{KB}/jobs?limit=1", headers=editor)).json())["jobs"]) == 1
+    assert (await client.get(f"{KB}/jobs", headers=member)).status == 403
+    assert (await client.get(f"{KB}/jobs?limit=0", headers=editor)).status == 422
+
+
 async def test_restore_makes_an_old_version_current_as_a_new_one(client: Any) -> None:
     editor = await login(client, "ed@example.com", "editor")
     doc = (await ingest(client, editor, MANUAL_V1))["document_id"]

@@ -466,6 +466,11 @@ class KnowledgeService:
             raise NotFoundError("job not found")
         return job
 
+    async def list_jobs(self, *, limit: int = 50) -> Sequence[Job]:
+        """The most recent ingestion and build jobs of every owner, newest first."""
+        async with self._storage.unit_of_work() as uow:
+            return await uow.jobs.list_recent(kinds=(INGEST_JOB, BUILD_JOB), limit=limit)
+
     # ------------------------------------------------------------------ ingestion job
 
     async def run_ingest(self, ctx: JobContext) -> Mapping[str, Any]:

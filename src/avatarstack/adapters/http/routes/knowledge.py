@@ -244,6 +244,14 @@ class SearchOut(BaseModel):
     search_ms: float
 
 
+class JobsOut(BaseModel):
+    jobs: list[JobOut]
+
+
+class JobsQuery(BaseModel):
+    limit: int = Field(50, ge=1, le=200)
+
+
 class ListQuery(BaseModel):
     limit: int = Field(50, ge=1, le=200)
     offset: int = Field(0, ge=0)
@@ -372,6 +380,12 @@ async def delete_document(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     job = await request.app[keys.KNOWLEDGE].get_job(path_id(request, "job_id", "job"))
     return model_response(JobOut.of(job))
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    query = read_query(request, JobsQuery)
+    jobs = await request.app[keys.KNOWLEDGE].list_jobs(limit=query.limit)
+    return model_response(JobsOut(jobs=[JobOut.of(job) for job in jobs]))
 
 
 # ----------------------------------------------------------------------------- generations
@@ -551,6 +565,17 @@ ROUTES = [
         TAGS,
         status=204,
         responses=_DOC,
+    ),
+    Route(
+        "GET",
+        f"{API}/jobs",
+        list_jobs,
+        WRITE,
+        "kb_jobs",
+        "The most recent ingestion and build jobs of every editor, newest first.",
+        TAGS,
+        query_model=JobsQuery,
+        response_model=JobsOut,
     ),
     Route(
         "GET",

@@ -1,6 +1,5 @@
 // Admin: users and their roles, the audit log (newest first, paged by id), and the recent
-// knowledge jobs (the API has no listing of all jobs, only GET /kb/jobs/{id}: the page shows the
-// latest jobs of the ten most recent documents and of the index generations).
+// knowledge jobs (GET /kb/jobs: ingestions and index builds of every editor, newest first).
 
 import { api, hasRole, user } from "../api.js";
 import { alertBox, busy, emptyRow, h, replace, when } from "../dom.js";
@@ -115,20 +114,8 @@ function jobsSection() {
   const alert = alertBox();
   const body = h("tbody", {});
   const load = async () => {
-    const [documents, generations] = await Promise.all([
-      api("kb/documents", { query: { limit: 10 } }),
-      api("kb/generations"),
-    ]);
-    // the list leaves out versions: each recent document's detail names its latest job
-    const details = await Promise.all(
-      (documents.documents || []).slice(0, 10).map((d) => api(`kb/documents/${encodeURIComponent(d.document_id)}`).catch(() => null)),
-    );
-    const ids = [
-      ...details.map((d) => d?.latest?.job_id),
-      ...(generations.generations || []).map((g) => g.job_id),
-    ].filter(Boolean);
-    const jobs = await Promise.all([...new Set(ids)].slice(0, 30).map((id) => api(`kb/jobs/${encodeURIComponent(id)}`).catch(() => null)));
-    const rows = jobs.filter(Boolean).sort((a, b) => String(b.updated_at).localeCompare(String(a.updated_at)));
+    const { jobs } = await api("kb/jobs", { query: { limit: 30 } });
+    const rows = jobs || [];
     replace(
       body,
       rows.map((j) =>
