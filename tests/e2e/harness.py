@@ -62,9 +62,9 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 #: the command line, as ``python -m`` (the venv's interpreter, whatever is on PATH)
 CLI = [sys.executable, "-m", "avatarstack.bootstrap.cli"]
-PHONE = {"width": 390, "height": 844}
 
 
 def chromium_path() -> str:

@@ -1,6 +1,7 @@
 """The avatar panel with ``liveavatar`` (FULL mode) in Chromium: the server talks to the project's
 fake LiveAvatar, and the page's LiveKit client is the recording test double
-(``livekit_double.mjs``, named through ``AVATARSTACK_CONSOLE__LIVEKIT_CLIENT_URL``).
+(``livekit_double.mjs``, named through ``AVATARSTACK_CONSOLE__LIVEKIT_CLIENT_URL``). Without
+the owner's browser in the room, speaking is refused with a problem that says so.
 
 :class:`Agent` plays the LiveKit room between the page and LiveAvatar: what the page publishes on
 ``agent-control`` goes to the fake LiveAvatar's data channel, and the ``agent-response`` events
@@ -17,9 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import BackgroundLoop, Server, Servers, StaticFiles
+from harness import BackgroundLoop, Response, Server, Servers, StaticFiles, wait_until
 from playwright.sync_api import Page, expect
-from ui import SLOW, ask, sign_in
+from ui import SLOW, ask, sign_in, transcript
 
 from avatarstack.testkit.liveavatar import FakeLiveAvatar
 
@@ -188,7 +189,9 @@ def test_an_answer_is_spoken_sentence_by_sentence_and_speaking_reaches_the_conve
 ) -> None:
     email, session_id = start_avatar(page, server, agent)
     ask(page, QUESTION)
-    expect(page.get_by_text("every three months").first).to_be_visible(timeout=SLOW)
+    expect(transcript(page).get_by_label("Answer")).to_contain_text(
+        "every three months", timeout=SLOW
+    )
     (completed,) = [
         e for e in conversation_events(server, email) if e["type"] == "answer.completed"
     ]
@@ -251,8 +254,9 @@ def test_a_user_transcription_becomes_one_message_with_a_cited_answer(
     events = agent.deliver(twice=True)  # the same transcription forwarded twice
     (transcription,) = [e for e in events if e["event_type"] == "user.transcription"]
 
-    expect(page.get_by_text(QUESTION)).to_have_count(1, timeout=SLOW)
-    expect(page.get_by_text("every three months").first).to_be_visible(timeout=SLOW)
+    log = transcript(page)
+    expect(log.get_by_text(QUESTION)).to_have_count(1, timeout=SLOW)
+    expect(log.get_by_label("Answer")).to_contain_text("every three months", timeout=SLOW)
     conversation = conversation_events(server, email)
     messages = [e for e in conversation if e["type"] == "message.created"]
     assert [(m["data"]["text"], m["data"]["client_id"]) for m in messages] == [
@@ -261,6 +265,30 @@ def test_a_user_transcription_becomes_one_message_with_a_cited_answer(
     answers = [e for e in conversation if e["type"] == "answer.completed"]
     assert len(answers) == 1
     assert answers[0]["data"]["citations"], answers[0]
+
+
+def test_speak_needs_the_owners_browser_in_the_room(
+    page: Page, server: Server, agent: Agent
+) -> None:
+    email, _ = start_avatar(page, server, agent)
+    token = server.login(email)
+    (session,) = server.api("GET", "/avatar/sessions", token=token).body["sessions"]
+    speak = f"/avatar/sessions/{session['session_id']}/speak"
+
+    spoken = server.api("POST", speak, {"text": "Hello from the API."}, token=token)
+    assert spoken.status == 202, spoken
+    (command,) = agent.wait_for("avatar.speak_text")
+    assert command["text"] == "Hello from the API."
+
+    page.close()  # the tab goes away, and its socket with it: nobody relays commands now
+
+    def refused() -> Response | None:
+        answer = server.api("POST", speak, {"text": "Anyone there?"}, token=token)
+        return answer if answer.status == 409 else None
+
+    problem = wait_until(refused, timeout=15, what="a 409 once the browser left")
+    assert problem.headers["Content-Type"].startswith("application/problem+json")
+    assert "browser" in problem.detail, problem.body
 
 
 # =========================================================================== API facts

@@ -25,7 +25,7 @@ from harness import (
     wait_until,
 )
 from playwright.sync_api import Page, expect
-from ui import SLOW, ask, connection, record_texts, sign_in, texts_seen
+from ui import SLOW, ask, connection, record_texts, sign_in, texts_seen, transcript
 
 from avatarstack.testkit.openai import FakeChatCompletions
 
@@ -72,11 +72,12 @@ def server(servers: Servers, chat: FakeChatCompletions) -> Iterator[Server]:
 
 def the_answer(page: Page) -> None:
     """The whole answer is on the page, once, with its citation of page 1 of the manual."""
-    expect(page.get_by_text(ANSWER, exact=False)).to_have_count(1, timeout=SLOW)
-    main = page.locator("main").inner_text()
-    assert main.count("needs descaling") == 1, main
-    assert main.count("every three months") == 1, main
-    assert CITES_PAGE_ONE.search(main), main
+    log = transcript(page)
+    expect(log.get_by_text(ANSWER, exact=False)).to_have_count(1, timeout=SLOW)
+    text = log.inner_text()
+    assert text.count("needs descaling") == 1, text
+    assert text.count("every three months") == 1, text
+    assert CITES_PAGE_ONE.search(text), text
 
 
 def answered(server: Server, token: str) -> list[dict[str, Any]]:
@@ -92,7 +93,7 @@ def test_a_question_gets_a_cited_answer_that_streams_in(
     sign_in(page, server.member("ann"))
     record_texts(page)
     ask(page, QUESTION)
-    expect(page.get_by_text(QUESTION)).to_be_visible()
+    expect(transcript(page).get_by_text(QUESTION)).to_be_visible()
     the_answer(page)
     seen = texts_seen(page)
     assert any("The espresso machine" in t and "three months" not in t for t in seen), (
@@ -107,7 +108,7 @@ def test_a_server_killed_mid_answer_and_restarted_leaves_the_whole_answer_once(
     sign_in(page, email)
     model.stall_after = 2  # two parts, then the model hangs: the instance is mid-answer
     ask(page, QUESTION)
-    expect(page.get_by_text("needs descaling")).to_be_visible(timeout=SLOW)
+    expect(transcript(page).get_by_text("needs descaling")).to_be_visible(timeout=SLOW)
 
     server.kill()
     expect(connection(page)).not_to_have_text("Connected")

@@ -27,6 +27,11 @@ def connection(page: Page) -> Locator:
     return page.get_by_role("status", name="Connection")
 
 
+def transcript(page: Page) -> Locator:
+    """The conversation's messages and answers (not the avatar's captions)."""
+    return page.get_by_role("log", name="Transcript")
+
+
 def alerts(page: Page) -> Locator:
     return page.get_by_role("alert")
 
