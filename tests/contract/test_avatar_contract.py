@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +21,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from avatarstack.core.speech import split_for_speech
-from avatarstack.ports.avatar import AvatarEvent, AvatarProvider, SessionRequest
+from avatarstack.ports.avatar import (
+    LANGUAGE_PATTERN,
+    AvatarEvent,
+    AvatarProvider,
+    SessionRequest,
+)
 from avatarstack.ports.errors import (
     AvatarstackError,
     ConflictError,
@@ -136,6 +142,41 @@ async def test_list_avatars_is_not_empty_and_the_ids_are_unique(avatar: AvatarHa
     assert avatar.avatar_id in ids
     assert avatar.unknown_avatar_id not in ids
     assert all(info.name for info in avatars)
+
+
+async def test_list_voices_names_each_voice_once_with_its_language(
+    avatar: AvatarHarness,
+) -> None:
+    voices = await avatar.provider.list_voices()
+
+    ids = [voice.id for voice in voices]
+    assert len(ids) == len(set(ids))
+    assert all(voice.name and voice.language for voice in voices)
+    # a provider that streams video speaks with a voice a person may choose
+    assert bool(voices) is avatar.video
+
+
+async def test_list_languages_are_unique_language_codes(avatar: AvatarHarness) -> None:
+    languages = await avatar.provider.list_languages()
+
+    assert len(languages) == len(set(languages))
+    assert all(re.match(LANGUAGE_PATTERN, code) for code in languages)
+    assert bool(languages) is avatar.video
+
+
+async def test_a_session_starts_with_a_listed_voice_and_language(avatar: AvatarHarness) -> None:
+    voices = await avatar.provider.list_voices()
+    languages = await avatar.provider.list_languages()
+    request = SessionRequest(
+        avatar_id=avatar.avatar_id,
+        voice_id=voices[-1].id if voices else None,
+        language=languages[-1] if languages else None,
+    )
+
+    session = await avatar.provider.start_session(request)
+
+    assert session.provider_session_id in avatar.running_at_vendor()
+    await avatar.provider.stop(session.provider_session_id)
 
 
 async def test_starting_with_an_unknown_avatar_is_not_found_and_starts_nothing(

@@ -18,6 +18,7 @@ import structlog
 from avatarstack.adapters.heygen import (
     API_KEY_SETTING,
     MAX_TEXT_LENGTH,
+    STREAMING_LANGUAGES,
     HeyGenAvatarProvider,
 )
 from avatarstack.bootstrap.settings import AvatarSettings, HeyGenSettings, Settings
@@ -1015,3 +1016,57 @@ async def test_the_fake_lists_history_by_page_and_answers_unknown_routes_with_40
     assert status == 200
     assert (len(page["data"]["sessions"]), page["data"]["total"]) == (1, 3)
     assert missing == 404
+
+
+# =========================================================================== voices, languages
+
+
+async def test_voices_are_the_accounts_streaming_voices_only(
+    heygen: FakeHeyGen, provider: HeyGenAvatarProvider
+) -> None:
+    voices = await provider.list_voices()
+
+    assert [v.name for v in voices] == ["Sara", "Paul", "Lena"]  # not "Studio only"
+    assert (voices[2].language, voices[1].gender) == ("German", "male")
+    assert routes_and_credentials(heygen) == [("voice.list", "api_key")]
+
+
+async def test_languages_are_the_streaming_language_codes(provider: HeyGenAvatarProvider) -> None:
+    languages = await provider.list_languages()
+
+    assert languages == STREAMING_LANGUAGES
+    assert {"en", "de", "zh"} <= set(languages)
+
+
+async def test_listing_voices_maps_errors_like_the_avatar_list(
+    heygen: FakeHeyGen, clock: ManualClock, provider: HeyGenAvatarProvider
+) -> None:
+    secret = "hg-wrong-key-4242"
+    wrong = make_provider(heygen, clock, api_key=secret)
+    try:
+        with pytest.raises(UpstreamError, match=API_KEY_SETTING) as caught:
+            await wrong.list_voices()
+        assert secret not in str(caught.value)
+    finally:
+        await wrong.close()
+
+    heygen.fail("voice.list", null_data=True)
+    with pytest.raises(UpstreamError, match="API may have changed"):
+        await provider.list_voices()
+
+    heygen.fail("voice.list", status=502, times=None)
+    with pytest.raises(UnavailableError, match="HTTP 502"):
+        await provider.list_voices()
+
+
+async def test_the_fake_lists_voices_for_the_api_key_and_not_for_a_session_token(
+    heygen: FakeHeyGen,
+) -> None:
+    token = await new_token(heygen)
+
+    ok, listed = await raw(heygen, "voice.list")
+    refused, _ = await raw(heygen, "voice.list", headers={"Authorization": f"Bearer {token}"})
+
+    assert ok == 200
+    assert {v["voice_id"] for v in listed["data"]["voices"]} == {v.voice_id for v in heygen.voices}
+    assert refused == 401

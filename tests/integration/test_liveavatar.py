@@ -32,7 +32,7 @@ from avatarstack.ports.errors import (
     UpstreamError,
 )
 from avatarstack.testkit.clock import ManualClock
-from avatarstack.testkit.liveavatar import FakeAvatar, FakeLiveAvatar
+from avatarstack.testkit.liveavatar import FakeAvatar, FakeLiveAvatar, FakeVoice
 
 API_KEY = "la-test-key-3f9a1c7e5b2d"
 EVENT_TIMEOUT = 5.0
@@ -820,3 +820,77 @@ async def test_the_builtin_plugin_registers_liveavatar_only_when_the_key_is_set(
         assert {a.id for a in await provider.list_avatars()} == set(fake.active_avatar_ids)
     finally:
         await provider.close()
+
+
+# --------------------------------------------------------------------------- voices, languages
+
+
+async def test_voices_are_the_accounts_own_then_the_public_ones_each_across_pages(
+    fake: FakeLiveAvatar, provider: LiveAvatarProvider
+) -> None:
+    fake.voices.extend(FakeVoice(id=str(uuid.uuid4()), name=f"Extra {n}") for n in range(120))
+
+    voices = await provider.list_voices()
+
+    assert voices[0].name == "My cloned voice"  # voice_type=private comes first
+    assert len(voices) == len(fake.voices)
+    june = next(v for v in voices if v.name == "June")
+    assert (june.language, june.gender) == ("en", "female")
+    sent = [r for r in fake.requests if r.startswith("GET /v1/voices")]
+    assert len(sent) == 3  # private: one page; public: two pages of 100
+
+
+async def test_languages_are_the_voices_language_codes(
+    fake: FakeLiveAvatar, provider: LiveAvatarProvider
+) -> None:
+    fake.voices.append(FakeVoice(id=str(uuid.uuid4()), name="Odd", language="Klingon language"))
+
+    assert await provider.list_languages() == ["de", "en"]
+
+
+async def test_a_chosen_voice_and_language_reach_the_session_persona(
+    fake: FakeLiveAvatar, provider: LiveAvatarProvider, ada: str
+) -> None:
+    lena = next(v for v in await provider.list_voices() if v.name == "Lena")
+
+    session = await provider.start_session(Request(avatar_id=ada, voice_id=lena.id, language="de"))
+
+    persona = fake.session(session.provider_session_id).config["avatar_persona"]
+    assert (persona["voice_id"], persona["language"]) == (lena.id, "de")
+
+
+async def test_listing_voices_maps_errors_like_the_other_lists(
+    fake: FakeLiveAvatar, make_provider: Callable[..., LiveAvatarProvider]
+) -> None:
+    wrong_key = "la-wrong-key-0d8c2b6a4f1e"
+    with pytest.raises(UpstreamError, match="AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY") as raised:
+        await make_provider(api_key=wrong_key).list_voices()
+    assert wrong_key not in str(raised.value)
+
+    fake.inject("voices", malformed_json=True)
+    with pytest.raises(UpstreamError):
+        await make_provider().list_voices()
+
+    fake.clear_faults()
+    fake.inject("voices", status=503)
+    with pytest.raises(UnavailableError):
+        await make_provider().list_voices()
+
+
+async def test_the_fake_validates_the_voice_lists_paging_and_needs_the_api_key(
+    fake: FakeLiveAvatar,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        answers = []
+        for query, headers in (
+            ({"page_size": "101"}, {"X-API-KEY": API_KEY}),
+            ({"page": "0"}, {"X-API-KEY": API_KEY}),
+            ({"voice_type": "cloned"}, {"X-API-KEY": API_KEY}),
+            ({}, {}),
+        ):
+            async with http.get(
+                f"{fake.base_url}/v1/voices", params=query, headers=headers
+            ) as response:
+                answers.append(response.status)
+    assert answers[:3] == [422, 422, 422]
+    assert answers[3] in (401, 403)

@@ -28,6 +28,7 @@ from avatarstack.ports.avatar import (
     ProviderSession,
     SessionRequest,
     SpeakMode,
+    VoiceInfo,
 )
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
@@ -128,6 +129,17 @@ class InstrumentedProvider:
     async def list_avatars(self) -> Sequence[AvatarInfo]:
         return await self._timed("list_avatars", self._provider.list_avatars())
 
+    async def list_voices(self) -> Sequence[VoiceInfo]:
+        # a vendor plugin written before voices were part of the port offers no choice
+        if getattr(self._provider, "list_voices", None) is None:
+            return []
+        return await self._timed("list_voices", self._provider.list_voices())
+
+    async def list_languages(self) -> Sequence[str]:
+        if getattr(self._provider, "list_languages", None) is None:
+            return []
+        return await self._timed("list_languages", self._provider.list_languages())
+
     async def start_session(self, request: SessionRequest) -> ProviderSession:
         return await self._timed("start_session", self._provider.start_session(request))
 
@@ -192,6 +204,10 @@ class AvatarService:
 
     async def list_avatars(self) -> Sequence[AvatarInfo]:
         return await self.provider.list_avatars()
+
+    async def list_voices(self) -> tuple[Sequence[VoiceInfo], Sequence[str]]:
+        """The provider's voices and the language codes it accepts."""
+        return await self.provider.list_voices(), await self.provider.list_languages()
 
     async def list_sessions(
         self, owner_id: str, *, active_only: bool = False

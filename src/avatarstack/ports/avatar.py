@@ -14,6 +14,10 @@ Error contract for every adapter (tests in ``tests/contract/test_avatar_contract
 - the vendor unreachable, timing out or answering 5xx after retries → ``UnavailableError``;
 - text that is empty or longer than ``max_text_length`` → ``InvalidInputError``
   (callers split long text into sentences first).
+
+Voices and languages are optional choices for a session (``SessionRequest.voice_id`` and
+``language``): ``list_voices`` and ``list_languages`` say which the vendor offers, and a
+provider without a choice answers empty lists (the session then uses the avatar's own voice).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from avatarstack.ports.clock import Clock
 SpeakMode = Literal["repeat", "talk"]
 Quality = Literal["low", "medium", "high", "very_high"]
 AvatarEventType = Literal["speaking", "idle", "closed"]
+#: the shape of a language code a session may ask for: a BCP 47 primary language subtag with
+#: optional subtags (``en``, ``de``, ``pt-BR``, ``zh-Hant``)
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"
 
 
 class _Model(BaseModel):
@@ -41,6 +48,16 @@ class AvatarInfo(_Model):
     name: str
     preview_url: str | None = None
     default_voice_id: str | None = None
+
+
+class VoiceInfo(_Model):
+    """A voice a session may speak with (``SessionRequest.voice_id``)."""
+
+    id: str
+    name: str
+    #: the voice's language as the vendor names it (a code such as ``en``, or ``English``)
+    language: str
+    gender: str | None = None
 
 
 class SessionRequest(_Model):
@@ -111,6 +128,13 @@ class AvatarProvider(Protocol):
     max_text_length: int
 
     async def list_avatars(self) -> Sequence[AvatarInfo]: ...
+
+    async def list_voices(self) -> Sequence[VoiceInfo]:
+        """The voices a session may ask for; empty when the vendor offers no choice."""
+
+    async def list_languages(self) -> Sequence[str]:
+        """The language codes a session may ask for (``LANGUAGE_PATTERN``); empty when the
+        vendor offers no choice."""
 
     async def start_session(self, request: SessionRequest) -> ProviderSession: ...
 

@@ -1,9 +1,10 @@
 """A fake HeyGen Interactive (Streaming) Avatar API: a real aiohttp server on 127.0.0.1.
 
 It follows "What a faithful fake server must do" in ``/work/shared/heygen-api.md``: the
-``/v1/streaming.*`` routes with HeyGen's envelope (``{"code":100,"data":…,"message":"success"}``,
-errors ``{"code":…,"message":…}`` without ``data``), the three credentials (``x-api-key`` on
-every route, ``Authorization: Bearer <session token>`` on every route but ``create_token``; a
+``/v1/streaming.*`` routes and ``GET /v1/voice.list`` with HeyGen's envelope
+(``{"code":100,"data":…,"message":"success"}``, errors ``{"code":…,"message":…}`` without
+``data``), the three credentials (``x-api-key`` on every route, ``Authorization: Bearer
+<session token>`` on every route but ``create_token`` and ``voice.list``; a
 token creates one session and then works for that session only), strict validation of
 ``streaming.new`` and ``streaming.task``, the session state machine ``created`` → ``active`` →
 ``closed``, a per-key concurrency limit, and the idle timeout and duration cap on an injectable
@@ -64,6 +65,7 @@ __all__ = [
     "FakeRequest",
     "FakeSession",
     "FakeTask",
+    "FakeVoice",
 ]
 
 SUCCESS_CODE = 100
@@ -95,8 +97,11 @@ ROUTES: dict[str, tuple[str, str]] = {
     "list": ("GET", "/v1/streaming.list"),
     "history": ("GET", "/v2/streaming.list"),
     "avatar.list": ("GET", "/v1/streaming/avatar.list"),
+    "voice.list": ("GET", "/v1/voice.list"),
 }
 
+#: routes a session token cannot call: minting one, and the account-wide ``voice.list``
+_API_KEY_ONLY = {"create_token", "voice.list"}
 _QUALITIES = {"low", "medium", "high"}
 _ENCODINGS = {"H264", "VP8"}
 _EMOTIONS = {"excited", "serious", "friendly", "soothing", "broadcaster"}
@@ -116,6 +121,17 @@ class FakeAvatar:
     default_voice: str | None = None
     preview_url: str | None = None
     is_public: bool = True
+
+
+@dataclass
+class FakeVoice:
+    """A voice of ``voice.list``; only ``support_realtime`` ones can stream."""
+
+    voice_id: str
+    name: str
+    language: str = "English"
+    gender: str = "female"
+    support_realtime: bool = True
 
 
 @dataclass
@@ -215,6 +231,15 @@ def _default_avatars() -> list[FakeAvatar]:
     ]
 
 
+def _default_voices() -> list[FakeVoice]:
+    return [
+        FakeVoice("1bd001e7e50f421d891986aad5158bc8", "Sara"),
+        FakeVoice("f38a635bee7a4d1f9b0a654a31d050d2", "Paul", gender="male"),
+        FakeVoice("77c3b7b1e2a64a4e8c2f1a9d0b3e5f60", "Lena", language="German"),
+        FakeVoice("0f3c1a7d9e2b4c6a8d5e7f9a1b3c5d7e", "Studio only", support_realtime=False),
+    ]
+
+
 @dataclass(frozen=True)
 class _Caller:
     api_key: str = field(repr=False)
@@ -244,6 +269,7 @@ class FakeHeyGen(LocalServer):
         self.clock: Clock = clock or ManualClock()
         self.max_concurrent = max_concurrent
         self.avatars: list[FakeAvatar] = _default_avatars()
+        self.voices: list[FakeVoice] = _default_voices()
         #: seconds after ``start`` when a session is closed (``session_duration_limit``)
         self.session_duration_limit = 600
         #: ``activity_idle_timeout`` when ``new`` does not send one
@@ -311,6 +337,7 @@ class FakeHeyGen(LocalServer):
             "list": self._list,
             "history": self._history,
             "avatar.list": self._avatar_list,
+            "voice.list": self._voice_list,
         }
         for route, (method, path) in ROUTES.items():
             app.router.add_route(method, path, self._endpoint(route, handlers[route]))
@@ -456,7 +483,7 @@ class FakeHeyGen(LocalServer):
                     return refused
             self._expire()
             try:
-                caller = self._authenticate(request, bearer_allowed=route != "create_token")
+                caller = self._authenticate(request, bearer_allowed=route not in _API_KEY_ONLY)
                 if request.method == "POST":
                     if not parsed_ok or (body is not None and not isinstance(body, dict)):
                         raise _Refuse(400, INVALID_PARAMETER_CODE, "Invalid JSON body")
@@ -740,6 +767,25 @@ class FakeHeyGen(LocalServer):
             }
             for a in self.avatars
         ]
+
+    async def _voice_list(self, request: web.Request, caller: _Caller, body: dict[str, Any]) -> Any:
+        """All the account's voices in one answer (the route takes no paging parameters)."""
+        return {
+            "voices": [
+                {
+                    "voice_id": v.voice_id,
+                    "language": v.language,
+                    "gender": v.gender,
+                    "name": v.name,
+                    "display_name": v.name,
+                    "preview_audio": f"https://files.fake-heygen.invalid/voice/{v.voice_id}.mp3",
+                    "support_pause": True,
+                    "emotion_support": False,
+                    "support_realtime": v.support_realtime,
+                }
+                for v in self.voices
+            ]
+        }
 
 
 # ==================================================================== helpers

@@ -1746,5 +1746,6 @@ def _default_voices() -> list[FakeVoice]:
     return [
         FakeVoice(id=_fixed_id("voice:june"), name="June"),
         FakeVoice(id=_fixed_id("voice:oliver"), name="Oliver", gender="male"),
+        FakeVoice(id=_fixed_id("voice:lena"), name="Lena", language="de"),
         FakeVoice(id=_fixed_id("voice:mine"), name="My cloned voice", public=False),
     ]

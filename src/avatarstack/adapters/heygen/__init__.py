@@ -11,6 +11,7 @@ from avatarstack.adapters.heygen.provider import (
     MAX_IDLE_TIMEOUT,
     MAX_TEXT_LENGTH,
     MIN_IDLE_TIMEOUT,
+    STREAMING_LANGUAGES,
     HeyGenAvatarProvider,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "MAX_IDLE_TIMEOUT",
     "MAX_TEXT_LENGTH",
     "MIN_IDLE_TIMEOUT",
+    "STREAMING_LANGUAGES",
     "HeyGenAvatarProvider",
 ]

@@ -10,7 +10,9 @@ Variants accepted (``/work/shared/heygen-api.md`` §3):
 - ``task``: ``task_id``; ``duration_ms`` may be missing, ``null``, ``0`` or late (forum reports);
 - ``avatar.list``: ``data`` is an array, or an object with ``avatars`` (or ``list``); a name in
   ``avatar_name``, ``pose_name`` or ``name``; entries repeat an ``avatar_id`` per revision;
-- ``streaming.list``: ``data.sessions``, or ``data`` itself an array; ``session_id`` or ``id``.
+- ``streaming.list``: ``data.sessions``, or ``data`` itself an array; ``session_id`` or ``id``;
+- ``voice.list``: ``data.voices`` (or ``data`` itself an array); ``voice_id`` (or ``id``), a name
+  in ``display_name`` or ``name``; only voices with ``support_realtime: true`` can stream.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from avatarstack.ports.avatar import AvatarInfo
+from avatarstack.ports.avatar import AvatarInfo, VoiceInfo
 from avatarstack.ports.errors import UpstreamError
 
 VENDOR = "HeyGen"
@@ -155,6 +157,25 @@ def avatars(envelope: dict[str, Any]) -> list[AvatarInfo]:
             ),
             default_voice_id=_voice_id(entry.get("default_voice"))
             or _text(entry, "default_voice_id"),
+        )
+    return list(found.values())
+
+
+def voices(envelope: dict[str, Any]) -> list[VoiceInfo]:
+    """The streaming-capable voices (``support_realtime: true``), each id once."""
+    endpoint = "voice.list"
+    found: dict[str, VoiceInfo] = {}
+    for entry in _entries(data_of(envelope, endpoint), endpoint, "voices", "list"):
+        if not isinstance(entry, dict) or entry.get("support_realtime") is not True:
+            continue
+        voice_id = _text(entry, "voice_id", "id")
+        if voice_id is None or voice_id in found:
+            continue
+        found[voice_id] = VoiceInfo(
+            id=voice_id,
+            name=_text(entry, "display_name", "name") or voice_id,
+            language=_text(entry, "language") or "",
+            gender=_text(entry, "gender"),
         )
     return list(found.values())
 

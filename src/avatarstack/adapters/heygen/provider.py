@@ -51,6 +51,7 @@ from avatarstack.ports.avatar import (
     ProviderSession,
     SessionRequest,
     SpeakMode,
+    VoiceInfo,
 )
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
@@ -66,6 +67,7 @@ __all__ = [
     "MAX_IDLE_TIMEOUT",
     "MAX_TEXT_LENGTH",
     "MIN_IDLE_TIMEOUT",
+    "STREAMING_LANGUAGES",
     "HeyGenAvatarProvider",
 ]
 
@@ -79,6 +81,37 @@ MIN_IDLE_TIMEOUT = 30
 MAX_IDLE_TIMEOUT = 3600
 #: the API has low (360p), medium (480p) and high (720p) only
 _QUALITY = {"low": "low", "medium": "medium", "high": "high", "very_high": "high"}
+#: the ``language`` codes HeyGen's Interactive Avatar demo offers for ``streaming.new``
+STREAMING_LANGUAGES: tuple[str, ...] = (
+    "bg",
+    "cs",
+    "da",
+    "de",
+    "el",
+    "en",
+    "es",
+    "fi",
+    "fr",
+    "hi",
+    "hu",
+    "id",
+    "it",
+    "ja",
+    "ko",
+    "ms",
+    "nl",
+    "no",
+    "pl",
+    "pt",
+    "ro",
+    "ru",
+    "sk",
+    "sv",
+    "tr",
+    "uk",
+    "vi",
+    "zh",
+)
 #: ended sessions remembered (for a late ``events()`` or a repeated ``stop``)
 _ENDED_SESSIONS_KEPT = 1000
 
@@ -169,6 +202,18 @@ class HeyGenAvatarProvider:
     async def list_avatars(self) -> Sequence[AvatarInfo]:
         envelope = await self._get("v1/streaming/avatar.list", action="list the avatars")
         return _parse.avatars(envelope)
+
+    async def list_voices(self) -> Sequence[VoiceInfo]:
+        """The account's voices that can stream (``voice.list`` marks them ``support_realtime``);
+        any of them goes into ``streaming.new``'s ``voice.voice_id``."""
+        envelope = await self._get("v1/voice.list", action="list the voices")
+        return _parse.voices(envelope)
+
+    async def list_languages(self) -> Sequence[str]:
+        """``streaming.new``'s ``language`` codes. HeyGen's API reference lists none, so these
+        are the ones its own demo offers (``STT_LANGUAGE_LIST`` in ``app/lib/constants.ts`` of
+        github.com/HeyGen-Official/InteractiveAvatarNextJSDemo)."""
+        return STREAMING_LANGUAGES
 
     async def active_sessions(self) -> Sequence[str]:
         envelope = await self._get("v1/streaming.list", action="list the running sessions")

@@ -80,6 +80,7 @@ STOP = Endpoint("session stop", idempotent=True, kind="session")
 SESSION = Endpoint("session lookup", idempotent=True, kind="session")
 SESSIONS = Endpoint("session list", idempotent=True, kind="account")
 AVATARS = Endpoint("avatar list", idempotent=True, kind="account")
+VOICES = Endpoint("voice list", idempotent=True, kind="account")
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ the session, hand the browser its LiveKit credentials, and drive speech.
 REST (``https://api.liveavatar.com/v1``) carries the session's life: ``POST /sessions/token``
 with the API key, ``POST /sessions/start`` with the session token (201, LiveKit URL and the
 *client* token), ``/sessions/keep-alive``, ``/sessions/stop``, ``GET /sessions?type=active``,
-``GET /avatars`` and ``/avatars/public``. In FULL mode speech and interruption exist only on the
-room's LiveKit data channel (topic ``agent-control``), so they go through the injected
+``GET /avatars``, ``/avatars/public`` and ``/voices``. In FULL mode speech and interruption exist
+only on the room's LiveKit data channel (topic ``agent-control``), so they go through the injected
 :class:`~avatarstack.ports.avatar.CommandChannel` as ``{event_id, event_type, session_id, …}``
 commands: ``avatar.speak_text`` (``repeat``: say it verbatim), ``avatar.speak_response``
 (``talk``: LiveAvatar's LLM answers it, using the session's context) and ``avatar.interrupt``.
@@ -31,6 +31,8 @@ put into an error message.
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
@@ -50,6 +52,7 @@ from avatarstack.adapters.liveavatar._http import (
     START,
     STOP,
     TOKEN,
+    VOICES,
     Auth,
     Endpoint,
     LiveAvatarHttp,
@@ -57,6 +60,7 @@ from avatarstack.adapters.liveavatar._http import (
 )
 from avatarstack.core.speech import check_speech, estimate_speech_seconds
 from avatarstack.ports.avatar import (
+    LANGUAGE_PATTERN,
     AvatarEvent,
     AvatarEventType,
     AvatarInfo,
@@ -65,6 +69,7 @@ from avatarstack.ports.avatar import (
     ProviderSession,
     SessionRequest,
     SpeakMode,
+    VoiceInfo,
 )
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
@@ -113,6 +118,8 @@ _END_REASONS: dict[str, str] = {
 _PAGE_SIZE = 100
 #: a bound on pagination, in case ``next`` never ends
 _MAX_PAGES = 50
+#: how long ``list_languages`` may reuse the last voice listing
+_VOICES_FRESH_SECONDS = 60.0
 #: ended sessions remembered: commands to them are conflicts without asking LiveAvatar
 _ENDED_KEPT = 1024
 #: speak texts remembered per session for captions
@@ -190,6 +197,7 @@ class LiveAvatarProvider:
         self._ended: OrderedDict[str, AvatarEventLog | None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._voices: tuple[float, list[VoiceInfo]] = (0.0, [])
 
     # ------------------------------------------------------------------ avatars
 
@@ -202,6 +210,26 @@ class LiveAvatarProvider:
                 if info is not None and info.id not in found:
                     found[info.id] = info
         return list(found.values())
+
+    async def list_voices(self) -> Sequence[VoiceInfo]:
+        """The account's own voices (``voice_type=private``: clones, bound third-party voices),
+        then LiveAvatar's public ones; any of them goes into ``avatar_persona.voice_id``."""
+        found: dict[str, VoiceInfo] = {}
+        for kind in ("private", "public"):
+            for item in await self._pages("/v1/voices", VOICES, {"voice_type": kind}):
+                info = _voice_info(item)
+                if info is not None and info.id not in found:
+                    found[info.id] = info
+        self._voices = (time.monotonic(), list(found.values()))
+        return self._voices[1]
+
+    async def list_languages(self) -> Sequence[str]:
+        """The languages of the voices (``avatar_persona.language``), as codes, sorted; a voice
+        listing less than a minute old is reused."""
+        listed_at, voices = self._voices
+        if not voices or time.monotonic() - listed_at > _VOICES_FRESH_SECONDS:
+            voices = list(await self.list_voices())
+        return sorted({v.language for v in voices if re.match(LANGUAGE_PATTERN, v.language)})
 
     # ------------------------------------------------------------------ sessions
 
@@ -746,4 +774,17 @@ def _avatar_info(item: Mapping[str, Any]) -> AvatarInfo | None:
         name=name if isinstance(name, str) and name else avatar_id,
         preview_url=preview if isinstance(preview, str) else None,
         default_voice_id=voice_id if isinstance(voice_id, str) else None,
+    )
+
+
+def _voice_info(item: Mapping[str, Any]) -> VoiceInfo | None:
+    voice_id, name = item.get("id"), item.get("name")
+    language, gender = item.get("language"), item.get("gender")
+    if not isinstance(voice_id, str) or not voice_id:
+        return None
+    return VoiceInfo(
+        id=voice_id,
+        name=name if isinstance(name, str) and name else voice_id,
+        language=language if isinstance(language, str) else "",
+        gender=gender if isinstance(gender, str) and gender else None,
     )

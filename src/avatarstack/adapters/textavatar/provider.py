@@ -28,6 +28,7 @@ from avatarstack.ports.avatar import (
     ProviderSession,
     SessionRequest,
     SpeakMode,
+    VoiceInfo,
 )
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
@@ -118,6 +119,14 @@ class TextAvatarProvider:
 
     async def list_avatars(self) -> Sequence[AvatarInfo]:
         return list(self._avatars.values())
+
+    async def list_voices(self) -> Sequence[VoiceInfo]:
+        """None to choose from: the text avatar has no voice (its words are captions)."""
+        return []
+
+    async def list_languages(self) -> Sequence[str]:
+        """None to choose from: the text avatar says the answer in the answer's language."""
+        return []
 
     async def start_session(self, request: SessionRequest) -> ProviderSession:
         if self._closed:
