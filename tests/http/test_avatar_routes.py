@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from identity_helpers import fast_hasher
 from identity_helpers import login_as as login
+from ws_helpers import connect
 
 from avatarstack.bootstrap.app import CONTAINER
 from avatarstack.testkit.liveavatar import FakeLiveAvatar
@@ -121,6 +122,55 @@ async def test_very_long_text_is_split_into_sentences_within_the_provider_limit(
 
 async def test_anonymous_callers_are_refused(text_client: Any) -> None:
     assert (await text_client.get(f"{API}/avatars")).status == 401
+    assert (await text_client.get(f"{API}/voices")).status == 401
+
+
+async def test_the_text_avatar_offers_no_voice_and_no_language_to_choose(text_client: Any) -> None:
+    auth = await login(text_client, "ada@example.com")
+
+    listed = await text_client.get(f"{API}/voices", headers=auth)
+
+    assert listed.status == 200
+    assert await listed.json() == {"provider": "text", "voices": [], "languages": []}
+    document = await (await text_client.get("/api/v1/openapi.json")).json()
+    operation = document["paths"][f"{API}/voices"]["get"]
+    assert operation["operationId"] == "avatar_voices"
+    assert operation["security"]
+
+
+@pytest.mark.parametrize(
+    "language", ["english!", "e", "en_US", "en-", "12", "en-US-x-toolongsubtag", "a" * 40]
+)
+async def test_a_language_that_is_not_a_language_code_is_a_422(
+    text_client: Any, language: str
+) -> None:
+    auth = await login(text_client, "ada@example.com")
+
+    started = await text_client.post(f"{API}/sessions", json={"language": language}, headers=auth)
+
+    assert started.status == 422
+    problem = await started.json()
+    assert [e["field"] for e in problem["errors"]] == ["body.language"]
+    listed = await (await text_client.get(f"{API}/sessions", headers=auth)).json()
+    assert listed["sessions"] == []
+
+
+async def test_avatar_start_over_the_websocket_refuses_a_malformed_language(
+    text_client: Any,
+) -> None:
+    auth = await login(text_client, "ada@example.com")
+    tab = await connect(text_client, auth["Authorization"].split(" ", 1)[1])
+    await tab.open()
+
+    await tab.send("avatar.start", {"language": "en_US"}, id="bad")
+    refused = await tab.until("error")
+    await tab.send("avatar.start", {"language": "pt-BR"}, id="good")
+    started = await tab.until("avatar.session")
+
+    assert refused["data"]["reply_to"] == "bad"
+    assert refused["data"]["code"] == "invalid"
+    assert started["data"]["status"] == "active"
+    await tab.ws.close()
 
 
 # --------------------------------------------------------------------------- LiveAvatar
@@ -219,6 +269,46 @@ async def test_a_liveavatar_session_hands_the_browser_livekit_credentials_never_
     assert (await live_client.delete(f"{API}/sessions/{sid}", headers=auth)).status == 204
     assert fake_liveavatar.saw_stop(provider_id)
     assert provider_id not in fake_liveavatar.active_session_ids
+
+
+async def test_liveavatar_voices_and_languages_are_listed_and_the_chosen_ones_reach_the_token(
+    live_client: Any, fake_liveavatar: FakeLiveAvatar
+) -> None:
+    auth = await login(live_client, "ada@example.com")
+    listed = await live_client.get(f"{API}/voices", headers=auth)
+    assert listed.status == 200
+    voices = await listed.json()
+    assert voices["provider"] == "liveavatar"
+    assert {v["name"] for v in voices["voices"]} == {v.name for v in fake_liveavatar.voices}
+    assert voices["languages"] == ["de", "en"]
+    lena = next(v for v in voices["voices"] if v["name"] == "Lena")
+    assert (lena["language"], lena["gender"]) == ("de", "female")
+
+    started = await live_client.post(
+        f"{API}/sessions",
+        json={"voice_id": lena["id"], "language": "de"},
+        headers=auth,
+    )
+    assert started.status == 201, await started.text()
+
+    persona = fake_liveavatar.token_requests[-1]["avatar_persona"]
+    assert (persona["voice_id"], persona["language"]) == (lena["id"], "de")
+
+
+async def test_liveavatar_avatar_start_over_the_websocket_sends_the_chosen_voice_and_language(
+    live_client: Any, fake_liveavatar: FakeLiveAvatar
+) -> None:
+    auth = await login(live_client, "ada@example.com")
+    oliver = next(v for v in fake_liveavatar.voices if v.name == "Oliver")
+    tab = await connect(live_client, auth["Authorization"].split(" ", 1)[1])
+    await tab.open()
+
+    await tab.send("avatar.start", {"voice_id": oliver.id, "language": "en-GB"}, id="s1")
+    await tab.until("avatar.credentials")
+
+    persona = fake_liveavatar.token_requests[-1]["avatar_persona"]
+    assert (persona["voice_id"], persona["language"]) == (oliver.id, "en-GB")
+    await tab.ws.close()
 
 
 async def test_metrics_show_open_sessions_session_seconds_and_vendor_calls(

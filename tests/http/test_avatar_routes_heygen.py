@@ -188,3 +188,26 @@ async def test_the_502_for_a_bad_api_key_names_the_setting_to_fix(
     problem = await response.json()
     assert API_KEY_SETTING in problem["detail"]
     assert WRONG_KEY not in problem["detail"]
+
+
+async def test_heygen_voices_and_languages_are_listed_and_the_chosen_ones_reach_streaming_new(
+    client: Any, heygen: FakeHeyGen
+) -> None:
+    auth = await login(client, "ada@example.com")
+    listed = await client.get(f"{API}/voices", headers=auth)
+    assert listed.status == 200
+    voices = await listed.json()
+    assert voices["provider"] == "heygen"
+    streaming = [v.voice_id for v in heygen.voices if v.support_realtime]
+    assert [v["id"] for v in voices["voices"]] == streaming
+    assert {"en", "de"} <= set(voices["languages"])
+
+    response = await client.post(
+        f"{API}/sessions",
+        json={"avatar_id": heygen.avatar_ids[0], "voice_id": streaming[-1], "language": "de"},
+        headers=auth,
+    )
+    assert response.status == 201, await response.text()
+
+    (new,) = [r.body for r in heygen.requests if r.route == "new"]
+    assert (new["voice"], new["language"]) == ({"voice_id": streaming[-1]}, "de")

@@ -12,7 +12,7 @@ from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.auth import principal
 from avatarstack.adapters.http.body import model_response, path_id, read_json
 from avatarstack.adapters.http.routing import Route
-from avatarstack.ports.avatar import Quality, SessionRequest
+from avatarstack.ports.avatar import LANGUAGE_PATTERN, Quality, SessionRequest
 from avatarstack.ports.storage import AvatarSession
 
 API = "/api/v1/avatar"
@@ -32,11 +32,25 @@ class AvatarsOut(BaseModel):
     avatars: list[AvatarOut]
 
 
+class VoiceOut(BaseModel):
+    id: str
+    name: str
+    language: str
+    gender: str | None = None
+
+
+class VoicesOut(BaseModel):
+    provider: str
+    voices: list[VoiceOut]
+    #: the language codes ``POST /sessions`` and ``avatar.start`` accept (empty: no choice)
+    languages: list[str]
+
+
 class StartIn(BaseModel):
     avatar_id: str | None = Field(None, max_length=128)
     voice_id: str | None = Field(None, max_length=128)
     quality: Quality | None = None
-    language: str | None = Field(None, max_length=16, pattern=r"^[A-Za-z-]+$")
+    language: str | None = Field(None, max_length=35, pattern=LANGUAGE_PATTERN)
 
 
 class LiveKitOut(BaseModel):
@@ -96,6 +110,18 @@ async def list_avatars(request: web.Request) -> web.Response:
     )
 
 
+async def list_voices(request: web.Request) -> web.Response:
+    service = request.app[keys.AVATARS]
+    voices, languages = await service.list_voices()
+    return model_response(
+        VoicesOut(
+            provider=service.provider.name,
+            voices=[VoiceOut.model_validate(v.model_dump()) for v in voices],
+            languages=list(languages),
+        )
+    )
+
+
 async def start_session(request: web.Request) -> web.Response:
     body = await read_json(request, StartIn, max_bytes=request.app[keys.CONFIG].max_body_bytes)
     started = await request.app[keys.AVATARS].start(
@@ -148,6 +174,18 @@ ROUTES = [
         "Avatars of the configured provider.",
         TAGS,
         response_model=AvatarsOut,
+        responses={502: "The vendor refused", 503: "The vendor is unreachable"},
+    ),
+    Route(
+        "GET",
+        f"{API}/voices",
+        list_voices,
+        USE,
+        "avatar_voices",
+        "Voices and language codes of the configured provider (both empty when it offers no "
+        "choice).",
+        TAGS,
+        response_model=VoicesOut,
         responses={502: "The vendor refused", 503: "The vendor is unreachable"},
     ),
     Route(

@@ -35,7 +35,7 @@ from avatarstack.core.avatars import LIVE, AvatarService
 from avatarstack.core.conversations import ConversationService, check_after_seq, user_topic
 from avatarstack.core.conversations import conversation_topic as topic_of
 from avatarstack.core.identity import IdentityService, Principal
-from avatarstack.ports.avatar import SessionRequest
+from avatarstack.ports.avatar import LANGUAGE_PATTERN, SessionRequest
 from avatarstack.ports.errors import (
     AuthenticationError,
     AvatarstackError,
@@ -110,7 +110,7 @@ class StartData(BaseModel):
     model_config = ConfigDict(extra="ignore")
     avatar_id: str | None = Field(None, max_length=128)
     voice_id: str | None = Field(None, max_length=128)
-    language: str | None = Field(None, max_length=16)
+    language: str | None = Field(None, max_length=35, pattern=LANGUAGE_PATTERN)
 
 
 class AvatarSessionData(BaseModel):
