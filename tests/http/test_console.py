@@ -61,6 +61,32 @@ async def test_every_page_path_answers_the_index(make_console: Any, path: str) -
     assert await response.text() == INDEX
 
 
+@pytest.mark.parametrize("path", ["/", "/login", "/chat/c-123", "/console/js/app.js"])
+async def test_head_answers_a_page_or_asset_with_its_headers_and_no_body(
+    make_console: Any, path: str
+) -> None:
+    client = await make_console()
+    got = await client.get(path)
+
+    head = await client.head(path)
+
+    assert head.status == 200
+    assert await head.read() == b""
+    for name in ("Content-Type", "Content-Length", "ETag", "Content-Security-Policy"):
+        assert head.headers[name] == got.headers[name], name
+
+
+async def test_head_of_a_missing_asset_is_a_404_and_other_methods_still_405(
+    make_console: Any,
+) -> None:
+    client = await make_console()
+
+    assert (await client.head("/console/js/missing.js")).status == 404
+    refused = await client.post("/login")
+    assert refused.status == 405
+    assert {m.strip() for m in refused.headers["Allow"].split(",")} == {"GET", "HEAD"}
+
+
 async def test_the_index_is_revalidated_with_its_etag(make_console: Any) -> None:
     client = await make_console()
     first = await client.get("/login")

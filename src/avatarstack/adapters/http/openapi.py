@@ -99,6 +99,18 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
+def _head_operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
+    """The HEAD twin of a GET operation: the same responses, headers only."""
+    op = _operation(route, components)
+    op["operationId"] = f"{route.name}_head"
+    op["summary"] = f"{op['summary']} (headers only)"
+    op["responses"] = {
+        status: {key: value for key, value in response.items() if key != "content"}
+        for status, response in op["responses"].items()
+    }
+    return op
+
+
 def build_openapi(routes: list[Route], *, version: str, server_url: str) -> dict[str, Any]:
     components: dict[str, Any] = {}
     _schema(Problem, components)
@@ -108,6 +120,8 @@ def build_openapi(routes: list[Route], *, version: str, server_url: str) -> dict
             continue
         path = _PATH_PARAM.sub(r"{\1}", route.path)
         paths.setdefault(path, {})[route.method.lower()] = _operation(route, components)
+        if route.allow_head:
+            paths[path]["head"] = _head_operation(route, components)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -52,10 +52,15 @@ class Route:
     response_media_type: str = "application/json"
     #: False for internal routes that are not part of the API (the 404/405 fallback)
     include_in_schema: bool = True
+    #: a GET route that also answers HEAD (the same headers, no body), as aiohttp's
+    #: ``add_get(allow_head=True)`` does; the OpenAPI document lists the GET only
+    allow_head: bool = False
 
     def __post_init__(self) -> None:
         if not self.access:
             raise ValueError(f"route {self.method} {self.path} must declare its access")
+        if self.allow_head and self.method != "GET":
+            raise ValueError(f"route {self.method} {self.path}: only GET routes answer HEAD")
 
 
 class RouteTable:
@@ -69,6 +74,8 @@ class RouteTable:
         """Add ``route`` to the router, served by ``handler`` (its pipeline-wrapped handler)."""
         aio_route = app.router.add_route(route.method, route.path, handler, name=route.name)
         self._by_route[aio_route] = route
+        if route.allow_head:
+            self._by_route[app.router.add_route("HEAD", route.path, handler)] = route
         self.routes.append(route)
 
     def undeclared(self, app: web.Application) -> list[str]:

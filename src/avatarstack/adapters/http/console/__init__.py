@@ -217,6 +217,7 @@ ROUTES = [
             CONSOLE_TAGS,
             response_media_type="text/html",
             responses={404: "The console is disabled"},
+            allow_head=True,
         )
         for path in PAGES
     ),
@@ -229,6 +230,7 @@ ROUTES = [
         "A static file of the web console.",
         CONSOLE_TAGS,
         responses={404: "No such file (or the console is disabled)"},
+        allow_head=True,
     ),
     Route(
         "GET",
