@@ -1,4 +1,5 @@
-// The avatar panel of the chat page: choose and start/stop the conversation's avatar, its
+// The avatar panel of the chat page: choose (with its voice and language, where the provider
+// offers them: voices.js) and start/stop the conversation's avatar, its
 // state ("Speaking" / "Idle") with captions from avatar.speaking {text}, and, for providers that
 // stream video, the LiveKit room: the page joins it with the credentials the server sends
 // (avatar.credentials), attaches itself (avatar.attach) so the server can relay the avatar's
@@ -9,6 +10,7 @@
 import { api } from "./api.js";
 import { alertBox, field, h, replace } from "./dom.js";
 import { createMicrophone } from "./voice.js";
+import { createVoiceChoice } from "./voices.js";
 
 const CONTROL_TOPIC = "agent-control";
 const RESPONSE_TOPIC = "agent-response";
@@ -19,6 +21,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
   const usesLiveKit = ctx.config.voice_input === "livekit";
   const alert = alertBox();
   const choice = field("Avatar", { name: "avatar" }, "select");
+  const voices = createVoiceChoice(alert);
   const start = h("button", { type: "button", class: "primary", text: "Start avatar" });
   const stop = h("button", { type: "button", text: "Stop avatar", disabled: true });
   const stage = h("div", { class: "avatar-stage" }, h("p", { text: "The avatar is not started." }));
@@ -42,6 +45,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
     h("h2", { id: "avatar-title", text: "Avatar" }),
     alert.el,
     choice.wrap,
+    ...voices.els,
     h("div", { class: "actions" }, start, stop, mic.button),
     stage,
     audio,
@@ -87,6 +91,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
   };
 
   loadAvatars(choice.control, alert);
+  voices.load();
 
   start.addEventListener("click", async () => {
     alert.clear();
@@ -103,10 +108,11 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
 
   function sendStart() {
     pendingStart = false;
-    const data = {};
+    const data = voices.chosen();
     if (choice.control.value) data.avatar_id = choice.control.value;
+    // "Default voice": the chosen avatar's own voice
     const voice = choice.control.selectedOptions[0]?.dataset.voice;
-    if (voice) data.voice_id = voice;
+    if (voice && !data.voice_id) data.voice_id = voice;
     if (!realtime.send("avatar.start", data)) alert.show("Not connected: try again when the connection is back.");
     else if (!sessionId) setState("Starting…", false);
   }
