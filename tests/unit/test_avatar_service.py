@@ -240,3 +240,33 @@ async def test_session_events_follow_speech_and_continue_across_a_renewal(
     await service.stop("ada", session.id)
     await asyncio.wait_for(reader, 2)
     assert seen == ["speaking", "idle", "speaking", "idle", "closed"]
+
+
+class _PluginBeforeVoices:
+    """A vendor plugin written before the port had voices: everything but list_voices and
+    list_languages (here borrowed from the text provider)."""
+
+    def __init__(self, inner: TextAvatarProvider) -> None:
+        self._inner = inner
+        self.name = "older-plugin"
+        self.max_text_length = inner.max_text_length
+
+    def __getattr__(self, name: str) -> object:
+        if name in ("list_voices", "list_languages"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+async def test_a_provider_without_voices_offers_no_voice_and_no_language(
+    clock: ManualClock, provider: TextAvatarProvider
+) -> None:
+    storage = MemoryStorage()
+    await storage.start()
+    service = AvatarService(
+        storage=storage,
+        provider=_PluginBeforeVoices(provider),  # type: ignore[arg-type]
+        clock=clock,
+    )
+
+    assert await service.list_voices() == ([], [])
+    assert await service.list_avatars() == await provider.list_avatars()
