@@ -98,6 +98,14 @@ def test_the_guide_walks_from_sign_up_to_a_spoken_cited_answer(
     expect(page.get_by_text(re.compile(r"check your (e-?mail|inbox)", re.I))).to_be_visible()
     camera(page, "03-check-your-email")
 
+    # before the link: the right password is not enough, and the page offers a new link
+    page.goto("/login")
+    page.get_by_label("Email").fill(NEW_USER)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("confirm your e-mail address")
+    expect(page.get_by_role("button", name="Send the verification e-mail again")).to_be_visible()
+
     link = mailbox.wait(NEW_USER, "confirm your e-mail").link("/auth/verify?token=")
     page.goto(link)
     expect(page).to_have_url(re.compile(r"/login"))
@@ -175,6 +183,10 @@ def test_the_guide_walks_from_sign_up_to_a_spoken_cited_answer(
     )
     camera(phone, "11-chat-phone")
     phone_ctx.close()
+
+    page.goto("/admin")  # a member typing the admin page's address
+    expect(page.get_by_role("alert")).to_contain_text("Only administrators may see this page.")
+    expect(page.get_by_role("table", name="Users")).to_have_count(0)
 
     # --- the profile: name, roles, signed-in devices (this one and the phone)
     page.get_by_role("link", name="Profile").click()
