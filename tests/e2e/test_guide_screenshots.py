@@ -31,7 +31,10 @@ from harness import (
 from playwright.sync_api import Browser, FilePayload, Locator, Page, expect
 from ui import SLOW, ask, settled, sign_in, transcript
 
+from avatarstack.ports.answers import NO_ANSWER
+
 QUESTION = "How often does the espresso machine need descaling?"
+OFF_TOPIC = "Who won the football world cup in 1954?"
 FILE = "espresso-manual.pdf"
 NEW_USER = "ada@example.com"
 
@@ -99,6 +102,8 @@ def test_the_guide_walks_from_sign_up_to_a_spoken_cited_answer(
 
     page.get_by_role("link", name=re.compile("create an account", re.I)).click()
     expect(page).to_have_url(re.compile(r"/register$"))
+    # the address changes before the page is drawn: wait for the form, not the sign-in one
+    expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
     page.get_by_label("Email").fill(NEW_USER)
     page.get_by_label("Display name").fill("Ada Lovelace")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
@@ -172,6 +177,9 @@ def test_the_guide_walks_from_sign_up_to_a_spoken_cited_answer(
     page.get_by_role("button", name="Start avatar").click()
     state = page.get_by_test_id("avatar-state")
     expect(state).to_have_text("Idle", timeout=SLOW)
+    expect(page.get_by_test_id("avatar-mode")).to_have_text(
+        "Text-only avatar: no video with this provider."
+    )
     ask(page, QUESTION)
     answer = transcript(page).get_by_role("article", name="Answer")
     expect(answer).to_contain_text("every three months", timeout=SLOW)
@@ -190,6 +198,12 @@ def test_the_guide_walks_from_sign_up_to_a_spoken_cited_answer(
     )
     camera(phone, "11-chat-phone")
     phone.context.close()
+
+    # a question the documents do not answer: said plainly, without a source
+    ask(page, OFF_TOPIC)
+    unanswered = transcript(page).get_by_role("article", name="Answer").nth(1)
+    expect(unanswered).to_have_text(NO_ANSWER, timeout=SLOW)
+    expect(unanswered.get_by_role("list", name="Sources")).to_have_count(0)
 
     page.goto("/admin")  # a member typing the admin page's address
     expect(page.get_by_role("alert")).to_contain_text("Only administrators may see this page.")
