@@ -148,11 +148,16 @@ async def test_the_console_config_names_provider_module_and_voice_input(
     client = await make_console()
     response = await client.get("/api/v1/console/config")
     assert response.status == 200
-    assert await response.json() == {
+    config = await response.json()
+    # the upload picker offers exactly what the registered parsers read
+    assert {".pdf", "application/pdf", ".md", ".txt", "text/plain"} <= set(config["upload_types"])
+    assert ".docx" not in config["upload_types"]
+    assert config | {"upload_types": None} == {
         "avatar_provider": "text",
         "livekit_client_url": "/console/vendor/livekit-client/livekit-client.esm.mjs",
         "voice_input": "browser",
         "version": "0.1.0",
+        "upload_types": None,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import structlog
@@ -15,7 +15,7 @@ from avatarstack import __version__
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.app import build_http_app
 from avatarstack.adapters.http.auth import bearer_policy
-from avatarstack.adapters.http.console import CONSOLE, ConsoleConfig
+from avatarstack.adapters.http.console import CONSOLE, DEFAULT_UPLOAD_TYPES, ConsoleConfig
 from avatarstack.adapters.http.routes.realtime import REALTIME, RealtimeConfig, RealtimeHub
 from avatarstack.adapters.http.routing import Route
 from avatarstack.bootstrap.container import Container, build_container
@@ -27,6 +27,7 @@ from avatarstack.core.identity import IdentityService
 from avatarstack.core.jobs import JobListener, Worker
 from avatarstack.plugins.manager import PluginError, collect
 from avatarstack.ports.broadcast import Broadcaster
+from avatarstack.ports.documents import DocumentParser
 from avatarstack.ports.errors import AvatarstackError, StorageError
 from avatarstack.ports.storage import Job, new_id
 
@@ -91,7 +92,7 @@ def create_app(
         access_policy=bearer_policy(identity),
     )
     app[keys.IDENTITY] = identity
-    app[CONSOLE] = make_console_config(settings)
+    app[CONSOLE] = make_console_config(settings, container.parsers())
     app[keys.AVATARS] = avatars
     app[keys.KNOWLEDGE] = knowledge
     hub = RealtimeHub(
@@ -252,14 +253,22 @@ async def _publish_quietly(broadcaster: Broadcaster, topic: str, payload: dict[s
         log.debug("job_progress_not_published", error=exc.code)
 
 
-def make_console_config(settings: Settings) -> ConsoleConfig:
+def make_console_config(
+    settings: Settings, parsers: Sequence[DocumentParser] = ()
+) -> ConsoleConfig:
     console = settings.console
+    types = dict.fromkeys(
+        item
+        for parser in parsers
+        for item in (*(f".{e.lstrip('.')}" for e in parser.extensions), *parser.media_types)
+    )
     return ConsoleConfig(
         enabled=console.enabled,
         avatar_provider=settings.avatar.provider,
         livekit_client_url=console.livekit_client_url,
         livekit_connect_src=tuple(console.livekit_connect_src),
         version=__version__,
+        upload_types=tuple(types) or DEFAULT_UPLOAD_TYPES,
         secure=settings.resolved_public_url.lower().startswith("https://"),
     )
 

@@ -16,7 +16,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.headers import CSP_HEADER
@@ -65,6 +65,10 @@ _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1
 VENDOR_CACHE = "public, max-age=86400"
 
 
+#: what the upload picker offers when no parser is known
+DEFAULT_UPLOAD_TYPES = (".pdf", "application/pdf")
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleConfig:
     """What the console routes need (bootstrap fills it from the ``console`` settings)."""
@@ -74,6 +78,8 @@ class ConsoleConfig:
     livekit_client_url: str = VENDORED_LIVEKIT
     livekit_connect_src: tuple[str, ...] = DEFAULT_LIVEKIT_CONNECT_SRC
     version: str = "0.0.0"
+    #: what the upload picker offers: the registered parsers' extensions and media types
+    upload_types: tuple[str, ...] = DEFAULT_UPLOAD_TYPES
     static_dir: Path = STATIC_DIR
     #: the public URL is https: WebSockets use wss
     secure: bool = False
@@ -92,6 +98,9 @@ class ConsoleConfigOut(BaseModel):
     livekit_client_url: str
     voice_input: Literal["livekit", "browser"]
     version: str
+    upload_types: list[str] = Field(
+        description="File extensions and media types the registered parsers read"
+    )
 
 
 def _origin(url: str) -> str | None:
@@ -199,6 +208,7 @@ async def console_config(request: web.Request) -> web.Response:
         livekit_client_url=config.livekit_client_url,
         voice_input=config.voice_input,
         version=config.version or request.app[keys.CONFIG].version,
+        upload_types=list(config.upload_types),
     )
     return web.json_response(body.model_dump())
 

@@ -4,7 +4,8 @@
 import { api } from "../api.js";
 import { alertBox, busy, emptyRow, h, replace, when } from "../dom.js";
 
-export const ACCEPT = ".pdf,application/pdf,.md,.markdown,.txt,.html,.docx";
+/** What the upload picker offers when the server names no types (GET /console/config does). */
+export const ACCEPT = ".pdf,application/pdf";
 
 export function createDocuments({ onJob, onChange, onNewVersion }) {
   const alert = alertBox();

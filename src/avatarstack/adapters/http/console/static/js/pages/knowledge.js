@@ -31,7 +31,7 @@ export async function render(main, ctx) {
 
   main.append(
     h("h1", { text: "Knowledge" }),
-    editor ? (upload = uploadSection(onJob, () => documents.load().then(remember), progress)).el : null,
+    editor ? (upload = uploadSection(onJob, () => documents.load().then(remember), progress, ctx.config?.upload_types)).el : null,
     documents?.el,
     generations?.el,
     searchSection(titles),
@@ -46,9 +46,9 @@ export async function render(main, ctx) {
 }
 
 /** The upload form: a new document, or (after a document's "New version") a new version of it. */
-function uploadSection(onJob, reload, progress) {
+function uploadSection(onJob, reload, progress, types) {
   const alert = alertBox();
-  const file = field("Document (PDF)", { type: "file", name: "file", accept: ACCEPT, required: true });
+  const file = field("Document (PDF)", { type: "file", name: "file", accept: types?.length ? types.join(",") : ACCEPT, required: true });
   const title = field("Title (optional)", { type: "text", name: "title", maxlength: 500 });
   const submit = h("button", { type: "submit", class: "primary", text: "Upload" });
   const cancel = h("button", { type: "button", text: "Cancel new version" });
