@@ -64,6 +64,8 @@ def test_a_new_user_registers_verifies_through_the_mailed_link_and_signs_in_and_
     expect(page).to_have_url(re.compile(r"/login$"))
     page.get_by_role("link", name=re.compile("create an account|register|sign up", re.I)).click()
     expect(page).to_have_url(re.compile(r"/register$"))
+    # the address changes before the page is drawn: fill the register form, not the old one
+    expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
     page.get_by_label("Email").fill(email)
     page.get_by_label("Display name").fill("Ada Lovelace")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
