@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -90,6 +92,15 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 def _translate(exc: BaseException) -> Exception:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # a configuration error, not an outage: retrying cannot help
+        reason = exc.verify_message or exc.reason or "certificate verify failed"
+        return StorageError(
+            f"the database server's TLS certificate was refused ({reason}); check sslrootcert "
+            "(the CA file that signed it) and that the URL's host name is in the certificate"
+        )
+    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
+        return StorageError(f"the database URL is not usable: {exc}")
     if isinstance(exc, asyncpg.exceptions.UniqueViolationError):
         return DuplicateError("a record with the same key already exists")
     if isinstance(exc, asyncpg.exceptions.IntegrityConstraintViolationError):
@@ -154,9 +165,18 @@ class PostgresStorage:
             return configured
         return 0 if self.pooled else 100
 
+    def _check_tls_files(self) -> None:
+        """A certificate or key file the URL names must exist: a typo is a configuration
+        error to report at once, not an outage to retry."""
+        for name, value in parse_qsl(urlsplit(self._dsn).query):
+            files = {"sslrootcert", "sslcert", "sslkey", "sslcrl"}
+            if name in files and not Path(value).expanduser().is_file():
+                raise StorageError(f"{name}={value} in the database URL is not a file")
+
     async def start(self) -> None:
         if self._pool is not None:
             return
+        self._check_tls_files()
         opts = self.options
         loop = asyncio.get_running_loop()
         deadline = loop.time() + opts.startup_timeout
@@ -241,6 +261,29 @@ class PostgresStorage:
                 yield uow
             finally:
                 await uow.rollback()
+
+    @asynccontextmanager
+    async def sql_transaction(self, *, snapshot: bool = False) -> AsyncIterator[_Connection]:
+        """A raw connection in one transaction (backups, copies between backends): committed
+        when the block ends normally; ``snapshot`` is a read-only REPEATABLE READ transaction,
+        so every table is read at the same moment."""
+        async with self._acquire() as conn:
+            tx = conn.transaction(
+                isolation="repeatable_read" if snapshot else None, readonly=snapshot
+            )
+            try:
+                await tx.start()
+            except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+                raise _translate(exc) from exc
+            try:
+                yield _Connection(conn)
+            except BaseException:
+                await tx.rollback()
+                raise
+            try:
+                await (tx.rollback() if snapshot else tx.commit())
+            except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+                raise _translate(exc) from exc
 
     @asynccontextmanager
     async def _migration_lock(self) -> AsyncIterator[_Connection]:
