@@ -221,5 +221,7 @@ async def test_a_missing_ca_file_is_a_clear_error(tls_cluster: TlsCluster, tmp_p
     storage = PostgresStorage(
         tls_cluster.url(sslmode="verify-full", sslrootcert=str(tmp_path / "absent.pem")), OPTIONS
     )
-    with pytest.raises(StorageError, match=r"sslrootcert=.*absent\.pem in the database URL is not a file"):
+    with pytest.raises(
+        StorageError, match=r"sslrootcert=.*absent\.pem in the database URL is not a file"
+    ):
         await storage.start()

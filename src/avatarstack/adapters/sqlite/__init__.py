@@ -23,7 +23,7 @@ from avatarstack.ports.errors import (
 )
 from avatarstack.ports.storage import PoolStats, UnitOfWork
 
-__all__ = ["SqliteStorage"]
+__all__ = ["SqliteStorage", "backup_database"]
 
 DIALECT = Dialect(name="sqlite", for_update="", skip_locked="")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
@@ -49,6 +49,24 @@ def _translate(exc: sqlite3.Error) -> Exception:
     ):
         return StorageUnavailableError(f"the SQLite database is unavailable ({message})")
     return StorageError(f"SQLite error ({message})")
+
+
+def backup_database(source: str | Path, target: str | Path) -> None:
+    """Copy a live database into ``target`` with SQLite's online backup API, in one step: the
+    copy is one consistent moment of the database, and writers (in this or other processes)
+    are not blocked in WAL mode. Blocking; run it in a thread."""
+    src = sqlite3.connect(f"file:{Path(source).as_posix()}?mode=ro", uri=True, timeout=30)
+    try:
+        dst = sqlite3.connect(str(target))
+        try:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        finally:
+            dst.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot back up the SQLite database {source} ({exc})") from exc
+    finally:
+        src.close()
 
 
 class _Connection:
@@ -159,6 +177,28 @@ class SqliteStorage:
                 yield uow
             finally:
                 await uow.rollback()
+
+    @asynccontextmanager
+    async def sql_transaction(self, *, snapshot: bool = False) -> AsyncIterator[_Connection]:
+        """A raw connection in one transaction (backups, copies between backends): committed
+        when the block ends normally; ``snapshot`` reads without blocking writers and never
+        writes."""
+        if not snapshot:
+            async with self._transaction() as conn:
+                yield conn
+                await self._connection().commit()
+            return
+        db = self._connection()
+        async with self._lock:
+            try:
+                await db.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            try:
+                yield _Connection(db)
+            finally:
+                if db.in_transaction:
+                    await db.rollback()
 
     async def migrate(self) -> list[str]:
         async with self._transaction() as conn:
