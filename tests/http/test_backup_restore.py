@@ -1,0 +1,281 @@
+"""``avatarstack backup`` and ``restore``: an archive taken while the application serves and
+writes (users registering, documents uploaded, an index build) restores into a fresh data dir
+and a fresh database as the same deployment — users, documents, versions, generations,
+conversations and search results — on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from identity_helpers import BACKENDS, database_settings
+from kb_helpers import KB, MANUAL_V1, build, fast_hasher, form, ingest, login, search
+from ws_helpers import connect
+
+from avatarstack.bootstrap import operations
+from avatarstack.bootstrap.app import CONTAINER
+from avatarstack.bootstrap.cli import cli
+from avatarstack.core.identity import RequestContext
+from avatarstack.ports.errors import ConflictError, InvalidInputError
+from avatarstack.testkit.pdf import text_pdf
+
+PASSWORD = "correct horse battery"
+QUESTION = "how often does the machine need descaling"
+
+
+async def start(avatarstack_client: Any, data_dir: Path, database: dict[str, Any]) -> Any:
+    """The application on embedded Chroma in ``data_dir`` and the given database."""
+    return await avatarstack_client(
+        providers_={"password_hasher": fast_hasher()}, kb={}, data_dir=data_dir, **database
+    )
+
+
+async def chat(client: Any, headers: dict[str, str]) -> str:
+    tab = await connect(client, headers["Authorization"].split(" ", 1)[1])
+    opened = await tab.open()
+    await tab.send("user.message", {"client_id": "m-1", "text": QUESTION})
+    completed = await tab.until("answer.completed", within=20)
+    assert "three months" in completed["data"]["text"]
+    await tab.ws.close()
+    return str(opened["conversation_id"])
+
+
+async def state(client: Any, editor: dict[str, str], member: dict[str, str], conv: str) -> dict:
+    """What an operator would compare: documents with versions, generations, the member's
+    conversation and its events, and the answer to a search."""
+    documents = await (await client.get(f"{KB}/documents?limit=100", headers=editor)).json()
+    details = [
+        await (
+            await client.get(f"{KB}/documents/{d['document_id']}/versions", headers=editor)
+        ).json()
+        for d in documents["documents"]
+    ]
+    generations = await (await client.get(f"{KB}/generations", headers=editor)).json()
+    conversations = await (await client.get("/api/v1/conversations", headers=member)).json()
+    events = await (await client.get(f"/api/v1/conversations/{conv}/events", headers=member)).json()
+    found = await search(client, member, QUESTION, k=5)
+    for timing in ("took_ms", "embed_ms", "search_ms"):
+        found.pop(timing, None)
+    return {
+        "documents": details,
+        "generations": generations,
+        "conversations": conversations,
+        "events": events,
+        "search": found,
+    }
+
+
+async def user_emails(client: Any) -> set[str]:
+    async with client.server.app[CONTAINER].storage().unit_of_work() as uow:
+        rows = await uow.users.list(limit=10_000)
+    return {u.email for u in rows}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_backup_taken_under_live_writes_restores_the_same_deployment(
+    avatarstack_client: Any, request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    database = await database_settings(request, backend)
+    source = await start(avatarstack_client, tmp_path / "source", database)
+    editor = await login(source, "ed@example.com", "editor")
+    member = await login(source, "mo@example.com", "member")
+    await ingest(source, editor, MANUAL_V1)
+    await build(source, editor)
+    conversation = await chat(source, member)
+    before = await state(source, editor, member, conversation)
+
+    identity = source.server.app[CONTAINER].identity()
+    writers: list[str] = []
+    stop = asyncio.Event()
+
+    async def write() -> None:
+        """Users register and documents arrive all through the backup; one build runs."""
+        i = 0
+        while not stop.is_set():
+            email = f"writer{i:04d}@example.com"
+            await identity.create_user(email, None, frozenset({"member"}), RequestContext())
+            writers.append(email)
+            if i % 5 == 0:
+                pdf = text_pdf(f"Note {i}: the grinder burrs last {i} years.")
+                response = await source.post(
+                    f"{KB}/documents", data=form(pdf, filename=f"note{i}.pdf"), headers=editor
+                )
+                assert response.status == 202, await response.text()
+            if i == 3:
+                response = await source.post(
+                    f"{KB}/generations", json={"activate": "no"}, headers=editor
+                )
+                assert response.status == 202, await response.text()
+            i += 1
+            await asyncio.sleep(0.01)
+
+    settings = source.server.app[CONTAINER].settings()
+    archive = tmp_path / "backup.tar.gz"
+    writer = asyncio.create_task(write())
+    await asyncio.sleep(0.05)
+    try:
+        result = await operations.backup(settings, archive, wait=60, poll=0.05)
+    finally:
+        stop.set()
+        await writer
+    manifest = result.manifest
+    assert manifest["format_version"] == operations.FORMAT_VERSION
+    assert manifest["migration_level"] == operations.release_migrations()[-1]
+    assert manifest["index"]["kind"] == "embedded-chroma"
+    assert manifest["index"]["copied_beside_a_running_server"] is True
+    assert all(g["status"] != "building" for g in manifest["generations"].values())
+    assert manifest["tables"]["users"]["rows"] >= 2
+
+    target_db: dict[str, Any] = {}
+    if backend == "postgres":
+        target_db = {"database_url": request.getfixturevalue("empty_postgres_database")}
+    target_dir = tmp_path / "restored"
+    target_settings = settings.model_copy(
+        update={"data_dir": target_dir, "database_url": target_db.get("database_url")}
+    )
+    restored = await operations.restore(target_settings, archive)
+    assert restored.index_copied
+    assert restored.rebuilt == []  # the copied Chroma folder agrees with the database
+
+    copy = await start(avatarstack_client, target_dir, target_db)
+    # writers are a prefix of the writer's sequence: one moment of the database, no gaps
+    emails = await user_emails(copy)
+    kept = sorted(e for e in emails if e.startswith("writer"))
+    assert kept == writers[: len(kept)]
+    assert len(emails) == manifest["tables"]["users"]["rows"]
+    login_again = await copy.post(
+        "/api/v1/auth/login", json={"email": "mo@example.com", "password": PASSWORD}
+    )
+    assert login_again.status == 200
+    token = (await login_again.json())["access_token"]
+    member_copy = {"Authorization": f"Bearer {token}"}
+    editor_copy = {
+        "Authorization": "Bearer "
+        + (
+            await (
+                await copy.post(
+                    "/api/v1/auth/login", json={"email": "ed@example.com", "password": PASSWORD}
+                )
+            ).json()
+        )["access_token"]
+    }
+    after = await state(copy, editor_copy, member_copy, conversation)
+    source_now = await state(source, editor, member, conversation)
+    # the documents, generations and conversation that existed before the backup are intact
+    for key in ("conversations", "events", "search"):
+        assert after[key] == before[key]
+    assert [d for d in after["documents"] if d in before["documents"]] == before["documents"]
+    generations = after["generations"]
+    assert {g["generation_id"] for g in generations["generations"]} == set(manifest["generations"])
+    assert generations["active_generation_id"] == before["generations"]["active_generation_id"]
+    # what the copy holds is what the source held at the archive's moment
+    restored_docs = {d["document_id"] for d in after["documents"]}
+    assert restored_docs <= {d["document_id"] for d in source_now["documents"]}
+    assert len(restored_docs) == manifest["tables"]["documents"]["rows"]
+    await chat(copy, member_copy)
+
+
+async def backed_up(avatarstack_client: Any, tmp_path: Path) -> tuple[Any, Path]:
+    source = await start(avatarstack_client, tmp_path / "source", {})
+    editor = await login(source, "ed@example.com", "editor")
+    await ingest(source, editor, MANUAL_V1)
+    await build(source, editor)
+    archive = tmp_path / "backup.tar.gz"
+    await operations.backup(source.server.app[CONTAINER].settings(), archive)
+    return source, archive
+
+
+async def test_restore_refuses_live_data_without_force_and_a_held_data_dir(
+    avatarstack_client: Any, tmp_path: Path
+) -> None:
+    source, archive = await backed_up(avatarstack_client, tmp_path)
+    settings = source.server.app[CONTAINER].settings()
+    with pytest.raises(ConflictError, match=r"holds .*chroma; stop it before restoring"):
+        await operations.restore(settings, archive, force=True)
+    await source.close()  # the server stops and releases the data dir
+    with pytest.raises(ConflictError, match=r"already holds data \(users 1.*pass --force"):
+        await operations.restore(settings, archive)
+    result = await operations.restore(settings, archive, force=True)
+    assert result.rows["users"] == 1
+    with pytest.raises(ConflictError, match="exists; give the backup a new file name"):
+        await operations.backup(settings, archive)
+
+
+def rewritten(archive: Path, target: Path, **changes: Any) -> Path:
+    """A copy of ``archive`` whose manifest has ``changes``."""
+    with tarfile.open(archive, "r:gz") as source, tarfile.open(target, "w:gz") as out:
+        for member in source.getmembers():
+            data = source.extractfile(member)
+            content = data.read() if data else b""
+            if member.name == operations.MANIFEST:
+                manifest = json.loads(content)
+                for key, value in changes.items():
+                    if key == "migrations":
+                        manifest["database"]["migrations"] = value
+                    else:
+                        manifest[key] = value
+                content = json.dumps(manifest).encode()
+            member.size = len(content)
+            out.addfile(member, io.BytesIO(content))
+    return target
+
+
+async def test_restore_checks_the_format_version_the_migration_level_and_checksums(
+    avatarstack_client: Any, tmp_path: Path
+) -> None:
+    source, archive = await backed_up(avatarstack_client, tmp_path)
+    settings = source.server.app[CONTAINER].settings()
+    fresh = settings.model_copy(update={"data_dir": tmp_path / "fresh"})
+    future = rewritten(archive, tmp_path / "future.tar.gz", format_version=99)
+    with pytest.raises(InvalidInputError, match="archive format version 99; this release reads"):
+        await operations.restore(fresh, future)
+    older = rewritten(archive, tmp_path / "older.tar.gz", migrations=["0001"])
+    with pytest.raises(InvalidInputError, match="at migration level"):
+        await operations.restore(fresh, older)
+    damaged = tmp_path / "damaged.tar.gz"
+    with tarfile.open(archive, "r:gz") as source_tar, tarfile.open(damaged, "w:gz") as out:
+        for member in source_tar.getmembers():
+            data = source_tar.extractfile(member)
+            content = data.read() if data else b""
+            if member.name == operations.DATABASE_FILE:
+                content = content[:-1] + bytes([content[-1] ^ 1])
+            out.addfile(member, io.BytesIO(content))
+    with pytest.raises(InvalidInputError, match=r"damaged: database\.sqlite3"):
+        await operations.restore(fresh, damaged)
+    not_ours = tmp_path / "not-ours.tar.gz"
+    not_ours.write_bytes(gzip.compress(b"hello"))
+    with pytest.raises(InvalidInputError, match="is not an avatarstack backup"):
+        await operations.restore(fresh, not_ours)
+
+
+def test_the_commands_print_one_line_and_refuse_with_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in __import__("os").environ if n.startswith("AVATARSTACK_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AVATARSTACK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AVATARSTACK_LOAD_PLUGINS", "")
+    runner = CliRunner()
+    created = runner.invoke(cli, ["users", "create", "a@example.com", "--role", "admin"])
+    assert created.exit_code == 0, created.output
+    made = runner.invoke(cli, ["backup", str(tmp_path / "b.tar.gz")])
+    assert made.exit_code == 0, made.output
+    assert made.stdout.startswith(f"backup {tmp_path / 'b.tar.gz'}: ")
+    refused = runner.invoke(cli, ["restore", str(tmp_path / "b.tar.gz")])
+    assert refused.exit_code == 1
+    assert refused.output.strip().startswith("Error: ")
+    assert "pass --force" in refused.output
+    assert "Traceback" not in refused.output
+    forced = runner.invoke(cli, ["restore", "--force", str(tmp_path / "b.tar.gz")])
+    assert forced.exit_code == 0, forced.output
+    missing = runner.invoke(cli, ["restore", str(tmp_path / "nope.tar.gz")])
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == f"Error: {tmp_path / 'nope.tar.gz'} does not exist"
