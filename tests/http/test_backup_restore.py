@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from identity_helpers import BACKENDS, database_settings
-from kb_helpers import KB, MANUAL_V1, build, fast_hasher, form, ingest, login, search
-from ws_helpers import connect
+from kb_helpers import KB, MANUAL_V1, build, form, ingest, login, search
+from ops_helpers import PASSWORD, QUESTION, chat, start
 
 from avatarstack.bootstrap import operations
 from avatarstack.bootstrap.app import CONTAINER
@@ -25,26 +25,6 @@ from avatarstack.bootstrap.cli import cli
 from avatarstack.core.identity import RequestContext
 from avatarstack.ports.errors import ConflictError, InvalidInputError
 from avatarstack.testkit.pdf import text_pdf
-
-PASSWORD = "correct horse battery"
-QUESTION = "how often does the machine need descaling"
-
-
-async def start(avatarstack_client: Any, data_dir: Path, database: dict[str, Any]) -> Any:
-    """The application on embedded Chroma in ``data_dir`` and the given database."""
-    return await avatarstack_client(
-        providers_={"password_hasher": fast_hasher()}, kb={}, data_dir=data_dir, **database
-    )
-
-
-async def chat(client: Any, headers: dict[str, str]) -> str:
-    tab = await connect(client, headers["Authorization"].split(" ", 1)[1])
-    opened = await tab.open()
-    await tab.send("user.message", {"client_id": "m-1", "text": QUESTION})
-    completed = await tab.until("answer.completed", within=20)
-    assert "three months" in completed["data"]["text"]
-    await tab.ws.close()
-    return str(opened["conversation_id"])
 
 
 async def state(client: Any, editor: dict[str, str], member: dict[str, str], conv: str) -> dict:
@@ -180,6 +160,7 @@ async def test_a_backup_taken_under_live_writes_restores_the_same_deployment(
     assert restored_docs <= {d["document_id"] for d in source_now["documents"]}
     assert len(restored_docs) == manifest["tables"]["documents"]["rows"]
     await chat(copy, member_copy)
+    await copy.close()  # before its database is dropped
 
 
 async def backed_up(avatarstack_client: Any, tmp_path: Path) -> tuple[Any, Path]:

@@ -1,0 +1,32 @@
+"""Helpers for the operations tests (backup, restore, copy-data): the application on a given
+database and data dir, and one chat turn over the WebSocket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kb_helpers import fast_hasher
+from ws_helpers import connect
+
+PASSWORD = "correct horse battery"
+QUESTION = "how often does the machine need descaling"
+
+
+async def start(avatarstack_client: Any, data_dir: Path, database: dict[str, Any]) -> Any:
+    """The application on the given database and (unless ``kb`` is among the settings)
+    embedded Chroma in ``data_dir``."""
+    settings = {"kb": {}, **database}
+    return await avatarstack_client(
+        providers_={"password_hasher": fast_hasher()}, data_dir=data_dir, **settings
+    )
+
+
+async def chat(client: Any, headers: dict[str, str]) -> str:
+    tab = await connect(client, headers["Authorization"].split(" ", 1)[1])
+    opened = await tab.open()
+    await tab.send("user.message", {"client_id": "m-1", "text": QUESTION})
+    completed = await tab.until("answer.completed", within=20)
+    assert "three months" in completed["data"]["text"]
+    await tab.ws.close()
+    return str(opened["conversation_id"])
