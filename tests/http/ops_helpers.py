@@ -30,3 +30,10 @@ async def chat(client: Any, headers: dict[str, str]) -> str:
     assert "three months" in completed["data"]["text"]
     await tab.ws.close()
     return str(opened["conversation_id"])
+
+
+async def logged_in(client: Any, email: str) -> dict[str, str]:
+    """Log in with the password the test users got: the Authorization header."""
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status == 200, await response.text()
+    return {"Authorization": f"Bearer {(await response.json())['access_token']}"}

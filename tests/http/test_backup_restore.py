@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from identity_helpers import BACKENDS, database_settings
 from kb_helpers import KB, MANUAL_V1, build, form, ingest, login, search
-from ops_helpers import PASSWORD, QUESTION, chat, start
+from ops_helpers import QUESTION, chat, logged_in, start
 
 from avatarstack.bootstrap import operations
 from avatarstack.bootstrap.app import CONTAINER
@@ -130,22 +130,8 @@ async def test_a_backup_taken_under_live_writes_restores_the_same_deployment(
     kept = sorted(e for e in emails if e.startswith("writer"))
     assert kept == writers[: len(kept)]
     assert len(emails) == manifest["tables"]["users"]["rows"]
-    login_again = await copy.post(
-        "/api/v1/auth/login", json={"email": "mo@example.com", "password": PASSWORD}
-    )
-    assert login_again.status == 200
-    token = (await login_again.json())["access_token"]
-    member_copy = {"Authorization": f"Bearer {token}"}
-    editor_copy = {
-        "Authorization": "Bearer "
-        + (
-            await (
-                await copy.post(
-                    "/api/v1/auth/login", json={"email": "ed@example.com", "password": PASSWORD}
-                )
-            ).json()
-        )["access_token"]
-    }
+    member_copy = await logged_in(copy, "mo@example.com")  # the password hash came along
+    editor_copy = await logged_in(copy, "ed@example.com")
     after = await state(copy, editor_copy, member_copy, conversation)
     source_now = await state(source, editor, member, conversation)
     # the documents, generations and conversation that existed before the backup are intact
@@ -260,3 +246,45 @@ def test_the_commands_print_one_line_and_refuse_with_a_clear_error(
     missing = runner.invoke(cli, ["restore", str(tmp_path / "nope.tar.gz")])
     assert missing.exit_code == 1
     assert missing.stderr.strip() == f"Error: {tmp_path / 'nope.tar.gz'} does not exist"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("direction", ["sqlite-to-postgres", "postgres-to-sqlite"])
+async def test_an_archive_restores_into_the_other_backend(
+    empty_postgres_database: str,
+    avatarstack_client: Any,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    direction: str,
+) -> None:
+    source_db = await database_settings(request, direction.split("-")[0])
+    source = await start(avatarstack_client, tmp_path / "source", source_db)
+    editor = await login(source, "ed@example.com", "editor")
+    member = await login(source, "mo@example.com", "member")
+    await ingest(source, editor, MANUAL_V1)
+    await build(source, editor)
+    conversation = await chat(source, member)
+    before = await state(source, editor, member, conversation)
+    settings = source.server.app[CONTAINER].settings()
+    archive = tmp_path / "backup.tar.gz"
+    await operations.backup(settings, archive)
+    await source.close()
+
+    target_url = empty_postgres_database if direction.endswith("postgres") else None
+    target = settings.model_copy(
+        update={"data_dir": tmp_path / "restored", "database_url": target_url}
+    )
+    await operations.restore(target, archive)
+    copy = await start(
+        avatarstack_client,
+        tmp_path / "restored",
+        {"database_url": target_url} if target_url else {},
+    )
+    after = await state(
+        copy,
+        await logged_in(copy, "ed@example.com"),
+        await logged_in(copy, "mo@example.com"),
+        conversation,
+    )
+    assert after == before
+    await copy.close()

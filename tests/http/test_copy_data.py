@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from kb_helpers import MANUAL_V1, build, ingest, login, search
-from ops_helpers import PASSWORD, QUESTION, chat, start
+from ops_helpers import QUESTION, chat, logged_in, start
 from tests.conftest import create_database, drop_database, with_database
 
 from avatarstack.adapters.postgres import PostgresStorage
@@ -51,12 +51,6 @@ async def populated(avatarstack_client: Any, data_dir: Path) -> tuple[Any, dict[
     settings = source.server.app[CONTAINER].settings()
     await source.close()
     return settings, {"search": found, "generation": generation["generation_id"]}
-
-
-async def logged_in(client: Any, email: str) -> dict[str, str]:
-    response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert response.status == 200, await response.text()
-    return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
 
 
 def same_results(one: dict[str, Any], two: dict[str, Any]) -> None:
