@@ -398,7 +398,8 @@ async def _restore_postgres(
                     await transfer.copy_tables(source, conn)
             else:
                 await _load_jsonl(conn, unpacked / TABLES_DIR)
-        return await _verify(storage, manifest)
+            # checked before the commit: a mismatch leaves the database as it was
+            return _checked(manifest, await transfer.table_digests(conn))
 
 
 async def _load_jsonl(conn: SqlConnection, folder: Path) -> None:
@@ -418,7 +419,11 @@ async def _load_jsonl(conn: SqlConnection, folder: Path) -> None:
 
 async def _verify(storage: SqlStorage, manifest: Mapping[str, Any]) -> dict[str, int]:
     async with storage.sql_transaction(snapshot=True) as conn:
-        found = await transfer.table_digests(conn)
+        return _checked(manifest, await transfer.table_digests(conn))
+
+
+def _checked(manifest: Mapping[str, Any], found: Mapping[str, transfer.Digest]) -> dict[str, int]:
+    """Each table's row count, once every table matched the manifest."""
     if problems := _differences(manifest["tables"], found):
         raise InvalidInputError(
             "the restored tables differ from the archive: " + ", ".join(problems)
@@ -494,10 +499,13 @@ async def copy_data(settings: Settings, to_url: str, *, chroma_url: str | None) 
                         "(nothing was copied)"
                     )
                 expected = await transfer.copy_tables(reader, writer)
-        async with target.sql_transaction(snapshot=True) as conn:
-            found = await transfer.table_digests(conn)
-    if problems := _differences({k: v.as_dict() for k, v in expected.items()}, found):
-        raise InvalidInputError("the copy differs from the source: " + ", ".join(problems))
+                # compared before the commit: a difference leaves the target empty
+                found = await transfer.table_digests(writer)
+                if problems := _differences({k: v.as_dict() for k, v in expected.items()}, found):
+                    raise InvalidInputError(
+                        "the copy differs from the source (nothing was copied): "
+                        + ", ".join(problems)
+                    )
     rebuilt: list[str] = []
     if chroma_url:
         kb = target_settings.kb.model_copy(update={"chroma_url": chroma_url})
