@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kb_helpers import fast_hasher
+from kb_helpers import MANUAL_V1, build, fast_hasher, ingest, login
 from ws_helpers import connect
 
 PASSWORD = "correct horse battery"
@@ -37,3 +37,14 @@ async def logged_in(client: Any, email: str) -> dict[str, str]:
     response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status == 200, await response.text()
     return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
+
+
+async def in_use(client: Any) -> tuple[dict[str, str], dict[str, str], str, str]:
+    """An editor and a member; a document, an active generation and the member's conversation:
+    the editor's and member's headers, the generation id and the conversation id."""
+    editor = await login(client, "ed@example.com", "editor")
+    member = await login(client, "mo@example.com", "member")
+    await ingest(client, editor, MANUAL_V1)
+    generation = await build(client, editor)
+    conversation = await chat(client, member)
+    return editor, member, str(generation["generation_id"]), conversation

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from identity_helpers import BACKENDS, database_settings
 from kb_helpers import KB, MANUAL_V1, build, form, ingest, login, search
-from ops_helpers import QUESTION, chat, logged_in, start
+from ops_helpers import QUESTION, chat, in_use, logged_in, start
 
 from avatarstack.bootstrap import operations
 from avatarstack.bootstrap.app import CONTAINER
@@ -64,11 +64,7 @@ async def test_a_backup_taken_under_live_writes_restores_the_same_deployment(
 ) -> None:
     database = await database_settings(request, backend)
     source = await start(avatarstack_client, tmp_path / "source", database)
-    editor = await login(source, "ed@example.com", "editor")
-    member = await login(source, "mo@example.com", "member")
-    await ingest(source, editor, MANUAL_V1)
-    await build(source, editor)
-    conversation = await chat(source, member)
+    editor, member, _, conversation = await in_use(source)
     before = await state(source, editor, member, conversation)
 
     identity = source.server.app[CONTAINER].identity()
@@ -259,11 +255,7 @@ async def test_an_archive_restores_into_the_other_backend(
 ) -> None:
     source_db = await database_settings(request, direction.split("-")[0])
     source = await start(avatarstack_client, tmp_path / "source", source_db)
-    editor = await login(source, "ed@example.com", "editor")
-    member = await login(source, "mo@example.com", "member")
-    await ingest(source, editor, MANUAL_V1)
-    await build(source, editor)
-    conversation = await chat(source, member)
+    editor, member, _, conversation = await in_use(source)
     before = await state(source, editor, member, conversation)
     settings = source.server.app[CONTAINER].settings()
     archive = tmp_path / "backup.tar.gz"

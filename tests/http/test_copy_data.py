@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kb_helpers import MANUAL_V1, build, ingest, login, search
-from ops_helpers import QUESTION, chat, logged_in, start
+from kb_helpers import build, ingest, search
+from ops_helpers import QUESTION, chat, in_use, logged_in, start
 from tests.conftest import create_database, drop_database, with_database
 
 from avatarstack.adapters.postgres import PostgresStorage
@@ -42,15 +42,11 @@ async def populated(avatarstack_client: Any, data_dir: Path) -> tuple[Any, dict[
     """A SQLite deployment with users, a document, an active generation and a conversation;
     the application is stopped afterwards (the move happens with the server down)."""
     source = await start(avatarstack_client, data_dir, {})
-    editor = await login(source, "ed@example.com", "editor")
-    member = await login(source, "mo@example.com", "member")
-    await ingest(source, editor, MANUAL_V1)
-    generation = await build(source, editor)
-    await chat(source, member)
+    _, member, generation, _ = await in_use(source)
     found = await search(source, member, QUESTION, k=5)
     settings = source.server.app[CONTAINER].settings()
     await source.close()
-    return settings, {"search": found, "generation": generation["generation_id"]}
+    return settings, {"search": found, "generation": generation}
 
 
 def same_results(one: dict[str, Any], two: dict[str, Any]) -> None:

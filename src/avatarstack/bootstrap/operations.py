@@ -199,19 +199,27 @@ async def _snapshot_database(
         ):
             digests = await transfer.table_digests(conn)
             return await _describe(conn, "sqlite", "sqlite", digests)
-    (staging / TABLES_DIR).mkdir()
+    folder = staging / TABLES_DIR
+    await asyncio.to_thread(_table_files, folder)
+
+    async def dump(table: transfer.Table, _batch: Any, lines: list[bytes]) -> None:
+        await asyncio.to_thread(_append, folder / f"{table.name}.jsonl", lines)
+
     async with storage.sql_transaction(snapshot=True) as conn:
-        digests = {}
-        for table in transfer.TABLES:
-            hasher = transfer.hasher()
-            with (staging / TABLES_DIR / f"{table.name}.jsonl").open("wb") as out:
-                async for batch in transfer.read_records(conn, table):
-                    for record in batch:
-                        line = transfer.record_line(record)
-                        hasher.add(line)
-                        out.write(line + b"\n")
-            digests[table.name] = hasher.digest()
+        digests = await transfer.walk_tables(conn, dump)
         return await _describe(conn, "postgresql", "tables", digests)
+
+
+def _table_files(folder: Path) -> None:
+    """One empty JSON-lines file per table (an empty table keeps its empty file)."""
+    folder.mkdir()
+    for table in transfer.TABLES:
+        (folder / f"{table.name}.jsonl").touch()
+
+
+def _append(path: Path, lines: list[bytes]) -> None:
+    with path.open("ab") as out:
+        out.writelines(line + b"\n" for line in lines)
 
 
 async def _describe(

@@ -706,10 +706,7 @@ class KnowledgeService:
             if generation.status == "ready":
                 return {"generation_id": generation_id, "status": "ready"}
             chunks = await _generation_chunks(uow, generation)
-        if (generation.embedder, generation.dimensions) != (
-            self._embedder.name,
-            self._embedder.dimensions,
-        ):
+        if not self._embeds_for(generation):
             raise InvalidInputError(
                 f"generation {generation_id} is for embedder {generation.embedder!r}, this "
                 f"worker embeds with {self._embedder.name!r}"
@@ -751,6 +748,13 @@ class KnowledgeService:
             result["activated"] = False
         await self.prune()
         return result
+
+    def _embeds_for(self, generation: IndexGeneration) -> bool:
+        """Whether the configured embedder made (and can extend) this generation's vectors."""
+        return (generation.embedder, generation.dimensions) == (
+            self._embedder.name,
+            self._embedder.dimensions,
+        )
 
     async def _fill_index(
         self,
@@ -826,10 +830,7 @@ class KnowledgeService:
             )
         missing = [c for c in chunks if c.hash not in vectors]
         if missing:
-            if (generation.embedder, generation.dimensions) != (
-                self._embedder.name,
-                self._embedder.dimensions,
-            ):
+            if not self._embeds_for(generation):
                 raise ConflictError(
                     f"generation {generation_id} needs {len(missing)} embeddings from embedder "
                     f"{generation.embedder!r} that are not cached; the configured embedder is "
@@ -918,10 +919,7 @@ class KnowledgeService:
             generation = await uow.generations.get(generation_id)
         if generation is None:
             raise NotFoundError("generation not found")
-        if (generation.embedder, generation.dimensions) != (
-            self._embedder.name,
-            self._embedder.dimensions,
-        ):
+        if not self._embeds_for(generation):
             raise ConflictError(
                 f"generation {generation_id} was built with embedder {generation.embedder!r}; "
                 f"the configured embedder is {self._embedder.name!r}"

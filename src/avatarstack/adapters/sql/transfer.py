@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -288,33 +288,39 @@ class _Hasher:
         return Digest(self.rows, self._hash.hexdigest())
 
 
-def hasher() -> _Hasher:
-    return _Hasher()
+#: called with each batch of records a walk reads (and their lines)
+BatchHandler = Callable[[Table, list[dict[str, Any]], list[bytes]], Awaitable[None]]
 
 
-async def table_digests(conn: SqlConnection) -> dict[str, Digest]:
-    """Every table's digest, read through ``conn``."""
+async def walk_tables(conn: SqlConnection, each: BatchHandler | None = None) -> dict[str, Digest]:
+    """Read every table in dependency order, hand each batch to ``each``, and return every
+    table's digest."""
     digests: dict[str, Digest] = {}
     for table in TABLES:
         h = _Hasher()
         async for batch in read_records(conn, table):
-            for record in batch:
-                h.add(record_line(record))
+            lines = [record_line(record) for record in batch]
+            for line in lines:
+                h.add(line)
+            if each is not None:
+                await each(table, batch, lines)
         digests[table.name] = h.digest()
     return digests
+
+
+async def table_digests(conn: SqlConnection) -> dict[str, Digest]:
+    """Every table's digest, read through ``conn``."""
+    return await walk_tables(conn)
 
 
 async def copy_tables(source: SqlConnection, target: SqlConnection) -> dict[str, Digest]:
     """Copy every table from ``source`` to ``target`` in dependency order; returns the digests
     of what was read (compare them with ``table_digests(target)`` afterwards)."""
-    digests: dict[str, Digest] = {}
-    for table in TABLES:
-        h = _Hasher()
-        async for batch in read_records(source, table):
-            for record in batch:
-                h.add(record_line(record))
-            await write_records(target, table, batch)
-        digests[table.name] = h.digest()
+
+    async def write(table: Table, batch: list[dict[str, Any]], _lines: list[bytes]) -> None:
+        await write_records(target, table, batch)
+
+    digests = await walk_tables(source, write)
     await after_load(target)
     return digests
 
