@@ -9,6 +9,7 @@ import asyncio
 import gzip
 import io
 import json
+import stat
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,7 @@ def test_the_commands_print_one_line_and_refuse_with_a_clear_error(
     assert created.exit_code == 0, created.output
     made = runner.invoke(cli, ["backup", str(tmp_path / "b.tar.gz")])
     assert made.exit_code == 0, made.output
+    assert stat.S_IMODE((tmp_path / "b.tar.gz").stat().st_mode) == 0o600
     assert made.stdout.startswith(f"backup {tmp_path / 'b.tar.gz'}: ")
     refused = runner.invoke(cli, ["restore", str(tmp_path / "b.tar.gz")])
     assert refused.exit_code == 1

@@ -6,8 +6,12 @@ refused."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import secrets
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +78,22 @@ async def test_a_sqlite_deployment_moves_to_postgres_and_serves_from_it(
 
     with pytest.raises(ConflictError, match=r"already holds data \(users 2.*nothing was copied"):
         await operations.copy_data(settings, copy_target, chroma_url=None)
+    again = await asyncio.to_thread(  # the command as an operator runs it
+        subprocess.run,
+        [sys.executable, "-m", "avatarstack.bootstrap.cli", "copy-data", "--to", copy_target],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("AVATARSTACK_")},
+            "AVATARSTACK_DATA_DIR": str(settings.data_dir),
+            "AVATARSTACK_LOAD_PLUGINS": "",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 1
+    assert again.stderr.startswith("Error: the target database already holds data (users 2")
+    assert again.stderr.count("\n") == 1
 
     # the same data dir: the embedded Chroma folder serves the same generations
     moved = await start(avatarstack_client, tmp_path / "data", {"database_url": copy_target})

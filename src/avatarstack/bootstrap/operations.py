@@ -244,6 +244,8 @@ def _write_archive(staging: Path, manifest: dict[str, Any], path: Path) -> None:
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     try:
+        # password and token hashes, documents and conversations: readable by the owner only
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         with tarfile.open(partial, "w:gz", compresslevel=1) as archive:
             archive.add(staging / MANIFEST, arcname=MANIFEST)
             for name in sorted(manifest["files"]):
