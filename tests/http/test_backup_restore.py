@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from identity_helpers import BACKENDS, database_settings
-from kb_helpers import KB, MANUAL_V1, build, form, ingest, login, search
+from kb_helpers import KB, MANUAL_V1, build, fast_hasher, form, ingest, login, search
 from ops_helpers import QUESTION, chat, in_use, logged_in, start
 
 from avatarstack.bootstrap import operations
 from avatarstack.bootstrap.app import CONTAINER
 from avatarstack.bootstrap.cli import cli
+from avatarstack.bootstrap.settings import KbSettings
 from avatarstack.core.identity import RequestContext
 from avatarstack.ports.errors import ConflictError, InvalidInputError
 from avatarstack.testkit.pdf import text_pdf
@@ -282,3 +283,32 @@ async def test_an_archive_restores_into_the_other_backend(
     )
     assert after == before
     await copy.close()
+
+
+async def test_without_an_index_copy_restore_rebuilds_the_generations_from_the_database(
+    avatarstack_client: Any, tmp_path: Path
+) -> None:
+    """A deployment whose index lives elsewhere (here the in-process store; in production a
+    Chroma server) archives the database only; restore rebuilds every ready generation from
+    its chunks and the embedding cache, and searches answer as before."""
+    source = await avatarstack_client(
+        providers_={"password_hasher": fast_hasher()}, data_dir=tmp_path / "source"
+    )
+    _, member, generation, _ = await in_use(source)
+    found = await search(source, member, QUESTION, k=5)
+    archive = tmp_path / "backup.tar.gz"
+    result = await operations.backup(source.server.app[CONTAINER].settings(), archive)
+    assert result.manifest["index"]["kind"] == "none"
+
+    target = (
+        source.server.app[CONTAINER]
+        .settings()
+        .model_copy(update={"data_dir": tmp_path / "restored", "kb": KbSettings()})
+    )
+    restored = await operations.restore(target, archive)
+    assert restored.rebuilt == [generation]
+    assert not restored.index_copied
+    copy = await start(avatarstack_client, tmp_path / "restored", {})
+    again = await search(copy, await logged_in(copy, "mo@example.com"), QUESTION, k=5)
+    assert again["generation_id"] == found["generation_id"]
+    assert [r["chunk_id"] for r in again["results"]] == [r["chunk_id"] for r in found["results"]]
