@@ -17,6 +17,7 @@ from ws_helpers import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "docs" / "ops" / "prometheus-rules.yml"
+RULES_TEST = ROOT / "docs" / "ops" / "prometheus-rules-test.yml"
 DASHBOARD = ROOT / "docs" / "ops" / "grafana-dashboard.json"
 _SERIES = re.compile(r"\b(avatarstack_[a-z0-9_]+)")
 
@@ -30,19 +31,23 @@ def named_series() -> set[str]:
     }
 
 
-def test_promtool_accepts_the_rules() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("promtool")
+    if binary is None:
         pytest.fail("promtool is missing: apt-get install prometheus", pytrace=False)
-    checked = subprocess.run(
-        [promtool, "check", "rules", str(RULES)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_promtool_accepts_the_rules() -> None:
+    checked = promtool("check", "rules", str(RULES))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS" in checked.stdout
+
+
+def test_the_alerts_fire_on_the_series_they_watch() -> None:
+    """promtool's rule unit tests: the error budget, pool exhaustion, a failing readiness check."""
+    tested = promtool("test", "rules", str(RULES_TEST))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
 def test_the_dashboard_uses_the_recorded_series() -> None:
