@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,28 +21,95 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from avatarstack.core.avatars import CALL_BUCKETS, AvatarStats
-from avatarstack.ports.storage import Job, PoolStats
+from avatarstack.ports.storage import TIMING_BUCKETS, Job, PoolStats, StorageTimings
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class _PoolCollector(Collector):
-    def __init__(self, stats: Callable[[], PoolStats], backend: str) -> None:
+    def __init__(
+        self, stats: Callable[[], PoolStats], backend: str, timings: StorageTimings | None
+    ) -> None:
         self._stats = stats
         self._backend = backend
+        self._timings = timings
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats()
+        backend = self._backend
         gauge = GaugeMetricFamily(
             "avatarstack_db_pool_connections",
             "Database connections by state.",
             labels=["backend", "state"],
         )
-        gauge.add_metric([self._backend, "open"], stats.size)
-        gauge.add_metric([self._backend, "idle"], stats.idle)
-        gauge.add_metric([self._backend, "in_use"], max(stats.size - stats.idle, 0))
-        gauge.add_metric([self._backend, "max"], stats.max_size)
+        gauge.add_metric([backend, "open"], stats.size)
+        gauge.add_metric([backend, "idle"], stats.idle)
+        gauge.add_metric([backend, "in_use"], max(stats.size - stats.idle, 0))
+        gauge.add_metric([backend, "max"], stats.max_size)
         yield gauge
+        t = self._timings
+        if t is None:
+            return
+        queries = HistogramMetricFamily(
+            "avatarstack_db_query_duration_seconds",
+            "Seconds per database statement, from the call to the rows in hand.",
+            labels=["backend"],
+        )
+        queries.add_metric([backend], _cumulative(TIMING_BUCKETS, t.query_buckets), t.query_seconds)
+        yield queries
+        acquisitions = CounterMetricFamily(
+            "avatarstack_db_pool_acquisitions",
+            "Connections taken from the pool, by whether one was free at once (waited=no) or "
+            "the caller waited for a release or a new connection (waited=yes).",
+            labels=["backend", "waited"],
+        )
+        acquisitions.add_metric([backend, "no"], t.acquisitions - t.waited)
+        acquisitions.add_metric([backend, "yes"], t.waited)
+        yield acquisitions
+        wait = HistogramMetricFamily(
+            "avatarstack_db_pool_wait_seconds",
+            "Seconds from asking the pool for a connection to having one.",
+            labels=["backend"],
+        )
+        wait.add_metric([backend], _cumulative(TIMING_BUCKETS, t.wait_buckets), t.wait_seconds)
+        yield wait
+
+
+#: seconds the event loop was late waking a timer
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class LoopLagMonitor(Collector):
+    """Measures how late the event loop runs: a task sleeps ``interval`` seconds at a time and
+    records by how much each wake-up overshot. A loop blocked by CPU work (or a blocking call)
+    shows here before it shows anywhere else."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.lag = _Histogram(LAG_BUCKETS)
+        self.last = 0.0
+
+    async def run(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(self.interval)
+            self.last = max(time.perf_counter() - started - self.interval, 0.0)
+            self.lag.observe(self.last)
+
+    def collect(self) -> Iterator[Metric]:
+        h = self.lag
+        histogram = HistogramMetricFamily(
+            "avatarstack_event_loop_lag_seconds",
+            f"How late the event loop woke a {self.interval:g} s timer.",
+        )
+        histogram.add_metric([], _cumulative(h.bounds, h.counts), h.total)
+        yield histogram
+        last = GaugeMetricFamily(
+            "avatarstack_event_loop_lag_last_seconds",
+            "How late the event loop woke the latest timer.",
+        )
+        last.add_metric([], self.last)
+        yield last
 
 
 class _InfoCollector(Collector):
@@ -355,6 +424,9 @@ class HttpMetrics:
         self._readiness = _ReadinessCollector()
         self.registry.register(self._readiness)
         self._realtime: _RealtimeCollector | None = None
+        #: started and stopped with the application (``build_http_app``)
+        self.loop_lag = LoopLagMonitor()
+        self.registry.register(self.loop_lag)
 
     def observe_readiness(self, name: str, ok: bool, seconds: float) -> None:
         self._readiness.checks[name] = (ok, seconds)
@@ -366,11 +438,17 @@ class HttpMetrics:
         self._realtime = _RealtimeCollector(stats)
         self.registry.register(self._realtime)
 
-    def watch_pool(self, stats: Callable[[], PoolStats], backend: str) -> None:
-        """Report this pool (replacing any pool watched before)."""
+    def watch_pool(
+        self,
+        stats: Callable[[], PoolStats],
+        backend: str,
+        timings: StorageTimings | None = None,
+    ) -> None:
+        """Report this pool and, with ``timings``, its statements and waits (replacing any pool
+        watched before)."""
         if self._pool is not None:
             self.registry.unregister(self._pool)
-        self._pool = _PoolCollector(stats, backend)
+        self._pool = _PoolCollector(stats, backend, timings)
         self.registry.register(self._pool)
 
     def watch_avatars(self, stats: AvatarStats) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from avatarstack.ports.errors import (
     StorageError,
     StorageUnavailableError,
 )
-from avatarstack.ports.storage import PoolStats, UnitOfWork
+from avatarstack.ports.storage import PoolStats, StorageTimings, UnitOfWork
 
 __all__ = ["PostgresOptions", "PostgresStorage", "normalise_dsn"]
 
@@ -121,28 +122,40 @@ def _rowcount(status: str) -> int:
 
 
 class _Connection:
+    """One pooled connection; every statement is timed into ``timings``."""
+
     dialect = DIALECT
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, timings: StorageTimings) -> None:
         self._conn = conn
+        self._timings = timings
 
     async def execute(self, sql: str, *args: Any) -> int:
+        started = time.perf_counter()
         try:
             return _rowcount(await self._conn.execute(sql, *args))
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
+        finally:
+            self._timings.query(time.perf_counter() - started)
 
     async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+        started = time.perf_counter()
         try:
             return [dict(r) for r in await self._conn.fetch(sql, *args)]
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
+        finally:
+            self._timings.query(time.perf_counter() - started)
 
     async def fetchrow(self, sql: str, *args: Any) -> Mapping[str, Any] | None:
+        started = time.perf_counter()
         try:
             row = await self._conn.fetchrow(sql, *args)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
+        finally:
+            self._timings.query(time.perf_counter() - started)
         return dict(row) if row is not None else None
 
 
@@ -156,6 +169,7 @@ class PostgresStorage:
         self._dsn, self.pooled = normalise_dsn(url)
         self.options = options or PostgresOptions()
         self._pool: asyncpg.Pool | None = None
+        self.timings = StorageTimings()
         self._migrations = load_migrations("avatarstack.adapters.postgres")
 
     @property
@@ -214,10 +228,15 @@ class PostgresStorage:
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise StorageUnavailableError("the PostgreSQL storage is not started")
+        # no idle open connection: this acquisition waits for a release or a new connection
+        waited = self._pool.get_idle_size() == 0
+        started = time.perf_counter()
         try:
             conn = await self._pool.acquire(timeout=self.options.acquire_timeout)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
+        finally:
+            self.timings.acquired(waited=waited, seconds=time.perf_counter() - started)
         try:
             yield conn
         finally:
@@ -228,7 +247,7 @@ class PostgresStorage:
 
     async def ping(self) -> None:
         async with self._acquire() as conn:
-            await _Connection(conn).fetchrow("SELECT 1 AS ok")
+            await _Connection(conn, self.timings).fetchrow("SELECT 1 AS ok")
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[tuple[_Connection, Any]]:
@@ -238,7 +257,7 @@ class PostgresStorage:
                 await tx.start()
             except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
                 raise _translate(exc) from exc
-            yield _Connection(conn), tx
+            yield _Connection(conn, self.timings), tx
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
@@ -276,7 +295,7 @@ class PostgresStorage:
             except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
                 raise _translate(exc) from exc
             try:
-                yield _Connection(conn)
+                yield _Connection(conn, self.timings)
             except BaseException:
                 await tx.rollback()
                 raise
@@ -309,7 +328,7 @@ class PostgresStorage:
 
     async def schema_version(self) -> str | None:
         async with self._acquire() as conn:
-            return await sql_migrations.newest_version(_Connection(conn))
+            return await sql_migrations.newest_version(_Connection(conn, self.timings))
 
     def pool_stats(self) -> PoolStats:
         if self._pool is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from avatarstack.ports.errors import (
     StorageError,
     StorageUnavailableError,
 )
-from avatarstack.ports.storage import PoolStats, UnitOfWork
+from avatarstack.ports.storage import PoolStats, StorageTimings, UnitOfWork
 
 __all__ = ["SqliteStorage", "backup_database"]
 
@@ -70,10 +71,13 @@ def backup_database(source: str | Path, target: str | Path) -> None:
 
 
 class _Connection:
+    """The storage's connection; every statement is timed into ``timings``."""
+
     dialect = DIALECT
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, timings: StorageTimings) -> None:
         self._db = db
+        self._timings = timings
 
     async def _run(self, sql: str, args: tuple[Any, ...]) -> aiosqlite.Cursor:
         try:
@@ -84,21 +88,33 @@ class _Connection:
             raise _translate(exc) from exc
 
     async def execute(self, sql: str, *args: Any) -> int:
-        cursor = await self._run(sql, args)
-        count = cursor.rowcount
-        await cursor.close()
+        started = time.perf_counter()
+        try:
+            cursor = await self._run(sql, args)
+            count = cursor.rowcount
+            await cursor.close()
+        finally:
+            self._timings.query(time.perf_counter() - started)
         return max(count, 0)
 
     async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
-        cursor = await self._run(sql, args)
-        rows = await cursor.fetchall()
-        await cursor.close()
+        started = time.perf_counter()
+        try:
+            cursor = await self._run(sql, args)
+            rows = await cursor.fetchall()
+            await cursor.close()
+        finally:
+            self._timings.query(time.perf_counter() - started)
         return [dict(row) for row in rows]
 
     async def fetchrow(self, sql: str, *args: Any) -> Mapping[str, Any] | None:
-        cursor = await self._run(sql, args)
-        row = await cursor.fetchone()
-        await cursor.close()
+        started = time.perf_counter()
+        try:
+            cursor = await self._run(sql, args)
+            row = await cursor.fetchone()
+            await cursor.close()
+        finally:
+            self._timings.query(time.perf_counter() - started)
         return dict(row) if row is not None else None
 
 
@@ -114,6 +130,7 @@ class SqliteStorage:
         self._busy_timeout = busy_timeout
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self.timings = StorageTimings()
         self._migrations = load_migrations("avatarstack.adapters.sqlite")
 
     async def start(self) -> None:
@@ -144,6 +161,16 @@ class SqliteStorage:
             raise StorageUnavailableError("the SQLite storage is not started")
         return self._db
 
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        """Hold the connection (this process's one-at-a-time lock), timed as an acquisition:
+        it waited when another unit of work held the connection."""
+        waited = self._lock.locked()
+        started = time.perf_counter()
+        async with self._lock:
+            self.timings.acquired(waited=waited, seconds=time.perf_counter() - started)
+            yield
+
     async def ping(self) -> None:
         db = self._connection()
         try:
@@ -155,12 +182,12 @@ class SqliteStorage:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Connection]:
         db = self._connection()
-        async with self._lock:
+        async with self._locked():
             try:
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
-            conn = _Connection(db)
+            conn = _Connection(db, self.timings)
             try:
                 yield conn
             except BaseException:
@@ -189,13 +216,13 @@ class SqliteStorage:
                 await self._connection().commit()
             return
         db = self._connection()
-        async with self._lock:
+        async with self._locked():
             try:
                 await db.execute("BEGIN")
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
             try:
-                yield _Connection(db)
+                yield _Connection(db, self.timings)
             finally:
                 if db.in_transaction:
                     await db.rollback()
@@ -214,8 +241,8 @@ class SqliteStorage:
 
     async def schema_version(self) -> str | None:
         db = self._connection()
-        async with self._lock:
-            return await sql_migrations.newest_version(_Connection(db))
+        async with self._locked():
+            return await sql_migrations.newest_version(_Connection(db, self.timings))
 
     def pool_stats(self) -> PoolStats:
         open_ = 1 if self._db is not None else 0
