@@ -87,7 +87,9 @@ from _common import (
     exit_on_sigterm,
     fmt,
     free_port,
+    load_average,
     log_in,
+    machine_busy,
     percentile,
     receive,
     send,
@@ -179,23 +181,6 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def machine_busy() -> float | None:
-    """CPU seconds the whole machine has been busy since boot, all cores (``/proc/stat``)."""
-    try:
-        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return None
-    ticks = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
