@@ -250,8 +250,11 @@ def deployed(args: argparse.Namespace) -> Iterator[Deployment]:
             deployment = Deployment(servers, env, workdir, run)
             print("  migrating and creating the editor ...", file=sys.stderr, flush=True)
             create_accounts(deployment, [f"{deployment.editor}:editor"])
-            for number in range(1, INSTANCES + 1):
-                port = free_port()
+            ports = [free_port() for _ in range(INSTANCES)]
+            # one public URL, as behind a load balancer: it is the tokens' issuer, so a token
+            # from one instance is accepted by the other
+            env["AVATARSTACK_PUBLIC_URL"] = f"http://127.0.0.1:{ports[0]}"
+            for number, port in enumerate(ports, start=1):
                 data_dir = workdir / f"instance-{number}"
                 data_dir.mkdir()
                 instance_env = env | avatarstack_env(
