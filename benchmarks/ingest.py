@@ -69,7 +69,6 @@ from typing import Any
 # ``http.py`` would shadow the standard library's ``http`` package (``from _common`` sorts first).
 from _common import (
     CLI_TIMEOUT,
-    PASSWORD,
     REQUEST_TIMEOUT,
     BenchmarkError,
     Server,
@@ -81,6 +80,7 @@ from _common import (
     fmt,
     free_port,
     load_average,
+    log_in,
     machine_busy,
     spawn_server,
     stop_servers,
@@ -708,13 +708,7 @@ async def run_pipeline(
         timeout = ClientTimeout(total=REQUEST_TIMEOUT * 6)
         async with ClientSession(connector=TCPConnector(limit=0), timeout=timeout) as session:
             await wait_ready(session, server, "/healthz")
-            async with session.post(
-                server.url(f"{API}/auth/login"), json={"email": email, "password": PASSWORD}
-            ) as resp:
-                body = await resp.text()
-                if resp.status != 200:
-                    raise BenchmarkError(f"login answered {resp.status}: {body}")
-                token = json.loads(body)["access_token"]
+            token = await log_in(session, server, email)
             auth = {"Authorization": f"Bearer {token}"}
             ws = await session.ws_connect(server.url(f"{API}/ws"), heartbeat=None)
             await ws.send_json({"type": "auth", "data": {"token": token}})

@@ -321,11 +321,28 @@ async def expect(session: ClientSession, method: str, url: str, status: int, **k
     return json.loads(body) if body else None
 
 
+def api(
+    session: ClientSession,
+    server: Server,
+    method: str,
+    path: str,
+    status: int,
+    token: str | None = None,
+    **kw: Any,
+) -> Awaitable[Any]:
+    """``method`` ``/api/v1<path>`` (with the bearer ``token``), expecting ``status``."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return expect(session, method, server.url(f"{API}{path}"), status, headers=headers, **kw)
+
+
+def log_in(session: ClientSession, server: Server, email: str) -> Awaitable[Any]:
+    """The login answer: both tokens."""
+    return api(
+        session, server, "POST", "/auth/login", 200, json={"email": email, "password": PASSWORD}
+    )
+
+
 # --------------------------------------------------------------------------- the simulated users
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def think(mean: float, stop: asyncio.Event) -> None:
@@ -359,16 +376,7 @@ async def user(
 ) -> None:
     await think(args.think, stop)  # users arrive spread over the first think time
     while not stop.is_set():
-        tokens = await rec.timed(
-            "login",
-            expect(
-                session,
-                "POST",
-                server.url(f"{API}/auth/login"),
-                200,
-                json={"email": email, "password": PASSWORD},
-            ),
-        )
+        tokens = await rec.timed("login", log_in(session, server, email))
         if tokens is None:
             await think(args.think, stop)
             continue
@@ -386,44 +394,27 @@ async def user(
                 if stop.is_set():
                     break
                 if action % 5 == 4:
+                    body = {"refresh_token": tokens["refresh_token"]}
                     fresh = await rec.timed(
-                        "refresh",
-                        expect(
-                            session,
-                            "POST",
-                            server.url(f"{API}/auth/refresh"),
-                            200,
-                            json={"refresh_token": tokens["refresh_token"]},
-                        ),
+                        "refresh", api(session, server, "POST", "/auth/refresh", 200, json=body)
                     )
                     tokens = fresh or tokens
                 elif action % 2 == 0 or ws is None:
+                    query = {"query": random.choice(SEARCHES), "k": 5}
+                    access = tokens["access_token"]
                     await rec.timed(
                         "search",
-                        expect(
-                            session,
-                            "POST",
-                            server.url(f"{API}/kb/search"),
-                            200,
-                            json={"query": random.choice(SEARCHES), "k": 5},
-                            headers=bearer(tokens["access_token"]),
-                        ),
+                        api(session, server, "POST", "/kb/search", 200, access, json=query),
                     )
                 else:
                     await rec.timed("ask", ask(ws, random.choice(QUESTIONS)))
         finally:
             if ws is not None:
                 await ws.close()
+        body = {"refresh_token": tokens["refresh_token"]}
+        access = tokens["access_token"]
         await rec.timed(
-            "logout",
-            expect(
-                session,
-                "POST",
-                server.url(f"{API}/auth/logout"),
-                204,
-                json={"refresh_token": tokens["refresh_token"]},
-                headers=bearer(tokens["access_token"]),
-            ),
+            "logout", api(session, server, "POST", "/auth/logout", 204, access, json=body)
         )
 
 
@@ -438,13 +429,16 @@ def new_document(run: str, number: int) -> bytes:
     return f"{MANUAL}\n## Service note {number}\n\n{note}.\n".encode()
 
 
+def start_build(session: ClientSession, server: Server, token: str) -> Awaitable[Any]:
+    """Build a generation of the current documents and activate it once ready."""
+    return api(session, server, "POST", "/kb/generations", 202, token, json={"activate": "yes"})
+
+
 async def wait_for_job(
     session: ClientSession, server: Server, token: str, job_id: str, stop_at: float
 ) -> None:
     while time.monotonic() < stop_at:
-        body = await expect(
-            session, "GET", server.url(f"{API}/kb/jobs/{job_id}"), 200, headers=bearer(token)
-        )
+        body = await api(session, server, "GET", f"/kb/jobs/{job_id}", 200, token)
         if body["status"] == "succeeded":
             return
         if body["status"] == "failed":
@@ -462,14 +456,7 @@ async def editor(
     args: argparse.Namespace,
     counter: Iterator[int],
 ) -> None:
-    tokens = await expect(
-        session,
-        "POST",
-        servers[0].url(f"{API}/auth/login"),
-        200,
-        json={"email": deployment.editor, "password": PASSWORD},
-    )
-    token = tokens["access_token"]
+    token = (await log_in(session, servers[0], deployment.editor))["access_token"]
     building: asyncio.Task[Any] | None = None
     jobs: set[asyncio.Task[Any]] = set()
     uploads = 0
@@ -485,15 +472,7 @@ async def editor(
                 content_type="text/markdown",
             )
             body = await rec.timed(
-                "upload",
-                expect(
-                    session,
-                    "POST",
-                    server.url(f"{API}/kb/documents"),
-                    202,
-                    data=form,
-                    headers=bearer(token),
-                ),
+                "upload", api(session, server, "POST", "/kb/documents", 202, token, data=form)
             )
             if body is not None:
                 stop_at = time.monotonic() + JOB_TIMEOUT
@@ -508,17 +487,7 @@ async def editor(
             if uploads and uploads % 3 == 0 and (building is None or building.done()):
 
                 async def build(server: Server = server) -> None:
-                    answer = await rec.timed(
-                        "build",
-                        expect(
-                            session,
-                            "POST",
-                            server.url(f"{API}/kb/generations"),
-                            202,
-                            json={"activate": "yes"},
-                            headers=bearer(token),
-                        ),
-                    )
+                    answer = await rec.timed("build", start_build(session, server, token))
                     if answer is not None:
                         stop_at = time.monotonic() + JOB_TIMEOUT
                         await rec.timed(
@@ -538,28 +507,12 @@ async def editor(
 
 
 async def prepare_knowledge(session: ClientSession, server: Server, deployment: Deployment) -> None:
-    tokens = await expect(
-        session,
-        "POST",
-        server.url(f"{API}/auth/login"),
-        200,
-        json={"email": deployment.editor, "password": PASSWORD},
-    )
-    token = tokens["access_token"]
+    token = (await log_in(session, server, deployment.editor))["access_token"]
     form = FormData()
     form.add_field("file", MANUAL.encode(), filename="zanobo.md", content_type="text/markdown")
-    body = await expect(
-        session, "POST", server.url(f"{API}/kb/documents"), 202, data=form, headers=bearer(token)
-    )
+    body = await api(session, server, "POST", "/kb/documents", 202, token, data=form)
     await wait_for_job(session, server, token, body["job_id"], time.monotonic() + JOB_TIMEOUT)
-    body = await expect(
-        session,
-        "POST",
-        server.url(f"{API}/kb/generations"),
-        202,
-        json={"activate": "yes"},
-        headers=bearer(token),
-    )
+    body = await start_build(session, server, token)
     await wait_for_job(session, server, token, body["job_id"], time.monotonic() + JOB_TIMEOUT)
 
 
@@ -888,14 +841,14 @@ def summary(steps: Sequence[Figures]) -> None:
     print()
     print(
         f"{'users':>6}{'ops/s':>8}{'errors':>9}{'query p99':>11}{'efficiency':>12}"
-        f"{'pool util':>11}{'lag p99':>9}{'ask p95':>9}   within the criteria"
+        f"{'pool util':>11}{'lag p99':>11}{'ask p95':>11}   within the criteria"
     )
     for f in steps:
         asks = sorted(f.rec.latencies.get("ask", []))
         print(
             f"{f.users:>6}{f.rec.operations / f.seconds:>8.1f}{pct(f.error_rate, 2):>9}"
             f"{ms(f.query_p99) + ' ms':>11}{pct(f.efficiency):>12}{pct(f.utilisation, 0):>11}"
-            f"{ms(f.lag.quantile(0.99)) + ' ms':>9}{ms(percentile(asks, 95)) + ' ms':>9}   "
+            f"{ms(f.lag.quantile(0.99)) + ' ms':>11}{ms(percentile(asks, 95)) + ' ms':>11}   "
             + (
                 "yes"
                 if f.within
