@@ -246,6 +246,7 @@ def deployed(args: argparse.Namespace) -> Iterator[Deployment]:
                 "AVATARSTACK_LOAD_PLUGINS": "",
                 "AVATARSTACK_DATA_DIR": str(workdir / "setup"),
                 "AVATARSTACK_LOG_LEVEL": "warning",
+                "AVATARSTACK_DATABASE__POOL_MAX_SIZE": str(args.pool_size),
             }
             deployment = Deployment(servers, env, workdir, run)
             print("  migrating and creating the editor ...", file=sys.stderr, flush=True)
@@ -784,8 +785,8 @@ def report(f: Figures, args: argparse.Namespace) -> None:
     print()
     print(
         f"{f.users} users ({f.users // INSTANCES}-{-(-f.users // INSTANCES)} per instance) and one "
-        f"editor, {INSTANCES} instances, {f.seconds:.0f} s after {args.warmup:g} s warm-up, think "
-        f"time ~{args.think:g} s"
+        f"editor, {INSTANCES} instances (pool of {args.pool_size} each), {f.seconds:.0f} s after "
+        f"{args.warmup:g} s warm-up, think time ~{args.think:g} s"
     )
     print(
         f"   {'operation':<12}{'count':>8}{'errors':>8}"
@@ -906,6 +907,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--actions", type=int, default=20, help="actions per login (20)")
     parser.add_argument(
         "--upload-every", type=float, default=5.0, help="seconds between uploads (5)"
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=10, help="connections per instance (10, the default)"
     )
     parser.add_argument("--job-grace", type=float, default=60.0, help=argparse.SUPPRESS)
     parser.add_argument(
