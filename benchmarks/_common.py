@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import resource
@@ -25,13 +26,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
+from aiohttp import ClientSession, ClientWebSocketResponse, WSMsgType, web  # noqa: E402
 
 HOST = "127.0.0.1"
 BODY = b'{"status":"ok"}'  # the body of /healthz, so the baseline serialises nothing either
@@ -40,6 +41,9 @@ STOP_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 10.0
 #: hard cap on requests per measurement of the Python client (loops end on time or count)
 MAX_REQUESTS = 5_000_000
+API = "/api/v1"
+WS_PATH = f"{API}/ws"
+FRAME_TIMEOUT = 15.0
 
 
 class BenchmarkError(Exception):
@@ -99,6 +103,54 @@ def process_cpu_seconds(pid: int) -> float | None:
     fields = stat.rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float | None:
+    """CPU seconds the whole machine has been busy since boot, all cores (``/proc/stat``)."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    ticks = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int | str) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def tree_cpu(pid: int) -> float | None:
+    """CPU seconds of a process and all its descendants, living or reaped (``/proc``): the
+    server, its fork server and the parsing children (a child's time moves into its parent's
+    ``cutime`` when it is reaped, so the sum stays continuous)."""
+    parents: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(entry.name)
+        if fields is None:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+        ticks[int(entry.name)] = sum(int(v) for v in fields[11:15])  # u, s, cu, cs time
+    if pid not in ticks:
+        return None
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += ticks.get(current, 0)
+        todo.extend(parents.get(current, ()))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def free_port() -> int:
@@ -625,3 +677,126 @@ def create_user(
             f"avatarstack users create {email} failed (status {done.returncode}):\n"
             + output[-3000:]
         )
+
+
+# --------------------------------------------------------------------------- the API and its socket
+
+#: a small manual the knowledge-base benchmarks upload, and questions it answers
+MANUAL = """# Zanobo espresso machine
+
+## Filling the water tank
+
+Fill the water tank with fresh, cold water up to the MAX mark before you switch the machine on.
+Use filtered water when your tap water is hard: it slows down limescale in the boiler.
+
+## Heating up
+
+The machine heats up in about four minutes. The green light stops blinking when the boiler has
+reached its brewing temperature of 93 degrees. Warm the cups on the cup tray while you wait.
+
+## Brewing an espresso
+
+Grind 18 grams of coffee, fill the portafilter basket and tamp it evenly with firm pressure.
+Lock the portafilter into the group head and press the single-cup button. A good shot takes
+25 to 30 seconds and yields about 36 grams of espresso with a thick crema.
+
+## Steaming milk
+
+Purge the steam wand for two seconds before you use it. Hold the tip just below the surface of
+the milk until it has doubled in volume, then lower it to heat the milk to 65 degrees. Wipe and
+purge the wand right after steaming so that no milk dries inside.
+
+## Descaling
+
+Descale the machine every three months, or when the descale light comes on. Dissolve one
+descaling tablet in one litre of water, pour it into the tank and start the descaling program by
+holding the steam button for five seconds. Rinse the tank and run two full tanks of clean water
+through the machine afterwards.
+
+## Cleaning the brew group
+
+Backflush the brew group once a week with the blind basket and one cleaning tablet. Remove the
+drip tray every day, empty it and wash it with warm water and a little detergent.
+
+## Troubleshooting
+
+If no water comes out of the group head, check that the tank is seated and that the grind is not
+too fine. If the pump is loud, the tank is probably empty. Error code E3 means the boiler
+temperature sensor needs a service visit.
+"""
+QUESTIONS = (
+    "How often should I descale the machine?",
+    "What temperature should the milk reach?",
+    "How long does the machine take to heat up?",
+    "How many grams of coffee do I need for an espresso?",
+    "How do I clean the brew group?",
+    "What does error code E3 mean?",
+    "Why is the pump loud?",
+    "What water should I use in the tank?",
+    "How long should a good shot take?",
+    "What should I do after steaming milk?",
+)
+
+
+async def log_in(session: ClientSession, server: Server, email: str) -> str:
+    async with session.post(
+        server.url(f"{API}/auth/login"), json={"email": email, "password": PASSWORD}
+    ) as resp:
+        body = await resp.text()
+        if resp.status != 200:
+            raise BenchmarkError(f"login answered {resp.status}: {body}")
+    token: str = json.loads(body)["access_token"]
+    return token
+
+
+async def wait_job(
+    session: ClientSession, server: Server, headers: dict[str, str], job: str
+) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        async with session.get(server.url(f"{API}/kb/jobs/{job}"), headers=headers) as resp:
+            body = await resp.json()
+        if body["status"] == "succeeded":
+            return
+        if body["status"] == "failed":
+            raise BenchmarkError(f"job {job} failed: {body.get('error')}")
+        await asyncio.sleep(0.1)
+    raise BenchmarkError(f"job {job} did not finish in 120 s")
+
+
+async def receive(ws: ClientWebSocketResponse, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:  # noqa: ASYNC109
+    message = await ws.receive(timeout=timeout)
+    if message.type != WSMsgType.TEXT:
+        raise BenchmarkError(
+            f"expected a text frame, got {message.type.name} (close code {ws.close_code})"
+        )
+    frame: dict[str, Any] = json.loads(message.data)
+    return frame
+
+
+async def until(ws: ClientWebSocketResponse, type_: str) -> dict[str, Any]:
+    deadline = time.perf_counter() + FRAME_TIMEOUT
+    while True:
+        frame = await receive(ws, max(0.01, deadline - time.perf_counter()))
+        if frame["type"] == type_:
+            return frame
+        if frame["type"] == "error":
+            raise BenchmarkError(f"the server answered an error: {frame['data']}")
+
+
+async def connect(
+    session: ClientSession, server: Server, token: str | None
+) -> ClientWebSocketResponse:
+    """A socket; with a token, authenticated (``auth`` answered by ``ready``)."""
+    ws = await session.ws_connect(server.url(WS_PATH), autoping=True, heartbeat=None)
+    if token is not None:
+        await ws.send_json({"type": "auth", "data": {"token": token}})
+        ready = await receive(ws)
+        if ready.get("type") != "ready":
+            await ws.close()
+            raise BenchmarkError(f"auth answered {ready}")
+    return ws
+
+
+async def send(ws: ClientWebSocketResponse, type_: str, data: dict[str, Any], id_: str) -> None:
+    await ws.send_str(json.dumps({"type": type_, "id": id_, "data": data}))

@@ -69,7 +69,6 @@ from typing import Any
 # ``http.py`` would shadow the standard library's ``http`` package (``from _common`` sorts first).
 from _common import (
     CLI_TIMEOUT,
-    PASSWORD,
     REQUEST_TIMEOUT,
     BenchmarkError,
     Server,
@@ -80,9 +79,13 @@ from _common import (
     exit_on_sigterm,
     fmt,
     free_port,
+    load_average,
+    log_in,
+    machine_busy,
     spawn_server,
     stop_servers,
     temporary_workdir,
+    tree_cpu,
     wait_ready,
 )
 from aiohttp import ClientSession, ClientTimeout, FormData, TCPConnector, WSMsgType
@@ -560,54 +563,6 @@ def measure_children(workdir: Path, samples: int) -> list[ChildCost]:
 # --------------------------------------------------------------------------- CPU accounting
 
 
-def machine_busy() -> float | None:
-    """CPU seconds the whole machine has been busy since boot, all cores (``/proc/stat``)."""
-    try:
-        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return None
-    ticks = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def _stat_fields(pid: int | str) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def tree_cpu(pid: int) -> float | None:
-    """CPU seconds of a process and all its descendants, living or reaped (``/proc``): the
-    server, its fork server and the parsing children (a child's time moves into its parent's
-    ``cutime`` when it is reaped, so the sum stays continuous)."""
-    parents: dict[int, list[int]] = {}
-    ticks: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(entry.name)
-        if fields is None:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(entry.name))
-        ticks[int(entry.name)] = sum(int(v) for v in fields[11:15])  # u, s, cu, cs time
-    if pid not in ticks:
-        return None
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        total += ticks.get(current, 0)
-        todo.extend(parents.get(current, ()))
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
 @dataclass
 class CpuWindow:
     """CPU used from creation to ``stop``: by a server with its descendants (and by its own
@@ -753,13 +708,7 @@ async def run_pipeline(
         timeout = ClientTimeout(total=REQUEST_TIMEOUT * 6)
         async with ClientSession(connector=TCPConnector(limit=0), timeout=timeout) as session:
             await wait_ready(session, server, "/healthz")
-            async with session.post(
-                server.url(f"{API}/auth/login"), json={"email": email, "password": PASSWORD}
-            ) as resp:
-                body = await resp.text()
-                if resp.status != 200:
-                    raise BenchmarkError(f"login answered {resp.status}: {body}")
-                token = json.loads(body)["access_token"]
+            token = await log_in(session, server, email)
             auth = {"Authorization": f"Bearer {token}"}
             ws = await session.ws_connect(server.url(f"{API}/ws"), heartbeat=None)
             await ws.send_json({"type": "auth", "data": {"token": token}})

@@ -71,22 +71,33 @@ from typing import Any
 # ``_common`` must be imported before aiohttp: it takes this folder off ``sys.path`` first, where
 # ``http.py`` would shadow the standard library's ``http`` package (``from _common`` sorts first).
 from _common import (
+    API,
     HOST,
-    PASSWORD,
+    MANUAL,
+    QUESTIONS,
     REQUEST_TIMEOUT,
+    WS_PATH,
     BenchmarkError,
     Server,
     avatarstack_env,
     check_alive,
     clean_env,
+    connect,
     create_user,
     exit_on_sigterm,
     fmt,
     free_port,
+    load_average,
+    log_in,
+    machine_busy,
     percentile,
+    receive,
+    send,
     spawn_server,
     stop_servers,
     temporary_workdir,
+    until,
+    wait_job,
     wait_ready,
 )
 from aiohttp import (
@@ -101,9 +112,6 @@ from aiohttp import (
 from aiohttp import __version__ as aiohttp_version
 
 SCRIPT = Path(__file__).resolve()
-API = "/api/v1"
-WS_PATH = f"{API}/ws"
-FRAME_TIMEOUT = 15.0
 OPEN_CONCURRENCY = 50
 #: after answer.completed, the turn's avatar events are in when none came for this long
 QUIET_SECONDS = 0.05
@@ -134,61 +142,6 @@ provider = TextAvatarProvider(clock=container.clock(), speech_time_scale=float(s
 container.avatar_providers.override(providers.Object({provider.name: provider}))
 run_server(create_app(container=container, setup_logging=True), settings)
 """
-
-MANUAL = """# Zanobo espresso machine
-
-## Filling the water tank
-
-Fill the water tank with fresh, cold water up to the MAX mark before you switch the machine on.
-Use filtered water when your tap water is hard: it slows down limescale in the boiler.
-
-## Heating up
-
-The machine heats up in about four minutes. The green light stops blinking when the boiler has
-reached its brewing temperature of 93 degrees. Warm the cups on the cup tray while you wait.
-
-## Brewing an espresso
-
-Grind 18 grams of coffee, fill the portafilter basket and tamp it evenly with firm pressure.
-Lock the portafilter into the group head and press the single-cup button. A good shot takes
-25 to 30 seconds and yields about 36 grams of espresso with a thick crema.
-
-## Steaming milk
-
-Purge the steam wand for two seconds before you use it. Hold the tip just below the surface of
-the milk until it has doubled in volume, then lower it to heat the milk to 65 degrees. Wipe and
-purge the wand right after steaming so that no milk dries inside.
-
-## Descaling
-
-Descale the machine every three months, or when the descale light comes on. Dissolve one
-descaling tablet in one litre of water, pour it into the tank and start the descaling program by
-holding the steam button for five seconds. Rinse the tank and run two full tanks of clean water
-through the machine afterwards.
-
-## Cleaning the brew group
-
-Backflush the brew group once a week with the blind basket and one cleaning tablet. Remove the
-drip tray every day, empty it and wash it with warm water and a little detergent.
-
-## Troubleshooting
-
-If no water comes out of the group head, check that the tank is seated and that the grind is not
-too fine. If the pump is loud, the tank is probably empty. Error code E3 means the boiler
-temperature sensor needs a service visit.
-"""
-QUESTIONS = (
-    "How often should I descale the machine?",
-    "What temperature should the milk reach?",
-    "How long does the machine take to heat up?",
-    "How many grams of coffee do I need for an espresso?",
-    "How do I clean the brew group?",
-    "What does error code E3 mean?",
-    "Why is the pump loud?",
-    "What water should I use in the tank?",
-    "How long should a good shot take?",
-    "What should I do after steaming milk?",
-)
 
 
 # --------------------------------------------------------------------------- the bare server
@@ -228,23 +181,6 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def machine_busy() -> float | None:
-    """CPU seconds the whole machine has been busy since boot, all cores (``/proc/stat``)."""
-    try:
-        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return None
-    ticks = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -334,32 +270,6 @@ def running_servers(args: argparse.Namespace, email: str) -> Iterator[tuple[Serv
             stop_servers(servers)
 
 
-async def log_in(session: ClientSession, server: Server, email: str) -> str:
-    async with session.post(
-        server.url(f"{API}/auth/login"), json={"email": email, "password": PASSWORD}
-    ) as resp:
-        body = await resp.text()
-        if resp.status != 200:
-            raise BenchmarkError(f"login answered {resp.status}: {body}")
-    token: str = json.loads(body)["access_token"]
-    return token
-
-
-async def wait_job(
-    session: ClientSession, server: Server, headers: dict[str, str], job: str
-) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        async with session.get(server.url(f"{API}/kb/jobs/{job}"), headers=headers) as resp:
-            body = await resp.json()
-        if body["status"] == "succeeded":
-            return
-        if body["status"] == "failed":
-            raise BenchmarkError(f"job {job} failed: {body.get('error')}")
-        await asyncio.sleep(0.1)
-    raise BenchmarkError(f"job {job} did not finish in 120 s")
-
-
 async def prepare_knowledge(session: ClientSession, server: Server, token: str) -> None:
     """Upload the manual, build a generation and activate it."""
     headers = {"Authorization": f"Bearer {token}"}
@@ -380,44 +290,6 @@ async def prepare_knowledge(session: ClientSession, server: Server, token: str) 
 
 
 # --------------------------------------------------------------------------- socket helpers
-
-
-async def receive(ws: ClientWebSocketResponse, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:  # noqa: ASYNC109
-    message = await ws.receive(timeout=timeout)
-    if message.type != WSMsgType.TEXT:
-        raise BenchmarkError(
-            f"expected a text frame, got {message.type.name} (close code {ws.close_code})"
-        )
-    frame: dict[str, Any] = json.loads(message.data)
-    return frame
-
-
-async def until(ws: ClientWebSocketResponse, type_: str) -> dict[str, Any]:
-    deadline = time.perf_counter() + FRAME_TIMEOUT
-    while True:
-        frame = await receive(ws, max(0.01, deadline - time.perf_counter()))
-        if frame["type"] == type_:
-            return frame
-        if frame["type"] == "error":
-            raise BenchmarkError(f"the server answered an error: {frame['data']}")
-
-
-async def connect(
-    session: ClientSession, server: Server, token: str | None
-) -> ClientWebSocketResponse:
-    """A socket; with a token, authenticated (``auth`` answered by ``ready``)."""
-    ws = await session.ws_connect(server.url(WS_PATH), autoping=True, heartbeat=None)
-    if token is not None:
-        await ws.send_json({"type": "auth", "data": {"token": token}})
-        ready = await receive(ws)
-        if ready.get("type") != "ready":
-            await ws.close()
-            raise BenchmarkError(f"auth answered {ready}")
-    return ws
-
-
-async def send(ws: ClientWebSocketResponse, type_: str, data: dict[str, Any], id_: str) -> None:
-    await ws.send_str(json.dumps({"type": type_, "id": id_, "data": data}))
 
 
 # --------------------------------------------------------------------------- 1. turn latency

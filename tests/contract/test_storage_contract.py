@@ -7,6 +7,7 @@ Times are fixed aware UTC datetimes so results never depend on the wall clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -213,6 +214,55 @@ async def test_schema_version_is_the_newest_migration(storage: Storage) -> None:
 
 async def test_ping_returns_when_the_database_answers(storage: Storage) -> None:
     assert await storage.ping() is None
+
+
+async def test_timings_count_each_connection_taken_and_whether_it_waited(
+    storage: Storage,
+) -> None:
+    before = storage.timings.acquisitions, storage.timings.waited
+    async with storage.unit_of_work() as uow:
+        await uow.users.count()
+    assert storage.timings.acquisitions == before[0] + 1
+    assert storage.timings.waited == before[1]  # nobody else held a connection
+    assert sum(storage.timings.wait_buckets) == storage.timings.acquisitions
+
+    size = storage.pool_stats().max_size
+    entered: list[None] = []
+    all_in = asyncio.Event()
+
+    async def hold(release: asyncio.Event) -> None:
+        async with storage.unit_of_work() as uow:
+            await uow.users.count()
+            entered.append(None)
+            if len(entered) == size:
+                all_in.set()
+            await release.wait()
+
+    # one more unit of work than the pool holds connections: the last one must wait
+    release = asyncio.Event()
+    holders = [asyncio.create_task(hold(release)) for _ in range(size)]
+    await asyncio.wait_for(all_in.wait(), 10)
+    waiter = asyncio.create_task(hold(asyncio.Event()))
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(*holders)
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    assert storage.timings.waited >= before[1] + 1
+
+
+async def test_timings_time_every_statement_of_the_sql_backends(storage: Storage) -> None:
+    before = storage.timings.queries
+    async with storage.unit_of_work() as uow:
+        await uow.users.count()
+        await uow.documents.count()
+    if storage.name == "memory":  # sends no statements
+        assert storage.timings.queries == 0
+    else:
+        assert storage.timings.queries >= before + 2
+        assert sum(storage.timings.query_buckets) == storage.timings.queries
+        assert storage.timings.query_seconds > 0
 
 
 async def test_pool_stats_are_consistent(storage: Storage) -> None:

@@ -8,7 +8,7 @@ import json
 import structlog
 
 from avatarstack.adapters.http.pipeline import CURRENT_REQUEST_ID
-from avatarstack.bootstrap.logging import configure_logging
+from avatarstack.bootstrap.logging import BackgroundWriter, configure_logging
 from avatarstack.bootstrap.settings import Settings
 
 STRONG = "k" * 48
@@ -70,3 +70,19 @@ def test_the_current_http_request_id_is_added_to_log_lines() -> None:
     first, second = (json.loads(line) for line in stream.getvalue().splitlines()[-2:])
     assert first["request_id"] == "req-2"
     assert "request_id" not in second
+
+
+def test_a_background_writer_writes_every_line_in_order_from_its_thread() -> None:
+    """What standard error gets: the event loop only queues a line and the writer thread writes
+    it, so a slow disk or a full pipe does not stall every request of the instance."""
+    target = io.StringIO()
+    writer = BackgroundWriter(target)
+    configure_logging(production(), stream=writer)  # type: ignore[arg-type]
+    log = structlog.get_logger("t")
+    for number in range(200):
+        log.warning("line", number=number, token="tk")
+    writer.drain()
+    lines = [json.loads(line) for line in target.getvalue().splitlines()]
+    assert [line["number"] for line in lines] == list(range(200))
+    assert {line["token"] for line in lines} == {"***"}
+    writer.close()

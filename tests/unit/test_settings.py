@@ -139,3 +139,59 @@ def test_plugin_settings_come_from_nested_variables_and_secrets_are_masked(
     settings = Settings()
     assert settings.plugins == {"oidc": {"client_id": "abc", "client_secret": "s3cret"}}
     assert masked(settings)["plugins"] == {"oidc": {"client_id": "abc", "client_secret": "***"}}
+
+
+SAFE_PRODUCTION: dict[str, object] = {
+    "env": "production",
+    "secret_key": STRONG,
+    "public_url": "https://avatars.example.com/",
+    "mail": {"backend": "smtp", "smtp_host": "smtp.example.com"},
+}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:pw@db.example.com/app",
+        "postgresql://app:pw@db.example.com/app?sslmode=prefer",
+        "postgres://app@10.0.0.5:5432/app?sslmode=disable",
+        "postgresql://app@/app?host=db.internal",
+    ],
+)
+def test_production_refuses_a_remote_database_without_tls_and_names_the_setting(url: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(**SAFE_PRODUCTION, database_url=url)
+    message = str(info.value)
+    assert "AVATARSTACK_DATABASE_URL" in message
+    assert "sslmode=require" in message
+    assert "pw" not in message.replace("sslmode", "")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:pw@db.example.com/app?sslmode=require",
+        "postgresql://app:pw@db.example.com/app?sslmode=verify-ca&sslrootcert=/etc/ca.pem",
+        "postgresql://app:pw@db.example.com/app?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+        "postgresql://app@127.0.0.1:5432/app",
+        "postgresql://app@localhost/app?sslmode=disable",
+        "postgresql://app@[::1]/app",
+        "postgresql://app@/app?host=/var/run/postgresql",
+        "sqlite:////srv/avatarstack.db",
+    ],
+)
+def test_production_accepts_tls_or_a_database_on_this_machine(url: str) -> None:
+    assert Settings(**SAFE_PRODUCTION, database_url=url).database_url == url
+
+
+def test_production_checks_the_listen_url_too() -> None:
+    with pytest.raises(ValidationError, match="AVATARSTACK_DATABASE__LISTEN_URL"):
+        Settings(
+            **SAFE_PRODUCTION,
+            database_url="postgresql://app@db-pooler.example.com/app?sslmode=require",
+            database={"listen_url": "postgresql://app@db.example.com/app"},
+        )
+
+
+def test_development_accepts_a_remote_database_without_tls() -> None:
+    assert Settings(database_url="postgresql://app@db.example.com/app").env == "development"

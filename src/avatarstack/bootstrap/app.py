@@ -105,6 +105,7 @@ def create_app(
     app[REALTIME] = hub
     app.on_shutdown.append(lambda _app: hub.close_all())
     app[keys.METRICS].watch_avatars(avatars.stats)
+    app[keys.METRICS].watch_realtime(hub.stats)
     app[CONTAINER] = container
     auto_migrate = (not settings.is_production) if migrate is None else migrate
 
@@ -196,8 +197,17 @@ def make_worker(container: Container) -> Worker:
         lease_seconds=lease,
         heartbeat_seconds=lease / 3,
         grace_seconds=10.0,
-        listener=job_progress_publisher(container),
+        listener=_both(job_progress_publisher(container), container.metrics().job_listener),
+        on_start=container.metrics().job_started,
     )
+
+
+def _both(first: JobListener, second: JobListener) -> JobListener:
+    def tell(job: Job, status: str, progress: float, error: str | None) -> None:
+        first(job, status, progress, error)
+        second(job, status, progress, error)
+
+    return tell
 
 
 def make_answer_worker(container: Container) -> Worker:
@@ -218,6 +228,8 @@ def make_answer_worker(container: Container) -> Worker:
         backoff_base=0.5,
         backoff_max=5.0,
         grace_seconds=min(5.0, lease),
+        listener=container.metrics().job_listener,
+        on_start=container.metrics().job_started,
     )
 
 

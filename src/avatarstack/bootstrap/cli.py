@@ -1,5 +1,5 @@
-"""The ``avatarstack`` command line: serve, worker, migrate, users, ingest, kb, plugins, config
-show, --version.
+"""The ``avatarstack`` command line: serve, worker, migrate, users, ingest, kb, backup, restore,
+copy-data, plugins, config show, --version.
 
 Plugins add commands through the ``register_commands(cli)`` hook.
 """
@@ -34,10 +34,11 @@ from rich.table import Table
 
 from avatarstack import __version__
 from avatarstack.adapters.http import server as http_server
+from avatarstack.bootstrap import operations
 from avatarstack.bootstrap.app import create_app, make_worker, prepare_knowledge
 from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
-from avatarstack.bootstrap.settings import Settings, masked
+from avatarstack.bootstrap.settings import Settings, mask_url, masked
 from avatarstack.core.accounts import MEMBER, ROLES
 from avatarstack.core.identity import Profile, RequestContext
 from avatarstack.core.knowledge import GoldenMetrics, KnowledgeService
@@ -661,6 +662,79 @@ def kb_eval(generation_id: str | None, golden_file: Path | None) -> None:
         f"{metrics.mrr:.3f}",
     )
     Console().print(table)
+
+
+# ----------------------------------------------------------------------------- operations
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--wait",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for an index build in progress before giving up.",
+)
+def backup(path: Path, wait: float) -> None:
+    """Write one consistent archive of the database and the embedded index to PATH (safe
+    while `serve` runs)."""
+    settings = load_settings()
+    configure_logging(settings)
+    result = _run(operations.backup(settings, path, wait=wait))
+    manifest = result.manifest
+    rows = sum(t["rows"] for t in manifest["tables"].values())
+    index = manifest["index"]["kind"]
+    click.echo(
+        f"backup {path}: {rows} rows in {len(manifest['tables'])} tables at migration "
+        f"{manifest['migration_level']}, {len(manifest['generations'])} generations, index: "
+        f"{'embedded Chroma copied' if index == 'embedded-chroma' else 'not copied'}"
+    )
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace the data the target already holds.")
+def restore(path: Path, force: bool) -> None:
+    """Restore an archive made by `avatarstack backup` into the configured database and index
+    (refuses to replace data without --force, and while a server holds the data)."""
+    settings = load_settings()
+    configure_logging(settings)
+    result = _run(operations.restore(settings, path, force=force))
+    rebuilt = f", rebuilt the index of {', '.join(result.rebuilt)}" if result.rebuilt else ""
+    click.echo(
+        f"restored {path} ({result.manifest['created_at']}): {sum(result.rows.values())} rows"
+        + (", embedded Chroma restored" if result.index_copied else "")
+        + rebuilt
+    )
+
+
+@cli.command("copy-data")
+@click.option("--to", "to_url", required=True, help="URL of the empty target database.")
+@click.option(
+    "--chroma-url",
+    default=None,
+    help="Rebuild the index generations into this Chroma server (from the copied chunks and "
+    "embedding cache).",
+)
+def copy_data(to_url: str, chroma_url: str | None) -> None:
+    """Copy every table of the configured database into an empty database (for example from
+    SQLite to PostgreSQL), verify row counts and checksums, and optionally move the indexes
+    to a Chroma server."""
+    settings = load_settings()
+    configure_logging(settings)
+    result = _run(operations.copy_data(settings, to_url, chroma_url=chroma_url))
+    click.echo(
+        f"copied {sum(result.rows.values())} rows in {len(result.rows)} tables to "
+        f"{mask_url(to_url)}; row counts and checksums match"
+    )
+    if chroma_url:
+        click.echo(f"rebuilt {len(result.rebuilt)} index generations in {mask_url(chroma_url)}")
+    else:
+        click.echo(
+            "indexes: not moved; the embedded Chroma folder keeps serving the same generations "
+            "(or run again into an empty database with --chroma-url to use a Chroma server)"
+        )
 
 
 def main() -> None:  # pragma: no cover - console script entry

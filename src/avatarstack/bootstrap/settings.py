@@ -25,6 +25,30 @@ def _scheme(url: str) -> str:
     return url.split(":", 1)[0].split("+", 1)[0].lower()
 
 
+#: ``sslmode`` values that encrypt the connection (libpq's names, which asyncpg honours)
+TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _untrusted_transport(name: str, url: str) -> str | None:
+    """Why a PostgreSQL URL is unsafe in production: a database on another host reached without
+    TLS (``sslmode`` missing, ``disable``, ``allow`` or ``prefer``). None when it is safe."""
+    if _scheme(url) not in {"postgres", "postgresql"}:
+        return None
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    hosts = [h.strip() for h in (parts.hostname or query.get("host", "")).split(",") if h.strip()]
+    remote = [h for h in hosts if h.strip("[]") not in _LOOPBACK_HOSTS and not h.startswith("/")]
+    mode = query.get("sslmode", "").lower()
+    if not remote or mode in TLS_SSLMODES:
+        return None
+    return (
+        f"{name} reaches {remote[0]} without TLS (sslmode={mode or 'unset'}); add "
+        "?sslmode=require, or sslmode=verify-full&sslrootcert=/path/to/ca.pem to also check "
+        "the server's certificate"
+    )
+
+
 class HttpSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Interface `serve` binds to.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port `serve` listens on.")
@@ -400,6 +424,12 @@ class Settings(BaseSettings):
             )
         if self.mail.backend == "smtp" and not self.mail.smtp_host:
             problems.append("AVATARSTACK_MAIL__SMTP_HOST is required with the smtp backend")
+        for name, url in (
+            ("AVATARSTACK_DATABASE_URL", self.database_url),
+            ("AVATARSTACK_DATABASE__LISTEN_URL", self.database.listen_url),
+        ):
+            if url and (problem := _untrusted_transport(name, url)):
+                problems.append(problem)
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self

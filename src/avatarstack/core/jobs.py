@@ -267,6 +267,7 @@ class Worker:
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         listener: JobListener | None = None,
+        on_start: Callable[[Job, datetime], None] | None = None,
     ) -> None:
         if lease_seconds <= 0 or heartbeat_seconds <= 0:
             raise ValueError("lease_seconds and heartbeat_seconds must be positive")
@@ -292,6 +293,8 @@ class Worker:
         self._log = log.bind(worker_id=self.worker_id)
         self._woken = asyncio.Event()
         self._listener = listener
+        #: told (job, now) when a claimed job starts (metrics: how long it waited)
+        self._on_start = on_start
 
     # ------------------------------------------------------------------ policy
 
@@ -334,6 +337,9 @@ class Worker:
         )
         handler = self._handlers[job.kind]
         jlog.info("job.started")
+        if self._on_start is not None:
+            with contextlib.suppress(Exception):  # monitoring must not fail the job
+                self._on_start(job, self._clock.now())
         work: asyncio.Future[Mapping[str, Any] | None] = asyncio.ensure_future(handler(context))
         beat = asyncio.create_task(self._heartbeat(context, work))
         try:

@@ -711,10 +711,7 @@ class KnowledgeService:
             if generation.status == "ready":
                 return {"generation_id": generation_id, "status": "ready"}
             chunks = await _generation_chunks(uow, generation)
-        if (generation.embedder, generation.dimensions) != (
-            self._embedder.name,
-            self._embedder.dimensions,
-        ):
+        if not self._embeds_for(generation):
             raise InvalidInputError(
                 f"generation {generation_id} is for embedder {generation.embedder!r}, this "
                 f"worker embeds with {self._embedder.name!r}"
@@ -723,36 +720,7 @@ class KnowledgeService:
         vectors = await self._embed_cached(
             [c.hash for c in chunks], [c.text for c in chunks], ctx, 0.02, 0.6
         )
-        await self._store.drop(generation_id)  # a retry starts from an empty index
-        await self._store.create(
-            generation_id, embedder=generation.embedder, dimensions=generation.dimensions
-        )
-        batch = self.config.index_batch
-        for offset in range(0, len(chunks), batch):
-            part = chunks[offset : offset + batch]
-            await self._store.add(
-                generation_id,
-                [
-                    IndexedChunk(
-                        chunk_id=chunk_id(c.document_id, c.version, c.index),
-                        document_id=c.document_id,
-                        version=c.version,
-                        page_start=c.page_start,
-                        page_end=c.page_end,
-                        text=c.text,
-                        embedding=vectors[c.hash],
-                    )
-                    for c in part
-                ],
-            )
-            await ctx.progress(0.6 + 0.3 * (offset + len(part)) / len(chunks), "indexing")
-        info = await self._store.describe(generation_id)
-        if info is None or info.count != len(chunks) or info.dimensions != generation.dimensions:
-            raise InvalidInputError(
-                f"validation failed: the index holds {info.count if info else 0} vectors of "
-                f"{info.dimensions if info else 0} dimensions, expected {len(chunks)} of "
-                f"{generation.dimensions}"
-            )
+        await self._fill_index(generation, chunks, vectors, ctx)
         await ctx.progress(0.92, "evaluating")
         metrics: dict[str, Any] = {"chunks": len(chunks), "built_at": self._clock.now().isoformat()}
         golden = await self._evaluate_index(generation_id, generation, chunks)
@@ -785,6 +753,102 @@ class KnowledgeService:
             result["activated"] = False
         await self.prune()
         return result
+
+    def _embeds_for(self, generation: IndexGeneration) -> bool:
+        """Whether the configured embedder made (and can extend) this generation's vectors."""
+        return (generation.embedder, generation.dimensions) == (
+            self._embedder.name,
+            self._embedder.dimensions,
+        )
+
+    async def _fill_index(
+        self,
+        generation: IndexGeneration,
+        chunks: Sequence[StoredChunk],
+        vectors: Mapping[str, list[float]],
+        ctx: JobContext | None,
+    ) -> None:
+        """(Re)create the generation's index from its chunks and check what it holds."""
+        generation_id = generation.id
+        await self._store.drop(generation_id)  # a retry starts from an empty index
+        await self._store.create(
+            generation_id, embedder=generation.embedder, dimensions=generation.dimensions
+        )
+        batch = self.config.index_batch
+        for offset in range(0, len(chunks), batch):
+            part = chunks[offset : offset + batch]
+            await self._store.add(
+                generation_id,
+                [
+                    IndexedChunk(
+                        chunk_id=chunk_id(c.document_id, c.version, c.index),
+                        document_id=c.document_id,
+                        version=c.version,
+                        page_start=c.page_start,
+                        page_end=c.page_end,
+                        text=c.text,
+                        embedding=vectors[c.hash],
+                    )
+                    for c in part
+                ],
+            )
+            if ctx is not None:
+                await ctx.progress(0.6 + 0.3 * (offset + len(part)) / len(chunks), "indexing")
+        info = await self._store.describe(generation_id)
+        if info is None or info.count != len(chunks) or info.dimensions != generation.dimensions:
+            raise InvalidInputError(
+                f"validation failed: the index holds {info.count if info else 0} vectors of "
+                f"{info.dimensions if info else 0} dimensions, expected {len(chunks)} of "
+                f"{generation.dimensions}"
+            )
+
+    async def index_matches(self, generation_id: str) -> bool:
+        """Whether the vector index of a ``ready`` generation holds exactly its chunks."""
+        async with self._storage.unit_of_work() as uow:
+            generation = await uow.generations.get(generation_id)
+        if generation is None:
+            raise NotFoundError("generation not found")
+        info = await self._store.describe(generation_id)
+        return (
+            info is not None
+            and info.count == generation.chunk_count
+            and info.dimensions == generation.dimensions
+        )
+
+    async def restore_index(self, generation_id: str) -> int:
+        """Rebuild the vector index of a ``ready`` generation from what the database keeps
+        (its chunks and their cached embeddings), leaving the generation as it is: after a
+        restore, or a move to another Chroma. Embeddings missing from the cache are computed,
+        which needs the generation's embedder. Returns the number of vectors."""
+        async with self._storage.unit_of_work() as uow:
+            generation = await uow.generations.get(generation_id)
+            if generation is None:
+                raise NotFoundError("generation not found")
+            if generation.status != "ready":
+                raise ConflictError(
+                    f"generation {generation_id} is {generation.status}; only ready ones are "
+                    "restored"
+                )
+            chunks = await _generation_chunks(uow, generation)
+            vectors = await uow.embeddings.get_many(
+                generation.embedder, generation.dimensions, [c.hash for c in chunks]
+            )
+        missing = [c for c in chunks if c.hash not in vectors]
+        if missing:
+            if not self._embeds_for(generation):
+                raise ConflictError(
+                    f"generation {generation_id} needs {len(missing)} embeddings from embedder "
+                    f"{generation.embedder!r} that are not cached; the configured embedder is "
+                    f"{self._embedder.name!r}"
+                )
+            vectors.update(
+                await self._embed_cached(
+                    [c.hash for c in missing], [c.text for c in missing], None, 0.0, 1.0
+                )
+            )
+        await self._fill_index(generation, chunks, vectors, None)
+        log.info("kb.generation.index_restored", generation_id=generation_id, chunks=len(chunks))
+        return len(chunks)
 
     async def _fail_generation(self, generation_id: str, exc: Exception) -> None:
         reason = " ".join(str(exc).split()) or type(exc).__name__
@@ -860,10 +924,7 @@ class KnowledgeService:
             generation = await uow.generations.get(generation_id)
         if generation is None:
             raise NotFoundError("generation not found")
-        if (generation.embedder, generation.dimensions) != (
-            self._embedder.name,
-            self._embedder.dimensions,
-        ):
+        if not self._embeds_for(generation):
             raise ConflictError(
                 f"generation {generation_id} was built with embedder {generation.embedder!r}; "
                 f"the configured embedder is {self._embedder.name!r}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
@@ -56,12 +58,22 @@ def build_http_app(
     app[keys.METRICS] = metrics
     app[keys.STORAGE] = storage
     app[keys.READINESS_CHECKS] = dict(readiness)
-    metrics.watch_pool(storage.pool_stats, storage.name)
+    metrics.watch_pool(storage.pool_stats, storage.name, storage.timings)
     app.on_response_prepare.append(
         security_headers(https=config.public_url.lower().startswith("https://"))
     )
     app.on_startup.insert(0, _refuse_undeclared_routes)  # before any resource starts
+    app.cleanup_ctx.append(_loop_lag)
     return app
+
+
+async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
+    """Run the metrics' event-loop lag monitor while the application serves."""
+    task = asyncio.create_task(app[keys.METRICS].loop_lag.run(), name="event-loop-lag")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _refuse_undeclared_routes(app: web.Application) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -17,28 +21,95 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from avatarstack.core.avatars import CALL_BUCKETS, AvatarStats
-from avatarstack.ports.storage import PoolStats
+from avatarstack.ports.storage import TIMING_BUCKETS, Job, PoolStats, StorageTimings
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class _PoolCollector(Collector):
-    def __init__(self, stats: Callable[[], PoolStats], backend: str) -> None:
+    def __init__(
+        self, stats: Callable[[], PoolStats], backend: str, timings: StorageTimings | None
+    ) -> None:
         self._stats = stats
         self._backend = backend
+        self._timings = timings
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats()
+        backend = self._backend
         gauge = GaugeMetricFamily(
             "avatarstack_db_pool_connections",
             "Database connections by state.",
             labels=["backend", "state"],
         )
-        gauge.add_metric([self._backend, "open"], stats.size)
-        gauge.add_metric([self._backend, "idle"], stats.idle)
-        gauge.add_metric([self._backend, "in_use"], max(stats.size - stats.idle, 0))
-        gauge.add_metric([self._backend, "max"], stats.max_size)
+        gauge.add_metric([backend, "open"], stats.size)
+        gauge.add_metric([backend, "idle"], stats.idle)
+        gauge.add_metric([backend, "in_use"], max(stats.size - stats.idle, 0))
+        gauge.add_metric([backend, "max"], stats.max_size)
         yield gauge
+        t = self._timings
+        if t is None:
+            return
+        queries = HistogramMetricFamily(
+            "avatarstack_db_query_duration_seconds",
+            "Seconds per database statement, from the call to the rows in hand.",
+            labels=["backend"],
+        )
+        queries.add_metric([backend], _cumulative(TIMING_BUCKETS, t.query_buckets), t.query_seconds)
+        yield queries
+        acquisitions = CounterMetricFamily(
+            "avatarstack_db_pool_acquisitions",
+            "Connections taken from the pool, by whether one was free at once (waited=no) or "
+            "the caller waited for a release or a new connection (waited=yes).",
+            labels=["backend", "waited"],
+        )
+        acquisitions.add_metric([backend, "no"], t.acquisitions - t.waited)
+        acquisitions.add_metric([backend, "yes"], t.waited)
+        yield acquisitions
+        wait = HistogramMetricFamily(
+            "avatarstack_db_pool_wait_seconds",
+            "Seconds from asking the pool for a connection to having one.",
+            labels=["backend"],
+        )
+        wait.add_metric([backend], _cumulative(TIMING_BUCKETS, t.wait_buckets), t.wait_seconds)
+        yield wait
+
+
+#: seconds the event loop was late waking a timer
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class LoopLagMonitor(Collector):
+    """Measures how late the event loop runs: a task sleeps ``interval`` seconds at a time and
+    records by how much each wake-up overshot. A loop blocked by CPU work (or a blocking call)
+    shows here before it shows anywhere else."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.lag = _Histogram(LAG_BUCKETS)
+        self.last = 0.0
+
+    async def run(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(self.interval)
+            self.last = max(time.perf_counter() - started - self.interval, 0.0)
+            self.lag.observe(self.last)
+
+    def collect(self) -> Iterator[Metric]:
+        h = self.lag
+        histogram = HistogramMetricFamily(
+            "avatarstack_event_loop_lag_seconds",
+            f"How late the event loop woke a {self.interval:g} s timer.",
+        )
+        histogram.add_metric([], _cumulative(h.bounds, h.counts), h.total)
+        yield histogram
+        last = GaugeMetricFamily(
+            "avatarstack_event_loop_lag_last_seconds",
+            "How late the event loop woke the latest timer.",
+        )
+        last.add_metric([], self.last)
+        yield last
 
 
 class _InfoCollector(Collector):
@@ -215,6 +286,112 @@ class _SearchCollector(Collector):
         yield empty
 
 
+#: seconds a job waited between becoming due and a worker starting it
+QUEUE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+
+
+class _JobCollector(Collector):
+    """Jobs started by this instance's workers (how long each waited in the queue) and how
+    they ended, by kind."""
+
+    def __init__(self) -> None:
+        self.waits: dict[str, _Histogram] = {}
+        self.finished: dict[tuple[str, str], int] = {}
+
+    def started(self, job: Job, now: datetime) -> None:
+        series = self.waits.get(job.kind)
+        if series is None:
+            series = self.waits[job.kind] = _Histogram(QUEUE_BUCKETS)
+        series.observe(max((now - job.run_at).total_seconds(), 0.0))
+
+    def listener(self, job: Job, status: str, _progress: float, _error: str | None) -> None:
+        if status in {"succeeded", "failed"}:
+            key = (job.kind, status)
+            self.finished[key] = self.finished.get(key, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        waits = HistogramMetricFamily(
+            "avatarstack_job_queue_wait_seconds",
+            "Seconds a job waited between becoming due and a worker of this instance starting "
+            "it, by kind.",
+            labels=["kind"],
+        )
+        for kind, h in sorted(self.waits.items()):
+            waits.add_metric([kind], _cumulative(h.bounds, h.counts), h.total)
+        yield waits
+        finished = CounterMetricFamily(
+            "avatarstack_jobs_finished",
+            "Jobs this instance's workers finished, by kind and outcome (succeeded, or failed "
+            "for good).",
+            labels=["kind", "outcome"],
+        )
+        for (kind, outcome), count in sorted(self.finished.items()):
+            finished.add_metric([kind, outcome], count)
+        yield finished
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeStats:
+    connections: int
+    #: frames waiting in the fullest outbox, and how many an outbox holds
+    outbox_max: int
+    outbox_capacity: int
+    #: connections closed because their client did not keep up (since start)
+    slow_consumers: int
+
+
+class _RealtimeCollector(Collector):
+    def __init__(self, stats: Callable[[], RealtimeStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        connections = GaugeMetricFamily(
+            "avatarstack_ws_connections", "WebSocket connections open on this instance."
+        )
+        connections.add_metric([], stats.connections)
+        yield connections
+        outbox = GaugeMetricFamily(
+            "avatarstack_ws_outbox_frames",
+            "Frames waiting to be sent: in the fullest outbox (max) and what one holds "
+            "(capacity); a full outbox closes its connection as a slow consumer.",
+            labels=["stat"],
+        )
+        outbox.add_metric(["max"], stats.outbox_max)
+        outbox.add_metric(["capacity"], stats.outbox_capacity)
+        yield outbox
+        slow = CounterMetricFamily(
+            "avatarstack_ws_slow_consumers",
+            "WebSocket connections closed because their client did not keep up.",
+        )
+        slow.add_metric([], stats.slow_consumers)
+        yield slow
+
+
+class _ReadinessCollector(Collector):
+    """The outcome of each readiness check the last time ``/readyz`` ran."""
+
+    def __init__(self) -> None:
+        self.checks: dict[str, tuple[bool, float]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "avatarstack_readiness_check_up",
+            "1 when the readiness check passed the last time /readyz ran, else 0.",
+            labels=["check"],
+        )
+        latency = GaugeMetricFamily(
+            "avatarstack_readiness_check_latency_seconds",
+            "How long the readiness check took the last time /readyz ran.",
+            labels=["check"],
+        )
+        for name, (ok, seconds) in sorted(self.checks.items()):
+            up.add_metric([name], 1.0 if ok else 0.0)
+            latency.add_metric([name], seconds)
+        yield up
+        yield latency
+
+
 def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
     cumulative: list[tuple[str, float]] = []
     running = 0
@@ -239,12 +416,39 @@ class HttpMetrics:
         self.registry.register(self._searches)
         #: the knowledge service's SearchObserver
         self.observe_search = self._searches.observe_search
+        self._jobs = _JobCollector()
+        self.registry.register(self._jobs)
+        #: a Worker's ``on_start`` and ``listener``
+        self.job_started = self._jobs.started
+        self.job_listener = self._jobs.listener
+        self._readiness = _ReadinessCollector()
+        self.registry.register(self._readiness)
+        self._realtime: _RealtimeCollector | None = None
+        #: started and stopped with the application (``build_http_app``)
+        self.loop_lag = LoopLagMonitor()
+        self.registry.register(self.loop_lag)
 
-    def watch_pool(self, stats: Callable[[], PoolStats], backend: str) -> None:
-        """Report this pool (replacing any pool watched before)."""
+    def observe_readiness(self, name: str, ok: bool, seconds: float) -> None:
+        self._readiness.checks[name] = (ok, seconds)
+
+    def watch_realtime(self, stats: Callable[[], RealtimeStats]) -> None:
+        """Report WebSocket connections and outboxes (replacing any watched before)."""
+        if self._realtime is not None:
+            self.registry.unregister(self._realtime)
+        self._realtime = _RealtimeCollector(stats)
+        self.registry.register(self._realtime)
+
+    def watch_pool(
+        self,
+        stats: Callable[[], PoolStats],
+        backend: str,
+        timings: StorageTimings | None = None,
+    ) -> None:
+        """Report this pool and, with ``timings``, its statements and waits (replacing any pool
+        watched before)."""
         if self._pool is not None:
             self.registry.unregister(self._pool)
-        self._pool = _PoolCollector(stats, backend)
+        self._pool = _PoolCollector(stats, backend, timings)
         self.registry.register(self._pool)
 
     def watch_avatars(self, stats: AvatarStats) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from avatarstack.ports.storage import (
     RefreshToken,
     SearchRecord,
     SearchSummary,
+    StorageTimings,
     StoredChunk,
     UnitOfWork,
     User,
@@ -836,6 +838,8 @@ class MemoryStorage:
     def __init__(self) -> None:
         self._state = _State()
         self._lock = asyncio.Lock()
+        #: units of work taking the lock (no statements: nothing is sent anywhere)
+        self.timings = StorageTimings()
         self._started = False
         #: set to True to simulate an outage (ping and units of work raise 503 errors)
         self.unavailable = False
@@ -856,7 +860,10 @@ class MemoryStorage:
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         self._check()
+        waited = self._lock.locked()
+        started = time.perf_counter()
         async with self._lock:
+            self.timings.acquired(waited=waited, seconds=time.perf_counter() - started)
             uow = _UnitOfWork(self, copy.deepcopy(self._state))
             try:
                 yield uow

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -23,7 +26,7 @@ from avatarstack.ports.errors import (
     StorageError,
     StorageUnavailableError,
 )
-from avatarstack.ports.storage import PoolStats, UnitOfWork
+from avatarstack.ports.storage import PoolStats, StorageTimings, UnitOfWork
 
 __all__ = ["PostgresOptions", "PostgresStorage", "normalise_dsn"]
 
@@ -90,6 +93,15 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 def _translate(exc: BaseException) -> Exception:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # a configuration error, not an outage: retrying cannot help
+        reason = exc.verify_message or exc.reason or "certificate verify failed"
+        return StorageError(
+            f"the database server's TLS certificate was refused ({reason}); check sslrootcert "
+            "(the CA file that signed it) and that the URL's host name is in the certificate"
+        )
+    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
+        return StorageError(f"the database URL is not usable: {exc}")
     if isinstance(exc, asyncpg.exceptions.UniqueViolationError):
         return DuplicateError("a record with the same key already exists")
     if isinstance(exc, asyncpg.exceptions.IntegrityConstraintViolationError):
@@ -110,28 +122,40 @@ def _rowcount(status: str) -> int:
 
 
 class _Connection:
+    """One pooled connection; every statement is timed into ``timings``."""
+
     dialect = DIALECT
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, timings: StorageTimings) -> None:
         self._conn = conn
+        self._timings = timings
 
     async def execute(self, sql: str, *args: Any) -> int:
+        started = time.perf_counter()
         try:
             return _rowcount(await self._conn.execute(sql, *args))
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
+        finally:
+            self._timings.query(time.perf_counter() - started)
 
     async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+        started = time.perf_counter()
         try:
             return [dict(r) for r in await self._conn.fetch(sql, *args)]
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
+        finally:
+            self._timings.query(time.perf_counter() - started)
 
     async def fetchrow(self, sql: str, *args: Any) -> Mapping[str, Any] | None:
+        started = time.perf_counter()
         try:
             row = await self._conn.fetchrow(sql, *args)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
+        finally:
+            self._timings.query(time.perf_counter() - started)
         return dict(row) if row is not None else None
 
 
@@ -145,6 +169,7 @@ class PostgresStorage:
         self._dsn, self.pooled = normalise_dsn(url)
         self.options = options or PostgresOptions()
         self._pool: asyncpg.Pool | None = None
+        self.timings = StorageTimings()
         self._migrations = load_migrations("avatarstack.adapters.postgres")
 
     @property
@@ -154,9 +179,18 @@ class PostgresStorage:
             return configured
         return 0 if self.pooled else 100
 
+    def _check_tls_files(self) -> None:
+        """A certificate or key file the URL names must exist: a typo is a configuration
+        error to report at once, not an outage to retry."""
+        for name, value in parse_qsl(urlsplit(self._dsn).query):
+            files = {"sslrootcert", "sslcert", "sslkey", "sslcrl"}
+            if name in files and not Path(value).expanduser().is_file():
+                raise StorageError(f"{name}={value} in the database URL is not a file")
+
     async def start(self) -> None:
         if self._pool is not None:
             return
+        self._check_tls_files()
         opts = self.options
         loop = asyncio.get_running_loop()
         deadline = loop.time() + opts.startup_timeout
@@ -194,10 +228,15 @@ class PostgresStorage:
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise StorageUnavailableError("the PostgreSQL storage is not started")
+        # no idle open connection: this acquisition waits for a release or a new connection
+        waited = self._pool.get_idle_size() == 0
+        started = time.perf_counter()
         try:
             conn = await self._pool.acquire(timeout=self.options.acquire_timeout)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
+        finally:
+            self.timings.acquired(waited=waited, seconds=time.perf_counter() - started)
         try:
             yield conn
         finally:
@@ -208,7 +247,7 @@ class PostgresStorage:
 
     async def ping(self) -> None:
         async with self._acquire() as conn:
-            await _Connection(conn).fetchrow("SELECT 1 AS ok")
+            await _Connection(conn, self.timings).fetchrow("SELECT 1 AS ok")
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[tuple[_Connection, Any]]:
@@ -218,7 +257,7 @@ class PostgresStorage:
                 await tx.start()
             except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
                 raise _translate(exc) from exc
-            yield _Connection(conn), tx
+            yield _Connection(conn, self.timings), tx
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
@@ -241,6 +280,29 @@ class PostgresStorage:
                 yield uow
             finally:
                 await uow.rollback()
+
+    @asynccontextmanager
+    async def sql_transaction(self, *, snapshot: bool = False) -> AsyncIterator[_Connection]:
+        """A raw connection in one transaction (backups, copies between backends): committed
+        when the block ends normally; ``snapshot`` is a read-only REPEATABLE READ transaction,
+        so every table is read at the same moment."""
+        async with self._acquire() as conn:
+            tx = conn.transaction(
+                isolation="repeatable_read" if snapshot else None, readonly=snapshot
+            )
+            try:
+                await tx.start()
+            except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+                raise _translate(exc) from exc
+            try:
+                yield _Connection(conn, self.timings)
+            except BaseException:
+                await tx.rollback()
+                raise
+            try:
+                await (tx.rollback() if snapshot else tx.commit())
+            except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+                raise _translate(exc) from exc
 
     @asynccontextmanager
     async def _migration_lock(self) -> AsyncIterator[_Connection]:
@@ -266,7 +328,7 @@ class PostgresStorage:
 
     async def schema_version(self) -> str | None:
         async with self._acquire() as conn:
-            return await sql_migrations.newest_version(_Connection(conn))
+            return await sql_migrations.newest_version(_Connection(conn, self.timings))
 
     def pool_stats(self) -> PoolStats:
         if self._pool is None:

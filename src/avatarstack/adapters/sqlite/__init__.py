@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,9 +22,9 @@ from avatarstack.ports.errors import (
     StorageError,
     StorageUnavailableError,
 )
-from avatarstack.ports.storage import PoolStats, UnitOfWork
+from avatarstack.ports.storage import PoolStats, StorageTimings, UnitOfWork
 
-__all__ = ["SqliteStorage"]
+__all__ = ["SqliteStorage", "backup_database"]
 
 DIALECT = Dialect(name="sqlite", for_update="", skip_locked="")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
@@ -51,11 +52,32 @@ def _translate(exc: sqlite3.Error) -> Exception:
     return StorageError(f"SQLite error ({message})")
 
 
+def backup_database(source: str | Path, target: str | Path) -> None:
+    """Copy a live database into ``target`` with SQLite's online backup API, in one step: the
+    copy is one consistent moment of the database, and writers (in this or other processes)
+    are not blocked in WAL mode. Blocking; run it in a thread."""
+    src = sqlite3.connect(f"file:{Path(source).as_posix()}?mode=ro", uri=True, timeout=30)
+    try:
+        dst = sqlite3.connect(str(target))
+        try:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        finally:
+            dst.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot back up the SQLite database {source} ({exc})") from exc
+    finally:
+        src.close()
+
+
 class _Connection:
+    """The storage's connection; every statement is timed into ``timings``."""
+
     dialect = DIALECT
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, timings: StorageTimings) -> None:
         self._db = db
+        self._timings = timings
 
     async def _run(self, sql: str, args: tuple[Any, ...]) -> aiosqlite.Cursor:
         try:
@@ -66,22 +88,35 @@ class _Connection:
             raise _translate(exc) from exc
 
     async def execute(self, sql: str, *args: Any) -> int:
-        cursor = await self._run(sql, args)
-        count = cursor.rowcount
-        await cursor.close()
+        started = time.perf_counter()
+        try:
+            cursor = await self._run(sql, args)
+            count = cursor.rowcount
+            await cursor.close()
+        finally:
+            self._timings.query(time.perf_counter() - started)
         return max(count, 0)
 
+    async def _rows(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
+        """Run a query and read its rows in one trip to aiosqlite's thread (a cursor's
+        execute, fetch and close took three, each a hand-over between threads)."""
+        started = time.perf_counter()
+        try:
+            rows = await self._db.execute_fetchall(
+                _PLACEHOLDER.sub(r"?\1", sql), tuple(_to_sqlite(a) for a in args)
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            self._timings.query(time.perf_counter() - started)
+        return list(rows)
+
     async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
-        cursor = await self._run(sql, args)
-        rows = await cursor.fetchall()
-        await cursor.close()
-        return [dict(row) for row in rows]
+        return [dict(row) for row in await self._rows(sql, args)]
 
     async def fetchrow(self, sql: str, *args: Any) -> Mapping[str, Any] | None:
-        cursor = await self._run(sql, args)
-        row = await cursor.fetchone()
-        await cursor.close()
-        return dict(row) if row is not None else None
+        rows = await self._rows(sql, args)
+        return dict(rows[0]) if rows else None
 
 
 class SqliteStorage:
@@ -96,6 +131,7 @@ class SqliteStorage:
         self._busy_timeout = busy_timeout
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self.timings = StorageTimings()
         self._migrations = load_migrations("avatarstack.adapters.sqlite")
 
     async def start(self) -> None:
@@ -126,6 +162,16 @@ class SqliteStorage:
             raise StorageUnavailableError("the SQLite storage is not started")
         return self._db
 
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        """Hold the connection (this process's one-at-a-time lock), timed as an acquisition:
+        it waited when another unit of work held the connection."""
+        waited = self._lock.locked()
+        started = time.perf_counter()
+        async with self._lock:
+            self.timings.acquired(waited=waited, seconds=time.perf_counter() - started)
+            yield
+
     async def ping(self) -> None:
         db = self._connection()
         try:
@@ -137,12 +183,12 @@ class SqliteStorage:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Connection]:
         db = self._connection()
-        async with self._lock:
+        async with self._locked():
             try:
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
-            conn = _Connection(db)
+            conn = _Connection(db, self.timings)
             try:
                 yield conn
             except BaseException:
@@ -160,6 +206,28 @@ class SqliteStorage:
             finally:
                 await uow.rollback()
 
+    @asynccontextmanager
+    async def sql_transaction(self, *, snapshot: bool = False) -> AsyncIterator[_Connection]:
+        """A raw connection in one transaction (backups, copies between backends): committed
+        when the block ends normally; ``snapshot`` reads without blocking writers and never
+        writes."""
+        if not snapshot:
+            async with self._transaction() as conn:
+                yield conn
+                await self._connection().commit()
+            return
+        db = self._connection()
+        async with self._locked():
+            try:
+                await db.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            try:
+                yield _Connection(db, self.timings)
+            finally:
+                if db.in_transaction:
+                    await db.rollback()
+
     async def migrate(self) -> list[str]:
         async with self._transaction() as conn:
             applied = await sql_migrations.apply(conn, self._migrations, datetime.now(UTC))
@@ -174,8 +242,8 @@ class SqliteStorage:
 
     async def schema_version(self) -> str | None:
         db = self._connection()
-        async with self._lock:
-            return await sql_migrations.newest_version(_Connection(db))
+        async with self._locked():
+            return await sql_migrations.newest_version(_Connection(db, self.timings))
 
     def pool_stats(self) -> PoolStats:
         open_ = 1 if self._db is not None else 0

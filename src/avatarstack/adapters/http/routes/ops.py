@@ -69,6 +69,9 @@ async def readyz(request: web.Request) -> web.Response:
     timeout = request.app[keys.CONFIG].readiness_timeout
     results = await asyncio.gather(*(_check(n, c, timeout) for n, c in checks.items()))
     by_name = dict(zip(checks, results, strict=True))
+    metrics = request.app[keys.METRICS]
+    for name, result in by_name.items():
+        metrics.observe_readiness(name, result.status == "ok", result.latency_ms / 1000)
     failed = sorted(name for name, result in by_name.items() if result.status != "ok")
     body: dict[str, Any] = {
         name: result.model_dump(exclude_none=True) for name, result in by_name.items()

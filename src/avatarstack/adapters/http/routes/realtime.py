@@ -30,6 +30,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from avatarstack.adapters.http.metrics import RealtimeStats
 from avatarstack.adapters.http.routing import PUBLIC, Route
 from avatarstack.core.avatars import LIVE, AvatarService
 from avatarstack.core.conversations import ConversationService, check_after_seq, user_topic
@@ -147,6 +148,8 @@ class RealtimeHub:
     by_user: dict[str, set[Connection]] = field(default_factory=dict)
     avatars: AvatarService | None = None
     commands: CommandRelay | None = None
+    #: connections closed as slow consumers since start
+    slow_consumers: int = 0
 
     def admit(self, connection: Connection, user_id: str) -> bool:
         mine = self.by_user.setdefault(user_id, set())
@@ -167,6 +170,16 @@ class RealtimeHub:
     @property
     def connections(self) -> int:
         return sum(len(c) for c in self.by_user.values())
+
+    def stats(self) -> RealtimeStats:
+        """Signed-in connections, the fullest outbox, slow consumers (for /metrics)."""
+        outboxes = [c.outbox.qsize() for group in self.by_user.values() for c in group]
+        return RealtimeStats(
+            connections=len(outboxes),
+            outbox_max=max(outboxes, default=0),
+            outbox_capacity=self.config.queue_size,
+            slow_consumers=self.slow_consumers,
+        )
 
     async def close_all(self) -> None:
         for connection in [c for group in self.by_user.values() for c in group]:
@@ -392,6 +405,7 @@ class Connection:
         )
         # make room for the notice and the close marker: the queue is being abandoned anyway
         self._slow = True
+        self.hub.slow_consumers += 1
         while not self.outbox.empty():
             self.outbox.get_nowait()
             self.outbox.task_done()
