@@ -86,6 +86,8 @@ async def test_serve_answers_on_embedded_defaults_and_stops_cleanly_on_sigterm(
     output = proc.stdout.read().decode() if proc.stdout else ""
     assert "app_stopped" in output
     assert "Traceback" not in output
+    # the person at the terminal is told where the console is
+    assert f"open http://127.0.0.1:{port}/ in a browser" in output
 
 
 SLOW_APP = textwrap.dedent(

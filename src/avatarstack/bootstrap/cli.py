@@ -81,10 +81,16 @@ def run_server(app: web.Application, settings: Settings) -> None:
         port=settings.http.port,
         shutdown_timeout=settings.http.shutdown_timeout,
         https=settings.resolved_public_url.lower().startswith("https://"),
-        on_started=lambda: log.info(
-            "serving", url=f"http://{settings.http.host}:{settings.http.port}"
-        ),
+        on_started=lambda: _announce(settings),
     )
+
+
+def _announce(settings: Settings) -> None:
+    """Log where the server listens, and tell the person at the terminal where to go."""
+    log.info("serving", url=f"http://{settings.http.host}:{settings.http.port}")
+    if settings.console.enabled:
+        console = settings.resolved_public_url.rstrip("/") + "/"
+        click.echo(f"avatarstack: open {console} in a browser (Ctrl-C stops the server)", err=True)
 
 
 class _Cli(click.Group):
