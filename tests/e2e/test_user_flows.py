@@ -91,6 +91,24 @@ def test_a_new_user_registers_verifies_through_the_mailed_link_and_signs_in_and_
     expect(page).to_have_url(re.compile(r"/login$"))
 
 
+def test_a_development_server_lets_a_new_user_verify_by_clicking_alone(
+    page: Page, server: Server
+) -> None:
+    email = unique_email("dev")
+    page.goto("/register")
+    expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    page.get_by_role("link", name="verify your address now").click()
+    expect(page).to_have_url(re.compile(r"/login"))
+    expect(
+        page.get_by_text(re.compile(r"(address|e-?mail) (is |was )?(verified|confirmed)", re.I))
+    ).to_be_visible()
+    sign_in(page, email)
+    signed_in(page)
+
+
 def test_a_forgotten_password_is_reset_through_the_mailed_link(
     page: Page, server: Server, mailbox: Mailbox
 ) -> None:
