@@ -23,7 +23,7 @@ from avatarstack.bootstrap.settings import Settings
 from avatarstack.core.avatars import AvatarService
 from avatarstack.core.conversations import ConversationService, user_topic
 from avatarstack.core.identity import IdentityService
-from avatarstack.core.jobs import JobListener, Worker
+from avatarstack.core.jobs import JobAnnouncer, JobListener, Worker
 from avatarstack.plugins.manager import PluginError, collect
 from avatarstack.ports.broadcast import Broadcaster
 from avatarstack.ports.errors import AvatarstackError, StorageError
@@ -138,11 +138,13 @@ def create_app(
                 ),
             ]
             stop_worker = asyncio.Event()
+            # committed jobs wake the workers of every instance (this one included)
+            announcer = JobAnnouncer(broadcaster)
+            conversations.on_job_queued(announcer)
+            knowledge.on_job_queued(announcer)
             workers = [make_answer_worker(container)]
-            conversations.on_job_queued(lambda _job: workers[0].wake())
             if run_worker:
                 workers.append(make_worker(container))
-                knowledge.on_job_queued(lambda _job: workers[1].wake())
             for worker in workers:
                 loops.append(
                     asyncio.create_task(worker.run(stop_worker), name="avatarstack-worker")
@@ -157,6 +159,7 @@ def create_app(
                 for loop in loops:
                     with contextlib.suppress(asyncio.CancelledError):
                         await loop
+                await announcer.drain()
                 await conversations.close()
         finally:
             await container.shutdown_resources()  # type: ignore[misc]
@@ -179,10 +182,15 @@ async def prepare_knowledge(container: Container) -> None:
         await ping()
 
 
-def make_worker(container: Container) -> Worker:
-    """The job worker for ingestion and index builds, configured by ``kb`` settings."""
+def make_worker(container: Container, *, listener: JobListener | None = None) -> Worker:
+    """The job worker for ingestion and index builds, configured by ``kb`` settings; it claims
+    a job as soon as it is announced on the (started) broadcaster. ``listener`` is told about
+    every change too, after the owner's sockets."""
     settings = container.settings()
     lease = settings.kb.job_lease_seconds
+    progress = job_progress_publisher(container)
+    if listener is not None:
+        progress = _both(progress, listener)
     return Worker(
         container.storage(),
         container.clock(),
@@ -191,13 +199,23 @@ def make_worker(container: Container) -> Worker:
         lease_seconds=lease,
         heartbeat_seconds=lease / 3,
         grace_seconds=10.0,
-        listener=job_progress_publisher(container),
+        listener=progress,
+        broadcaster=container.broadcaster(),
     )
+
+
+def _both(first: JobListener, second: JobListener) -> JobListener:
+    def tell(job: Job, status: str, progress: float, error: str | None) -> None:
+        first(job, status, progress, error)
+        second(job, status, progress, error)
+
+    return tell
 
 
 def make_answer_worker(container: Container) -> Worker:
     """Answers run as jobs on every instance that serves sockets: many at once, short leases
-    (a killed instance's answer resumes elsewhere within seconds), polled often."""
+    (a killed instance's answer resumes elsewhere within seconds), claimed as soon as they are
+    announced, and polled often in case an announcement was lost."""
     settings = container.settings()
     lease = settings.realtime.answer_lease_seconds
     return Worker(
@@ -213,6 +231,7 @@ def make_answer_worker(container: Container) -> Worker:
         backoff_base=0.5,
         backoff_max=5.0,
         grace_seconds=min(5.0, lease),
+        broadcaster=container.broadcaster(),
     )
 
 
