@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from avatarstack import __version__
 from avatarstack.adapters.argon2 import Argon2PasswordHasher
+from avatarstack.adapters.bm25 import Bm25sIndexer
 from avatarstack.adapters.broadcast import LocalBroadcaster
 from avatarstack.adapters.chroma import ChromaKnowledgeStore, HnswOptions
 from avatarstack.adapters.console import ConsoleMailer
@@ -218,6 +219,8 @@ def make_knowledge_config(settings: Settings) -> KnowledgeConfig:
         keep_generations=kb.keep_generations,
         auto_activate=kb.auto_activate,
         search_k=kb.search_k,
+        dense_weight=kb.dense_weight,
+        candidates=kb.search_candidates,
     )
 
 
@@ -404,6 +407,7 @@ class Container(containers.DeclarativeContainer):
         choose_parser=parsing.provided.choose,
         parse=parsing.provided.parse,
         config=providers.Factory(make_knowledge_config, settings=settings),
+        lexical=providers.Singleton(Bm25sIndexer),
         observer=metrics,
     )
 

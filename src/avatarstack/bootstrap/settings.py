@@ -193,6 +193,16 @@ class KbSettings(BaseModel):
         "when the golden set does not regress.",
     )
     search_k: int = Field(5, ge=1, le=50, description="Results per search when `k` is omitted.")
+    dense_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Weight of the dense (vector) channel in the fused search score; the "
+        "lexical (BM25) channel gets the rest.",
+    )
+    search_candidates: int = Field(
+        50, ge=1, le=1000, description="Results each channel contributes to the fusion."
+    )
     worker_concurrency: int = Field(
         2, ge=1, le=32, description="Jobs one worker runs at once (`serve` and `worker`)."
     )
