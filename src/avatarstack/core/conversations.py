@@ -425,6 +425,9 @@ class ConversationService:
                 page=h.page,
                 text=h.text,
                 score=h.score,
+                # what the passage is about (a product's name, a section), where search says it
+                title=getattr(h, "title", "") or "",
+                heading=getattr(h, "heading", None),
             )
             for h in result.hits
             if h.score >= self.config.min_score
