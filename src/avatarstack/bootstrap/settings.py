@@ -193,12 +193,13 @@ class KbSettings(BaseModel):
         "when the golden set does not regress.",
     )
     search_k: int = Field(5, ge=1, le=50, description="Results per search when `k` is omitted.")
-    dense_weight: float = Field(
-        0.5,
+    dense_weight: float | None = Field(
+        None,
         ge=0,
         le=1,
-        description="Weight of the dense (vector) channel in the fused search score; the "
-        "lexical (BM25) channel gets the rest.",
+        description="Weight of the dense (vector) channel in the fused search score, the "
+        "lexical (BM25) channel gets the rest; unset: 0.1 with the `hashing` embedder, 0.5 "
+        "with any other.",
     )
     search_candidates: int = Field(
         50, ge=1, le=1000, description="Results each channel contributes to the fusion."
