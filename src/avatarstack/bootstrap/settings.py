@@ -180,9 +180,13 @@ class KbSettings(BaseModel):
     hnsw_search_ef: int = Field(
         400, ge=10, description="Chroma HNSW candidate list per search (recall against speed)."
     )
-    chunk_chars: int = Field(1000, ge=100, description="Target characters per chunk.")
+    chunk_chars: int = Field(
+        400,
+        ge=100,
+        description="Target characters per chunk (400: measured on benchmarks/retrieval.py).",
+    )
     chunk_overlap_chars: int = Field(
-        150, ge=0, description="Characters repeated from the previous chunk."
+        100, ge=0, description="Characters repeated from the previous chunk."
     )
     keep_generations: int = Field(
         5, ge=1, description="Index generations kept (the active one is never dropped)."
