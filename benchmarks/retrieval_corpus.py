@@ -33,6 +33,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avatarstack.testkit.pdf import build_pdf
+from avatarstack.testkit.pdf import stream as pdf_stream
+
 BRANDS = (
     "Halvard",
     "Norvik",
@@ -502,7 +505,7 @@ def _pdf(title: str, header: str, sections: list[tuple[str, list[str]]]) -> tupl
             *ops,
             b"BT /F1 9 Tf 290 34 Td %s Tj ET" % _pdf_string(f"Page {number} of {len(pages)}"),
         ]
-        stream = zlib.compress(b"\n".join(frame))
+        compressed = zlib.compress(b"\n".join(frame))
         page_object = len(objects) + 1
         kids.append(b"%d 0 R" % page_object)
         objects.append(
@@ -510,27 +513,10 @@ def _pdf(title: str, header: str, sections: list[tuple[str, list[str]]]) -> tupl
             b"/Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> /Contents %d 0 R >>"
             % (page_object + 1)
         )
-        objects.append(
-            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
-            + stream
-            + b"\nendstream"
-        )
+        objects.append(pdf_stream(compressed, b"/Filter /FlateDecode "))
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), len(kids))
     objects.append(b"<< /Title %s /Producer (avatarstack benchmarks) >>" % _pdf_string(title))
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        len(objects),
-        xref,
-    )
-    return bytes(out), "\n\n".join(plain)
+    return build_pdf(objects, info=len(objects)), "\n\n".join(plain)
 
 
 # --------------------------------------------------------------------------- corpus

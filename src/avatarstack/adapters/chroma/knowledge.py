@@ -213,6 +213,17 @@ class ChromaKnowledgeStore:
     def _dimensions(collection: Collection) -> int:
         return int((collection.metadata or {}).get("dimensions", 0) or 0)
 
+    @classmethod
+    def _check_query(
+        cls, collection: Collection, vector: Sequence[float], generation_id: str
+    ) -> None:
+        dimensions = cls._dimensions(collection)
+        if len(vector) != dimensions:
+            raise InvalidInputError(
+                f"query has {len(vector)} dimensions, "
+                f"index generation {generation_id!r} expects {dimensions}"
+            )
+
     def _max_batch(self, client: ClientAPI) -> int:
         if self._batch_size is None:
             try:
@@ -295,12 +306,7 @@ class ChromaKnowledgeStore:
 
         def query(client: ClientAPI) -> dict[str, Any]:
             collection = self._open(client, name, generation_id)
-            dimensions = self._dimensions(collection)
-            if len(vector) != dimensions:
-                raise InvalidInputError(
-                    f"query has {len(vector)} dimensions, "
-                    f"index generation {generation_id!r} expects {dimensions}"
-                )
+            self._check_query(collection, vector, generation_id)
             queries: list[Sequence[float]] = [vector]
             result = collection.query(
                 query_embeddings=queries,
@@ -347,12 +353,7 @@ class ChromaKnowledgeStore:
 
         def fetch(client: ClientAPI) -> dict[str, Any]:
             collection = self._open(client, name, generation_id)
-            dimensions = self._dimensions(collection)
-            if len(vector) != dimensions:
-                raise InvalidInputError(
-                    f"query has {len(vector)} dimensions, "
-                    f"index generation {generation_id!r} expects {dimensions}"
-                )
+            self._check_query(collection, vector, generation_id)
             if not wanted:
                 return {}
             return dict(
