@@ -44,6 +44,7 @@ class Bm25sIndex:
         indptr = np.asarray(scores["indptr"])
         self._df = np.diff(indptr)
         self._vocab: dict[str, int] = retriever.vocab_dict
+        self._last: tuple[tuple[str, ...], np.ndarray[Any, Any]] | None = None
 
     def _known(self, tokens: Sequence[str]) -> list[str]:
         return [t for t in tokens if t and t in self._vocab]
@@ -52,7 +53,13 @@ class Bm25sIndex:
         known = self._known(tokens)
         if not known or self.size == 0:
             return None
-        return np.asarray(self._retriever.get_scores(known), dtype=np.float64)
+        key = tuple(known)
+        last = self._last  # (tokens, scores) of the previous query: search, then scores
+        if last is not None and last[0] == key:
+            return last[1]
+        scores = np.asarray(self._retriever.get_scores(known), dtype=np.float64)
+        self._last = (key, scores)
+        return scores
 
     def search(self, tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
         scores = self._all_scores(tokens)
