@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,17 +71,23 @@ class _Connection:
         await cursor.close()
         return max(count, 0)
 
+    async def _rows(self, sql: str, args: tuple[Any, ...]) -> Iterable[sqlite3.Row]:
+        # one trip to the connection's thread (execute, fetch, close), not three: each trip
+        # waits for that thread and then for the event loop
+        try:
+            return await self._db.execute_fetchall(
+                _PLACEHOLDER.sub(r"?\1", sql), tuple(_to_sqlite(a) for a in args)
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
     async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
-        cursor = await self._run(sql, args)
-        rows = await cursor.fetchall()
-        await cursor.close()
-        return [dict(row) for row in rows]
+        return [dict(row) for row in await self._rows(sql, args)]
 
     async def fetchrow(self, sql: str, *args: Any) -> Mapping[str, Any] | None:
-        cursor = await self._run(sql, args)
-        row = await cursor.fetchone()
-        await cursor.close()
-        return dict(row) if row is not None else None
+        for row in await self._rows(sql, args):
+            return dict(row)
+        return None
 
 
 class SqliteStorage:
