@@ -181,9 +181,9 @@ class KbSettings(BaseModel):
         400, ge=10, description="Chroma HNSW candidate list per search (recall against speed)."
     )
     chunk_chars: int = Field(
-        400,
+        300,
         ge=100,
-        description="Target characters per chunk (400: measured on benchmarks/retrieval.py).",
+        description="Target characters per chunk (300: measured on benchmarks/retrieval.py).",
     )
     chunk_overlap_chars: int = Field(
         100, ge=0, description="Characters repeated from the previous chunk."
