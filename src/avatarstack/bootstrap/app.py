@@ -200,6 +200,8 @@ def make_worker(container: Container, *, listener: JobListener | None = None) ->
         heartbeat_seconds=lease / 3,
         grace_seconds=10.0,
         listener=progress,
+        # the owner's sockets hear every step; storage (GET /kb/jobs/{id}) once a second
+        progress_seconds=1.0,
         broadcaster=container.broadcaster(),
     )
 

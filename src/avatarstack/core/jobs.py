@@ -119,9 +119,13 @@ class JobContext:
         worker_id: str,
         lease_seconds: float,
         listener: JobListener | None = None,
+        progress_seconds: float = 0.0,
     ) -> None:
         self._job = job
         self._listener = listener
+        self._progress_seconds = progress_seconds
+        #: when the lease was last extended (the claim did it)
+        self._stored_at = clock.now()
         self._storage = storage
         self._clock = clock
         self._worker_id = worker_id
@@ -158,14 +162,18 @@ class JobContext:
             raise LeaseLost(f"job {self._job.id} is no longer held by {self._worker_id}")
 
     async def progress(self, fraction: float, note: str | None = None) -> None:
-        """Store progress (clamped to 0..1) and extend the lease.
+        """Store progress (clamped to 0..1) and extend the lease, and tell the listener.
 
+        With ``progress_seconds``, progress reported sooner than that after the last write
+        (the claim, a heartbeat or an earlier progress) is only told to the listener: a short
+        job does not write a unit of work per step, and the heartbeat keeps the lease.
         ``note`` is logged (the job record has no field for it). Raises :class:`LeaseLost`
         when another worker holds the job now.
         """
         self.check()
         value = min(1.0, max(0.0, float(fraction)))
-        if not await self.heartbeat(progress=value):
+        recent = (self._clock.now() - self._stored_at).total_seconds() < self._progress_seconds
+        if not recent and not await self.heartbeat(progress=value):
             self.check()
         self._progress = value
         if self._listener is not None:
@@ -184,6 +192,8 @@ class JobContext:
             await uow.commit()
         if not held:
             self._lost = True
+        else:
+            self._stored_at = self._clock.now()
         return held
 
 
@@ -294,6 +304,8 @@ class Worker:
     empty; ``sweep_seconds`` (default: the lease) is how often :meth:`run` fails exhausted jobs;
     ``grace_seconds`` is how long :meth:`run` lets running jobs finish after ``stop`` before it
     cancels them (a cancelled job keeps its lease; another worker retries it after expiry).
+    ``progress_seconds`` (default 0: every call) is how often a handler's progress is written
+    (:meth:`JobContext.progress`).
     ``sleep`` is awaited for the heartbeat and poll waits (inject a fake in tests); ``rng``
     gives the jitter in [0, 1). With a ``broadcaster``, :meth:`run` also claims at once when a
     job of one of its kinds is announced on :data:`JOBS_TOPIC` (module docstring).
@@ -319,6 +331,7 @@ class Worker:
         rng: Callable[[], float] = random.random,
         listener: JobListener | None = None,
         broadcaster: Broadcaster | None = None,
+        progress_seconds: float = 0.0,
     ) -> None:
         if lease_seconds <= 0 or heartbeat_seconds <= 0:
             raise ValueError("lease_seconds and heartbeat_seconds must be positive")
@@ -345,6 +358,7 @@ class Worker:
         self._woken = asyncio.Event()
         self._listener = listener
         self._broadcaster = broadcaster
+        self.progress_seconds = progress_seconds
 
     # ------------------------------------------------------------------ policy
 
@@ -384,6 +398,7 @@ class Worker:
             worker_id=self.worker_id,
             lease_seconds=self.lease_seconds,
             listener=self._listener,
+            progress_seconds=self.progress_seconds,
         )
         handler = self._handlers[job.kind]
         jlog.info("job.started")
