@@ -266,7 +266,11 @@ class AnswerSettings(BaseModel):
     engine: str = Field("extractive", description="`extractive` or `openai`.")
     passages: int = Field(5, ge=1, le=20, description="Search results given to the engine.")
     min_score: float = Field(
-        0.15, ge=-1, le=1, description="Results below this cosine score count as not relevant."
+        0.15,
+        ge=-1,
+        le=1,
+        description="Results below this search score (the fused 0..1 score of both channels) "
+        "count as not relevant.",
     )
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
 
