@@ -431,9 +431,9 @@ class ConversationService:
                 page=h.page,
                 text=h.text,
                 score=h.score,
-                # what the passage is about (a product's name, a section), where search says it
-                title=getattr(h, "title", "") or "",
-                heading=getattr(h, "heading", None),
+                # what the passage is about (a product's name, a section): the engine reads it
+                title=h.title,
+                heading=h.heading,
             )
             for h in result.hits
             if h.score >= self.config.min_score
