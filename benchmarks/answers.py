@@ -44,7 +44,7 @@ from typing import Any
 # these two first, while this folder is on ``sys.path``: ``ws`` imports ``_common``, which takes
 # the folder off it (``benchmarks/http.py`` would shadow the standard library's ``http``)
 from retrieval_corpus import Corpus, make_corpus
-from ws import API, connect, log_in, receive, send, until, wait_job
+from ws import API, build_generation, connect, log_in, receive, send, until, wait_job
 
 # isort: split
 from _common import (
@@ -115,16 +115,6 @@ async def upload(
     return body
 
 
-async def build(session: ClientSession, server: Server, headers: dict[str, str]) -> None:
-    async with session.post(
-        server.url(f"{API}/kb/generations"), json={"activate": "yes"}, headers=headers
-    ) as resp:
-        body = await resp.json()
-        if resp.status != 202:
-            raise BenchmarkError(f"POST /kb/generations answered {resp.status}: {body}")
-    await wait_job(session, server, headers, body["job_id"])
-
-
 async def search_rank(
     session: ClientSession,
     server: Server,
@@ -180,7 +170,7 @@ async def run(server: Server, email: str, corpus: Corpus, folder: Path) -> Figur
             jobs.append(body["job_id"])
         for job in jobs:
             await wait_job(session, server, headers, job)
-        await build(session, server, headers)
+        await build_generation(session, server, headers)
         figures.set_up_seconds = time.perf_counter() - started
         print(f"  set-up {figures.set_up_seconds:.1f} s; asking ...", file=sys.stderr, flush=True)
         ws = await connect(session, server, token)
@@ -204,7 +194,7 @@ async def run(server: Server, email: str, corpus: Corpus, folder: Path) -> Figur
                 jobs.append(body["job_id"])
             for job in jobs:
                 await wait_job(session, server, headers, job)
-            await build(session, server, headers)
+            await build_generation(session, server, headers)
             for change in corpus.changed:
                 answer = phrase_key(await ask(ws, change.question.question))
                 figures.changed.append(
