@@ -320,6 +320,41 @@ def baselines(corpus: Corpus, minilm: Any | None) -> list[Row]:
 # --------------------------------------------------------------------------- scale
 
 
+def scale_texts(corpus: Corpus, size: int) -> tuple[list[str], list[str], int]:
+    """``size`` indexed chunk texts: the corpus's chunks as the default chunker cuts them (title
+    and heading included), copied under a new product name per copy; with each text's product
+    and the number of copies."""
+    from avatarstack.adapters.parsers import PypdfParser
+    from avatarstack.bootstrap.settings import KbSettings
+    from avatarstack.core.lexical import indexed_text
+    from avatarstack.core.text import ChunkerConfig, chunk_document, normalise_pages
+
+    kb = KbSettings()
+    config = ChunkerConfig(
+        target_chars=kb.chunk_chars,
+        overlap_chars=kb.chunk_overlap_chars,
+        max_chars=max(kb.chunk_chars + kb.chunk_overlap_chars, int(kb.chunk_chars * 1.5)),
+    )
+    base: list[tuple[str, str]] = []
+    for manual in corpus.manuals:
+        parsed = PypdfParser().parse(manual.pdf, manual.name)
+        for chunk in chunk_document(normalise_pages(parsed.pages), config):
+            base.append((manual.product, indexed_text(parsed.title, chunk.heading, chunk.text)))
+    texts: list[str] = []
+    products: list[str] = []
+    copy = 0
+    while len(texts) < size:
+        for product, text in base:
+            brand, model = product.split()
+            name = f"{brand} {model[0]}{copy:05d}"
+            texts.append(text.replace(product, name))
+            products.append(name)
+            if len(texts) == size:
+                break
+        copy += 1
+    return texts, products, copy
+
+
 def lexical_at_scale(corpus: Corpus, size: int) -> str:
     """The lexical channel at ``size`` chunks: the corpus's chunks (as the default chunker cuts
     them, title and heading included) copied with a new product name per copy until ``size``,
@@ -328,25 +363,9 @@ def lexical_at_scale(corpus: Corpus, size: int) -> str:
     import random
 
     from avatarstack.adapters.bm25 import Bm25sIndexer
-    from avatarstack.adapters.parsers import PypdfParser
-    from avatarstack.core.lexical import chunk_tokens, indexed_text, query_tokens
-    from avatarstack.core.text import ChunkerConfig, chunk_document, normalise_pages
+    from avatarstack.core.lexical import chunk_tokens, query_tokens
 
-    base: list[tuple[str, str]] = []  # (product, indexed text)
-    config = ChunkerConfig(target_chars=300, overlap_chars=100, max_chars=450)
-    for manual in corpus.manuals:
-        parsed = PypdfParser().parse(manual.pdf, manual.name)
-        for chunk in chunk_document(normalise_pages(parsed.pages), config):
-            base.append((manual.product, indexed_text(parsed.title, chunk.heading, chunk.text)))
-    texts: list[str] = []
-    copy = 0
-    while len(texts) < size:
-        for product, text in base:
-            brand, model = product.split()
-            texts.append(text.replace(product, f"{brand} {model[0]}{copy:05d}"))
-            if len(texts) == size:
-                break
-        copy += 1
+    texts, _, copy = scale_texts(corpus, size)
     indexer = Bm25sIndexer()
     t0 = time.perf_counter()
     data = indexer.build([chunk_tokens(t) for t in texts])
@@ -373,6 +392,123 @@ def lexical_at_scale(corpus: Corpus, size: int) -> str:
         f"{len(data) / 1e6:.1f} MB stored, load {loaded:.2f} s; per query (50 candidates, "
         f"50 other scores, ceiling) p50 {statistics.median(timings):.1f} ms, "
         f"p99 {timings[int(0.99 * (len(timings) - 1))]:.1f} ms"
+    )
+
+
+async def search_at_scale(corpus: Corpus, size: int, folder: Path) -> str:
+    """The whole search (both channels, fusion, the search log) at ``size`` chunks: the copies of
+    :func:`scale_texts` indexed into embedded Chroma (the adapter's HNSW settings) and bm25s, one
+    ready, active generation in SQLite, then the corpus's questions about random copies."""
+    import random
+
+    from avatarstack.adapters.bm25 import Bm25sIndexer
+    from avatarstack.adapters.chroma import ChromaKnowledgeStore
+    from avatarstack.adapters.embedders import HashingEmbedder
+    from avatarstack.adapters.parsers import PypdfParser, choose_parser
+    from avatarstack.adapters.sqlite import SqliteStorage
+    from avatarstack.adapters.system import SystemClock
+    from avatarstack.core.knowledge import KnowledgeConfig, KnowledgeService
+    from avatarstack.core.lexical import TOKENIZER_VERSION, chunk_tokens
+    from avatarstack.ports.knowledge import IndexedChunk
+    from avatarstack.ports.storage import Document, IndexGeneration, StoredLexicalIndex
+
+    texts, products, copies = scale_texts(corpus, size)
+    clock = SystemClock()
+    storage = SqliteStorage(folder / "scale.db")
+    await storage.start()
+    await storage.migrate()
+    store = ChromaKnowledgeStore.embedded(folder / "scale-chroma")
+    embedder = HashingEmbedder()
+    now = clock.now()
+    ids = {p: f"doc{n:06d}" for n, p in enumerate(dict.fromkeys(products))}
+    async with storage.unit_of_work() as uow:
+        for product, doc in ids.items():
+            await uow.documents.add(Document(id=doc, title=product, created_at=now, updated_at=now))
+        await uow.generations.add(
+            IndexGeneration(
+                id="scale",
+                embedder=embedder.name,
+                dimensions=embedder.dimensions,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await uow.commit()
+    started = time.perf_counter()
+    await store.create("scale", embedder=embedder.name, dimensions=embedder.dimensions)
+    chunk_ids = []
+    for offset in range(0, size, 1000):
+        part = texts[offset : offset + 1000]
+        vectors = embedder.embed_sync(part)
+        batch = []
+        for n, (text, vector) in enumerate(zip(part, vectors, strict=True)):
+            cid = f"{ids[products[offset + n]]}:1:{offset + n}"
+            chunk_ids.append(cid)
+            batch.append(
+                IndexedChunk(
+                    chunk_id=cid,
+                    document_id=ids[products[offset + n]],
+                    version=1,
+                    page_start=1,
+                    page_end=1,
+                    text=text,
+                    embedding=vector,
+                )
+            )
+        await store.add("scale", batch)
+    dense_s = time.perf_counter() - started
+    started = time.perf_counter()
+    data = Bm25sIndexer().build([chunk_tokens(t) for t in texts])
+    lexical_s = time.perf_counter() - started
+    async with storage.unit_of_work() as uow:
+        generation = await uow.generations.get("scale")
+        assert generation is not None
+        await uow.generations.update(
+            generation.model_copy(update={"status": "ready", "chunk_count": size})
+        )
+        await uow.generations.put_lexical(
+            StoredLexicalIndex(
+                generation_id="scale",
+                indexer="bm25s",
+                tokenizer=TOKENIZER_VERSION,
+                chunk_ids=chunk_ids,
+                data=data,
+            )
+        )
+        await uow.generations.set_active("scale", now)
+        await uow.commit()
+    parsers = [PypdfParser()]
+    service = KnowledgeService(
+        storage,
+        store,
+        embedder,
+        clock,
+        parsers=parsers,
+        choose_parser=lambda media, name: choose_parser(parsers, media, name),
+        parse=lambda *a: None,  # type: ignore[arg-type,return-value]
+        config=KnowledgeConfig(dense_weight=0.1),
+        lexical=Bm25sIndexer(),
+    )
+    rng = random.Random(2)
+    await service.search("warm up", k=5)
+    timings: list[float] = []
+    for question in corpus.questions:
+        brand, model = question.product.split()
+        text = question.question.replace(
+            question.product, f"{brand} {model[0]}{rng.randrange(copies):05d}"
+        )
+        t0 = time.perf_counter()
+        await service.search(text, k=5)
+        timings.append((time.perf_counter() - t0) * 1000)
+    timings.sort()
+    await store.close()
+    await storage.close()
+    return (
+        f"search at {size:,} chunks, both channels (hashing, Chroma HNSW "
+        f"{store.hnsw.m}/{store.hnsw.construction_ef}/{store.hnsw.search_ef}, bm25s): "
+        f"embed + Chroma add {dense_s:.0f} s, lexical build {lexical_s:.0f} s; "
+        f"KnowledgeService.search p50 {statistics.median(timings):.1f} ms, "
+        f"p99 {timings[int(0.99 * (len(timings) - 1))]:.1f} ms ({len(timings)} questions)"
     )
 
 
@@ -434,6 +570,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument(
         "--scale", type=int, default=0, help="also time the lexical channel at this many chunks"
+    )
+    parser.add_argument(
+        "--scale-search",
+        type=int,
+        default=0,
+        help="also time the whole search (Chroma + bm25s) at this many chunks (slow to build)",
     )
     parser.add_argument(
         "--dense-weight",
@@ -498,6 +640,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report(rows, corpus)
     if args.scale:
         print("\n" + lexical_at_scale(corpus, args.scale))
+    if args.scale_search:
+        with tempfile.TemporaryDirectory(prefix="avs-retrieval-scale-") as tmp:
+            print("\n" + asyncio.run(search_at_scale(corpus, args.scale_search, Path(tmp))))
     return 0
 
 
