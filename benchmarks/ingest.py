@@ -428,10 +428,13 @@ def profile_stages(corpus: Sequence[CorpusFile], with_cprofile: bool) -> StagePr
     ``with_cprofile``, a second pass over the server-side stages runs under cProfile."""
     from avatarstack.adapters.embedders.hashing import HashingEmbedder
     from avatarstack.adapters.parsers import PdfiumParser, PypdfParser
-    from avatarstack.core.text import ChunkerConfig, chunk_document, content_hash, normalise_pages
+    from avatarstack.bootstrap.container import make_knowledge_config
+    from avatarstack.bootstrap.settings import KbSettings, Settings
+    from avatarstack.core.text import chunk_document, content_hash, normalise_pages
 
     pypdf_parser, pdfium_parser = PypdfParser(), PdfiumParser()
-    chunker = ChunkerConfig()  # what the kb defaults configure (1000 / 150)
+    # what the server's kb defaults configure (the caller's AVATARSTACK_* variables ignored)
+    chunker = make_knowledge_config(Settings.model_construct(kb=KbSettings())).chunker
     embedder = HashingEmbedder()  # one instance for the whole corpus, like the server's
     ms = dict.fromkeys(("pdfium parse", "pypdf parse", "normalise", "chunk", "hash", "embed"), 0.0)
     pages = chunks = 0

@@ -280,6 +280,11 @@ async def prepare_knowledge(session: ClientSession, server: Server, token: str) 
         if resp.status != 202:
             raise BenchmarkError(f"upload answered {resp.status}: {body}")
     await wait_job(session, server, headers, body["job_id"])
+    await build_generation(session, server, headers)
+
+
+async def build_generation(session: ClientSession, server: Server, headers: dict[str, str]) -> None:
+    """Build a generation of the current documents, activate it and wait until it is done."""
     async with session.post(
         server.url(f"{API}/kb/generations"), json={"activate": "yes"}, headers=headers
     ) as resp:

@@ -240,6 +240,34 @@ async def test_generations_are_isolated_from_each_other(store: KnowledgeStore) -
     assert (await store.describe(first)).count == 1  # type: ignore[union-attr]
 
 
+async def test_fetch_scores_the_given_chunks_in_their_order_and_skips_unknown_ids(
+    store: KnowledgeStore,
+) -> None:
+    generation = new_generation()
+    await store.create(generation, embedder=EMBEDDER, dimensions=DIMENSIONS)
+    await store.add(
+        generation,
+        [
+            chunk("a", basis(0), document_id="doc-a", page_start=2, page_end=3),
+            chunk("b", basis(1), text="second"),
+            chunk("c", unit([1.0, 1.0] + [0.0] * (DIMENSIONS - 2))),
+        ],
+    )
+
+    hits = await store.fetch(generation, ["c", "missing", "a", "c"], basis(0))
+
+    assert [hit.chunk_id for hit in hits] == ["c", "a"]
+    assert hits[0].score == pytest.approx(1 / math.sqrt(2), abs=1e-4)
+    assert hits[1].score == pytest.approx(1.0, abs=1e-4)
+    assert (hits[1].document_id, hits[1].page, hits[1].page_end) == ("doc-a", 2, 3)
+    assert hits[1].text == "text of a"
+    assert await store.fetch(generation, [], basis(0)) == []
+    with pytest.raises(InvalidInputError):
+        await store.fetch(generation, ["a"], [1.0, 0.0])
+    with pytest.raises(NotFoundError):
+        await store.fetch(new_generation(), ["a"], basis(0))
+
+
 async def test_recall_at_10_matches_exact_search(store: KnowledgeStore) -> None:
     """HNSW is approximate: recall@10 against brute force must stay ≥ 0.95."""
     rng = random.Random(20240917)

@@ -72,6 +72,8 @@ async def journey(client: Any) -> None:
     assert "three months" in best["text"]
     assert (best["document_id"], best["version"], best["page"]) == (doc, 1, 1)
     assert best["chunk_id"] == f"{doc}:1:0" or best["chunk_id"].startswith(f"{doc}:1:")
+    assert best["channels"] == ["lexical", "dense"]  # both channels of the generation found it
+    assert 0.0 < best["score"] <= 1.0
 
     response = await client.put(f"{KB}/documents/{doc}", data=form(MANUAL_V2), headers=editor)
     assert response.status == 202, await response.text()

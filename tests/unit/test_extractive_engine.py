@@ -99,7 +99,10 @@ async def test_a_better_ranked_passage_wins_a_tie() -> None:
 
 async def test_sentences_are_spoken_in_the_order_of_their_passages() -> None:
     # the second passage's sentence matches better, but the first passage is ranked higher
-    weak_first = passage("Refunds do exist.", 0, score=0.9)
+    # (both passages are about the question: the first one by its heading)
+    weak_first = passage("Refunds do exist.", 0, score=0.9).model_copy(
+        update={"heading": "How many days refunds for damaged items take to be issued"}
+    )
     strong_second = passage("Refunds for damaged items take 14 days to be issued.", 1, score=0.2)
 
     parts = await answer(
@@ -354,3 +357,83 @@ def test_cjk_sentence_ends_need_no_space() -> None:
         "返金は14日以内です。",
         "送料は無料です。",
     ]
+
+
+# =========================================================================== what was asked
+
+
+def manual(product: str, number: int, text: str, *, heading: str = "Power") -> Passage:
+    return passage(text, number).model_copy(
+        update={"title": f"{product} cordless vacuum cleaner - user manual", "heading": heading}
+    )
+
+
+async def test_of_two_sibling_products_it_quotes_the_manual_of_the_one_asked_about() -> None:
+    # the same sentence template in both manuals; the sibling's passage is ranked first
+    sibling = manual("Halvard T143", 0, "Sound power level in normal mode: 81 dB(A).")
+    asked = manual("Halvard T142", 1, "Sound power level in normal mode: 76 dB(A).")
+
+    parts = await answer(
+        "What is the sound power level of the Halvard T142 in normal mode?", sibling, asked
+    )
+
+    assert text_of(parts) == "Sound power level in normal mode: 76 dB(A)."
+    assert parts[0].citations == (Citation.of(asked),)
+
+
+async def test_a_quantity_question_is_answered_by_the_sentence_with_the_figure() -> None:
+    # the product name fills the introduction; the figure sits in a sentence that says "the unit"
+    power = manual(
+        "Norvik R208",
+        0,
+        "Thank you for choosing the Norvik R208 cordless vacuum cleaner. The Norvik R208 is "
+        "designed for the motor of domestic use. Rated motor power: 650 W.",
+        heading="Specifications",
+    )
+
+    parts = await answer("How many watts does the motor of the Norvik R208 draw?", power)
+
+    assert text_of(parts) == "Rated motor power: 650 W."
+
+
+async def test_a_paraphrased_question_finds_the_figure_in_the_words_of_the_manual() -> None:
+    warranty = manual(
+        "Ostmark T108",
+        0,
+        "The charging cable is 2.5 m long. The manufacturer grants a warranty of 4 years from "
+        "the date of purchase.",
+        heading="Warranty",
+    )
+
+    parts = await answer("For how long is the Ostmark T108 covered after I buy it?", warranty)
+
+    assert "warranty of 4 years" in text_of(parts)
+    assert "cable" not in text_of(parts)
+
+
+async def test_the_unit_asked_for_decides_between_two_figures_of_one_passage() -> None:
+    power = manual(
+        "Velund Z119",
+        0,
+        "The lithium-ion battery pack is rated at 21.6 V. Charging an empty battery takes "
+        "3.5 hours with the supplied adapter.",
+    )
+
+    volts = await answer("How many volts does the Velund Z119 battery have?", power)
+    hours = await answer("How much time does the Velund Z119 battery need to charge?", power)
+
+    assert text_of(volts) == "The lithium-ion battery pack is rated at 21.6 V."
+    assert text_of(hours) == "Charging an empty battery takes 3.5 hours with the supplied adapter."
+
+
+async def test_titles_and_headings_are_never_quoted() -> None:
+    titled = manual(
+        "Kallio T314",
+        0,
+        "Kallio T314 cordless vacuum cleaner - user manual\n\nPower\n\n"
+        "The charging cable of the appliance is 1.5 m long.",
+    )
+
+    parts = await answer("What length is the Kallio T314 charging cable?", titled)
+
+    assert text_of(parts) == "The charging cable of the appliance is 1.5 m long."

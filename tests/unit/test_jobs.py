@@ -390,3 +390,33 @@ async def test_run_stops_promptly_when_idle(storage: MemoryStorage, clock: Manua
 def test_a_heartbeat_must_be_shorter_than_the_lease() -> None:
     with pytest.raises(ValueError, match="heartbeat"):
         Worker(MemoryStorage(), ManualClock(T0), {}, lease_seconds=10, heartbeat_seconds=10)
+
+
+async def test_with_progress_seconds_quick_steps_are_told_but_stored_once_a_period(
+    storage: MemoryStorage, clock: ManualClock, queue: JobQueue
+) -> None:
+    job = await queue.enqueue("ingest", {})
+    told: list[tuple[str, float]] = []
+    stored_progress: list[float] = []
+
+    async def ingest(ctx: JobContext) -> None:
+        await ctx.progress(0.2)  # right after the claim: told only
+        stored_progress.append((await stored(queue, ctx.job.id)).progress)
+        clock.advance(1)
+        await ctx.progress(0.6)  # a period later: stored
+        stored_progress.append((await stored(queue, ctx.job.id)).progress)
+        await ctx.progress(0.8)  # told only again
+        stored_progress.append((await stored(queue, ctx.job.id)).progress)
+
+    worker = make_worker(
+        storage,
+        clock,
+        {"ingest": ingest},
+        progress_seconds=1.0,
+        listener=lambda _job, status, value, _error: told.append((status, value)),
+    )
+    assert await worker.run_once()
+
+    assert stored_progress == [0.0, 0.6, 0.6]
+    assert told == [("running", 0.2), ("running", 0.6), ("running", 0.8), ("succeeded", 1.0)]
+    assert (await stored(queue, job.id)).status == "succeeded"

@@ -90,11 +90,11 @@ def test_headers_and_footers_repeated_on_pages_are_removed() -> None:
 
 def test_a_first_line_on_only_one_page_is_kept() -> None:
     texts = ["Introduction\nBody one.", "Body two.", "Body three.", "Body four."]
-    assert normalise(*texts)[0] == "Introduction Body one."
+    assert normalise(*texts)[0] == "Introduction\n\nBody one."  # a title-case heading
 
 
 def test_repeated_lines_need_at_least_three_pages() -> None:
-    assert normalise("Header\nOne.", "Header\nTwo.") == ["Header One.", "Header Two."]
+    assert normalise("Header\nOne.", "Header\nTwo.") == ["Header\n\nOne.", "Header\n\nTwo."]
 
 
 @pytest.mark.parametrize("number_line", ["12", "Page 3 of 10", "- 4 -", "xiv", "3 / 10", "[7]"])
@@ -158,8 +158,30 @@ def test_headings_start_new_chunks_and_are_recorded() -> None:
 
 
 def test_text_before_the_first_heading_has_no_heading() -> None:
-    chunks = chunk_document(pages_of("Preamble.\n\n# Title\n\nBody."))
+    preamble = "A preamble long enough to be worth a chunk of its own. " * 4
+    chunks = chunk_document(pages_of(f"{preamble}\n\n# Title\n\nBody."))
     assert [c.heading for c in chunks] == [None, "Title"]
+
+
+def test_a_title_line_alone_joins_the_first_section_instead_of_being_a_chunk() -> None:
+    chunks = chunk_document(pages_of("Halvard T142 user manual\n\nPower\n\nRuns 7.5 hours."))
+    assert [(c.heading, c.text) for c in chunks] == [
+        ("Power", "Halvard T142 user manual\n\nPower\n\nRuns 7.5 hours.")
+    ]
+
+
+def test_title_case_lines_standing_alone_are_headings() -> None:
+    text = "Ends a sentence.\nPower\nThe unit runs 7.5 hours.\nCare and Cleaning\nWash it."
+    assert normalise(text) == [
+        "Ends a sentence.\n\nPower\n\nThe unit runs 7.5 hours.\n\nCare and Cleaning\n\nWash it."
+    ]
+
+
+def test_title_case_words_inside_a_wrapped_paragraph_stay_body_text() -> None:
+    assert normalise("Jean-\nPaul and Mary went") == ["Jean-Paul and Mary went"]
+    assert normalise(
+        "a long line of ordinary body text that wraps at the right margin of\nThe Page"
+    ) == ["a long line of ordinary body text that wraps at the right margin of The Page"]
 
 
 def test_a_chunk_spanning_two_pages_records_both() -> None:
@@ -256,7 +278,7 @@ def test_content_hash_changes_with_text_parser_config_and_page_split() -> None:
         content_hash(pages_of("a", "c"), "pypdf 4.2.0", ChunkerConfig()),
         content_hash(pages_of("a", "b"), "pypdf 4.3.0", ChunkerConfig()),
         content_hash(pages_of("a", "b"), "pypdf 4.2.0", ChunkerConfig(overlap_chars=100)),
-        content_hash(pages_of("a", "b"), "pypdf 4.2.0", ChunkerConfig(version="2")),
+        content_hash(pages_of("a", "b"), "pypdf 4.2.0", ChunkerConfig(version="0")),
         content_hash(pages_of("a\n\nb"), "pypdf 4.2.0", ChunkerConfig()),
     }
     assert base not in variants

@@ -24,7 +24,7 @@ from avatarstack.bootstrap.settings import Settings
 from avatarstack.core.avatars import AvatarService
 from avatarstack.core.conversations import ConversationService, user_topic
 from avatarstack.core.identity import IdentityService
-from avatarstack.core.jobs import JobListener, Worker
+from avatarstack.core.jobs import JobAnnouncer, JobListener, Worker
 from avatarstack.plugins.manager import PluginError, collect
 from avatarstack.ports.broadcast import Broadcaster
 from avatarstack.ports.documents import DocumentParser
@@ -144,11 +144,13 @@ def create_app(
                 ),
             ]
             stop_worker = asyncio.Event()
+            # committed jobs wake the workers of every instance (this one included)
+            announcer = JobAnnouncer(broadcaster)
+            conversations.on_job_queued(announcer)
+            knowledge.on_job_queued(announcer)
             workers = [make_answer_worker(container)]
-            conversations.on_job_queued(lambda _job: workers[0].wake())
             if run_worker:
                 workers.append(make_worker(container))
-                knowledge.on_job_queued(lambda _job: workers[1].wake())
             for worker in workers:
                 loops.append(
                     asyncio.create_task(worker.run(stop_worker), name="avatarstack-worker")
@@ -163,6 +165,7 @@ def create_app(
                 for loop in loops:
                     with contextlib.suppress(asyncio.CancelledError):
                         await loop
+                await announcer.drain()
                 await conversations.close()
         finally:
             await container.shutdown_resources()  # type: ignore[misc]
@@ -185,10 +188,15 @@ async def prepare_knowledge(container: Container) -> None:
         await ping()
 
 
-def make_worker(container: Container) -> Worker:
-    """The job worker for ingestion and index builds, configured by ``kb`` settings."""
+def make_worker(container: Container, *, listener: JobListener | None = None) -> Worker:
+    """The job worker for ingestion and index builds, configured by ``kb`` settings; it claims
+    a job as soon as it is announced on the (started) broadcaster. ``listener`` is told about
+    every change too, after the owner's sockets."""
     settings = container.settings()
     lease = settings.kb.job_lease_seconds
+    progress = job_progress_publisher(container)
+    if listener is not None:
+        progress = _both(progress, listener)
     return Worker(
         container.storage(),
         container.clock(),
@@ -197,8 +205,11 @@ def make_worker(container: Container) -> Worker:
         lease_seconds=lease,
         heartbeat_seconds=lease / 3,
         grace_seconds=10.0,
-        listener=_both(job_progress_publisher(container), container.metrics().job_listener),
+        listener=_both(progress, container.metrics().job_listener),
         on_start=container.metrics().job_started,
+        # the owner's sockets hear every step; storage (GET /kb/jobs/{id}) once a second
+        progress_seconds=1.0,
+        broadcaster=container.broadcaster(),
     )
 
 
@@ -212,7 +223,8 @@ def _both(first: JobListener, second: JobListener) -> JobListener:
 
 def make_answer_worker(container: Container) -> Worker:
     """Answers run as jobs on every instance that serves sockets: many at once, short leases
-    (a killed instance's answer resumes elsewhere within seconds), polled often."""
+    (a killed instance's answer resumes elsewhere within seconds), claimed as soon as they are
+    announced, and polled often in case an announcement was lost."""
     settings = container.settings()
     lease = settings.realtime.answer_lease_seconds
     return Worker(
@@ -230,6 +242,7 @@ def make_answer_worker(container: Container) -> Worker:
         grace_seconds=min(5.0, lease),
         listener=container.metrics().job_listener,
         on_start=container.metrics().job_started,
+        broadcaster=container.broadcaster(),
     )
 
 

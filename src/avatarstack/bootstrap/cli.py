@@ -7,6 +7,7 @@ Plugins add commands through the ``register_commands(cli)`` hook.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import mimetypes
 import signal
@@ -41,6 +42,7 @@ from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings, mask_url, masked
 from avatarstack.core.accounts import MEMBER, ROLES
 from avatarstack.core.identity import Profile, RequestContext
+from avatarstack.core.jobs import JobAnnouncer
 from avatarstack.core.knowledge import GoldenMetrics, KnowledgeService
 from avatarstack.plugins.manager import PluginError, make_plugin_manager
 from avatarstack.ports.errors import (
@@ -321,15 +323,27 @@ def users_set_roles(email: str, roles: tuple[str, ...]) -> None:
 
 
 @asynccontextmanager
-async def _knowledge(settings: Settings, *, index: bool) -> AsyncIterator[Container]:
+async def _knowledge(
+    settings: Settings, *, index: bool, jobs: bool = False
+) -> AsyncIterator[Container]:
     """A started container with the knowledge store opened; ``index`` True means this process
-    needs the vector index (embedded Chroma is locked: a running server makes this fail)."""
+    needs the vector index (embedded Chroma is locked: a running server makes this fail).
+    ``jobs`` True starts the broadcaster: the jobs this command queues are announced to the
+    workers (its own, and on PostgreSQL every instance's), and its workers hear of theirs."""
     async with _services(settings) as container:
+        announcer: JobAnnouncer | None = None
         try:
+            if jobs:
+                await container.broadcaster().start()
+                announcer = JobAnnouncer(container.broadcaster())
+                container.knowledge().on_job_queued(announcer)
             if index:
                 await prepare_knowledge(container)
             yield container
         finally:
+            if announcer is not None:
+                await announcer.drain()
+                await container.broadcaster().close()
             await container.knowledge_store().close()
 
 
@@ -362,7 +376,7 @@ def worker() -> None:
     configure_logging(settings)
 
     async def run() -> None:
-        async with _knowledge(settings, index=True) as container:
+        async with _knowledge(settings, index=True, jobs=True) as container:
             stop = asyncio.Event()
             _install_stop(stop)
             await make_worker(container).run(stop)
@@ -376,6 +390,12 @@ class _Progress:
     def __init__(self, service: KnowledgeService, console: Console) -> None:
         self.service = service
         self.console = console
+        #: set by a local worker's listener: look at the jobs now rather than at the next tick
+        self.changed = asyncio.Event()
+
+    def tell(self, job: Job, status: str, progress: float, error: str | None) -> None:
+        """A job listener for this process's worker."""
+        self.changed.set()
 
     async def follow(
         self, jobs: Mapping[str, Job | None], labels: Mapping[str, str]
@@ -405,7 +425,9 @@ class _Progress:
                         done[key] = current
                 if all(j is None for k, j in jobs.items() if k not in done):
                     break
-                await asyncio.sleep(0.2)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), 0.2)
+                self.changed.clear()
         return done
 
 
@@ -426,8 +448,9 @@ def ingest(paths: tuple[Path, ...], title: str | None, build: bool) -> None:
     console = Console()
 
     async def run() -> list[tuple[str, str, str]]:
-        async with _knowledge(settings, index=False) as container:
+        async with _knowledge(settings, index=False, jobs=True) as container:
             service = container.knowledge()
+            progress = _Progress(service, console)
             local = await _claim_index(container, console)
             rows: list[tuple[str, str, str]] = []
             jobs: dict[str, Job | None] = {}
@@ -448,12 +471,14 @@ def ingest(paths: tuple[Path, ...], title: str | None, build: bool) -> None:
                         (str(path), "unchanged", f"{upload.document.id} v{upload.version.version}")
                     )
             stop = asyncio.Event()
-            worker_task = asyncio.create_task(make_worker(container).run(stop)) if local else None
+            worker_task = (
+                asyncio.create_task(make_worker(container, listener=progress.tell).run(stop))
+                if local
+                else None
+            )
             try:
                 pending = {k: j for k, j in jobs.items() if j is not None}
-                finished = await _Progress(service, console).follow(
-                    pending, {k: Path(k).name for k in pending}
-                )
+                finished = await progress.follow(pending, {k: Path(k).name for k in pending})
                 for key, job in finished.items():
                     if job.status == "succeeded":
                         r = job.result
@@ -474,7 +499,7 @@ def ingest(paths: tuple[Path, ...], title: str | None, build: bool) -> None:
                         rows.append((key, "failed", job.error or "unknown error"))
                 if build and any(r[1] == "ingested" for r in rows):
                     generation, job = await service.start_build(activate="yes")
-                    done = await _Progress(service, console).follow(
+                    done = await progress.follow(
                         {"build": job}, {"build": f"generation {generation.id}"}
                     )
                     outcome = done["build"]
@@ -582,14 +607,16 @@ def kb_build(activate: str) -> None:
     console = Console()
 
     async def run() -> Job:
-        async with _knowledge(settings, index=False) as container:
+        async with _knowledge(settings, index=False, jobs=True) as container:
             service = container.knowledge()
+            progress = _Progress(service, console)
             local = await _claim_index(container, console)
             generation, job = await service.start_build(activate=activate)
             stop = asyncio.Event()
-            task = asyncio.create_task(make_worker(container).run(stop)) if local else None
+            worker = make_worker(container, listener=progress.tell) if local else None
+            task = asyncio.create_task(worker.run(stop)) if worker is not None else None
             try:
-                done = await _Progress(service, console).follow(
+                done = await progress.follow(
                     {"build": job}, {"build": f"generation {generation.id}"}
                 )
             finally:

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from avatarstack import __version__
 from avatarstack.adapters.argon2 import Argon2PasswordHasher
+from avatarstack.adapters.bm25 import Bm25sIndexer
 from avatarstack.adapters.broadcast import LocalBroadcaster
 from avatarstack.adapters.broadcast.commands import BroadcastCommandRelay
 from avatarstack.adapters.chroma import ChromaKnowledgeStore, HnswOptions
@@ -30,7 +31,7 @@ from avatarstack.adapters.scrypt import ScryptPasswordHasher
 from avatarstack.adapters.smtp import SmtpMailer
 from avatarstack.adapters.sqlite import SqliteStorage
 from avatarstack.adapters.system import SystemClock
-from avatarstack.bootstrap.settings import Settings
+from avatarstack.bootstrap.settings import KbSettings, Settings
 from avatarstack.core.avatars import AvatarPolicy, AvatarService
 from avatarstack.core.conversations import ConversationConfig, ConversationService
 from avatarstack.core.identity import IdentityPolicy, IdentityService
@@ -207,6 +208,13 @@ def make_knowledge_store(settings: Settings) -> KnowledgeStore:
     return ChromaKnowledgeStore.embedded(settings.chroma_path, hnsw=hnsw)
 
 
+def default_dense_weight(kb: KbSettings) -> float:
+    """The dense channel's weight when ``kb.dense_weight`` is unset: the offline hashing
+    embedder's cosine carries little meaning beyond shared words (which BM25 weighs better), a
+    model's carries paraphrases (measured on benchmarks/retrieval.py's corpus)."""
+    return 0.1 if kb.embedder == "hashing" else 0.5
+
+
 def make_knowledge_config(settings: Settings) -> KnowledgeConfig:
     kb = settings.kb
     target = kb.chunk_chars
@@ -219,6 +227,8 @@ def make_knowledge_config(settings: Settings) -> KnowledgeConfig:
         keep_generations=kb.keep_generations,
         auto_activate=kb.auto_activate,
         search_k=kb.search_k,
+        dense_weight=kb.dense_weight if kb.dense_weight is not None else default_dense_weight(kb),
+        candidates=kb.search_candidates,
     )
 
 
@@ -425,6 +435,7 @@ class Container(containers.DeclarativeContainer):
         choose_parser=parsing.provided.choose,
         parse=parsing.provided.parse,
         config=providers.Factory(make_knowledge_config, settings=settings),
+        lexical=providers.Singleton(Bm25sIndexer),
         observer=metrics,
     )
 

@@ -204,9 +204,13 @@ class KbSettings(BaseModel):
     hnsw_search_ef: int = Field(
         400, ge=10, description="Chroma HNSW candidate list per search (recall against speed)."
     )
-    chunk_chars: int = Field(1000, ge=100, description="Target characters per chunk.")
+    chunk_chars: int = Field(
+        300,
+        ge=100,
+        description="Target characters per chunk (300: measured on benchmarks/retrieval.py).",
+    )
     chunk_overlap_chars: int = Field(
-        150, ge=0, description="Characters repeated from the previous chunk."
+        100, ge=0, description="Characters repeated from the previous chunk."
     )
     keep_generations: int = Field(
         5, ge=1, description="Index generations kept (the active one is never dropped)."
@@ -217,6 +221,17 @@ class KbSettings(BaseModel):
         "when the golden set does not regress.",
     )
     search_k: int = Field(5, ge=1, le=50, description="Results per search when `k` is omitted.")
+    dense_weight: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Weight of the dense (vector) channel in the fused search score, the "
+        "lexical (BM25) channel gets the rest; unset: 0.1 with the `hashing` embedder, 0.5 "
+        "with any other.",
+    )
+    search_candidates: int = Field(
+        50, ge=1, le=1000, description="Results each channel contributes to the fusion."
+    )
     worker_concurrency: int = Field(
         2, ge=1, le=32, description="Jobs one worker runs at once (`serve` and `worker`)."
     )
@@ -281,7 +296,11 @@ class AnswerSettings(BaseModel):
     engine: str = Field("extractive", description="`extractive` or `openai`.")
     passages: int = Field(5, ge=1, le=20, description="Search results given to the engine.")
     min_score: float = Field(
-        0.15, ge=-1, le=1, description="Results below this cosine score count as not relevant."
+        0.15,
+        ge=-1,
+        le=1,
+        description="Results below this search score (the fused 0..1 score of both channels) "
+        "count as not relevant.",
     )
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
 

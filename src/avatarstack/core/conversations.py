@@ -244,9 +244,11 @@ class ConversationService:
             )
         if errors:
             raise InvalidInputError("the message is invalid", errors)
-        before = await self.get(user_id, conversation_id)
         now = self._clock.now()
         async with self._storage.unit_of_work() as uow:
+            before = await uow.conversations.get(conversation_id)
+            if before is None or before.user_id != user_id:
+                raise NotFoundError("no such conversation")
             event = await uow.conversations.append_event(
                 conversation_id,
                 "message.created",
@@ -267,10 +269,9 @@ class ConversationService:
             await uow.commit()
         if job is None:
             return event, False
-        await self._notify(conversation_id, event.seq)
-        for listener in self._job_listeners:
+        for listener in self._job_listeners:  # wake a worker first, then the sockets
             listener(job)
-        await self._touch_avatar(user_id, conversation_id)
+        await self._notify(conversation_id, event.seq)
         return event, True
 
     async def run_answer(self, ctx: JobContext) -> Mapping[str, Any]:
@@ -325,6 +326,8 @@ class ConversationService:
         )
         stored = [e for e in earlier if (e.client_id or "").startswith(f"{prefix}:delta:")]
         state.resume(stored)
+        # the conversation's avatar, looked up once: it speaks every finished sentence
+        state.avatar = await self.avatar_session(state.user_id, conversation_id)
         if not state.interrupted:
             request = AnswerRequest(
                 question=str(message.data.get("text", "")),
@@ -346,6 +349,9 @@ class ConversationService:
         if not state.interrupted:
             for sentence in _sentences(state.text, final=True)[state.spoken :]:
                 await self._speak(state, sentence)
+        if not state.said and state.avatar is not None:  # the user's message is activity too
+            with contextlib.suppress(AvatarstackError):
+                await self._avatars.touch(state.user_id, state.avatar.id)
         outcome: dict[str, Any] = {
             "reply_to": seq,
             "text": state.text.strip() or NO_ANSWER,
@@ -432,6 +438,9 @@ class ConversationService:
                 page=h.page,
                 text=h.text,
                 score=h.score,
+                # what the passage is about (a product's name, a section): the engine reads it
+                title=h.title,
+                heading=h.heading,
             )
             for h in result.hits
             if h.score >= self.config.min_score
@@ -631,24 +640,29 @@ class ConversationService:
         ``answer.completed`` records why (``avatar_error``)."""
         if state.avatar_error is not None:
             return
-        session = await self.avatar_session(state.user_id, state.conversation_id)
+        session = state.avatar
         if session is None or session.status != "active":
             return
         try:
-            await self._avatars.speak(state.user_id, session.id, sentence, "repeat")
+            try:
+                await self._avatars.speak(state.user_id, session.id, sentence, "repeat")
+            except NoAvatarViewError:
+                raise
+            except (ConflictError, NotFoundError):
+                # it ended (or was replaced) since the answer began: look again, once
+                state.avatar = await self.avatar_session(state.user_id, state.conversation_id)
+                if state.avatar is None or state.avatar.id == session.id:
+                    state.avatar = None
+                    raise
+                await self._avatars.speak(state.user_id, state.avatar.id, sentence, "repeat")
+            state.said += 1
         except NoAvatarViewError as exc:
             state.avatar_error = exc.code
             log.info("conversation.avatar_not_attached", conversation_id=state.conversation_id)
-        except AvatarstackError as exc:
+        except AvatarstackError as exc:  # the answer stands even when the avatar cannot say it
             log.warning(
                 "conversation.speak_failed", conversation_id=state.conversation_id, error=exc.code
             )
-
-    async def _touch_avatar(self, user_id: str, conversation_id: str) -> None:
-        session = await self.avatar_session(user_id, conversation_id)
-        if session is not None:
-            with contextlib.suppress(AvatarstackError):
-                await self._avatars.touch(user_id, session.id)
 
     async def close(self) -> None:
         relays = list(self._relays.values())
@@ -672,6 +686,10 @@ class _AnswerState:
     #: why the avatar could not say the answer (an error code), if it could not
     avatar_error: str | None = None
     generation_id: str | None = None
+    #: the conversation's live avatar session (looked up once per answer), None without one
+    avatar: AvatarSession | None = None
+    #: sentences the avatar accepted in this attempt
+    said: int = 0
 
     def resume(self, stored: Sequence[ConversationEvent]) -> None:
         """Continue after the deltas an earlier attempt stored."""

@@ -17,6 +17,14 @@ handler registered for its kind and records the outcome:
   job) stops the handler: :meth:`JobContext.progress` raises :class:`LeaseLost`, and the
   heartbeat cancels the handler. The outcome then belongs to the new holder.
 
+Wake-ups: a worker polls the queue every ``poll_seconds`` when it is idle, but a queued job does
+not wait for that. Whoever commits a job announces it afterwards on the broadcaster's
+:data:`JOBS_TOPIC` (:func:`announce_job`, or a :class:`JobAnnouncer` as a service's job
+listener): in-process on SQLite, through ``NOTIFY`` to every instance on PostgreSQL. A worker
+given the broadcaster subscribes before its first claim and claims at once when a job of a kind
+it handles is announced, or when the broadcaster says notices may have been lost (a resync
+notice). Polling stays as the fallback (a lost notice, a job whose ``run_at`` is later).
+
 Timing is injectable for tests: the clock (a ManualClock) gives the timestamps stored, and the
 ``sleep`` callable (default :func:`asyncio.sleep`) is what the heartbeat and the poll loop wait
 on, so a test can drive heartbeats one tick at a time.
@@ -33,8 +41,10 @@ from typing import Any
 
 import structlog
 
+from avatarstack.ports.broadcast import Broadcaster, Subscription
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
+    AvatarstackError,
     InvalidInputError,
     MalformedRequestError,
     UnsupportedMediaTypeError,
@@ -42,7 +52,9 @@ from avatarstack.ports.errors import (
 from avatarstack.ports.storage import Job, Storage, new_id
 
 __all__ = [
+    "JOBS_TOPIC",
     "PERMANENT_ERRORS",
+    "JobAnnouncer",
     "JobContext",
     "JobHandler",
     "JobListener",
@@ -50,6 +62,7 @@ __all__ = [
     "LeaseLost",
     "Sleep",
     "Worker",
+    "announce_job",
     "describe_error",
     "new_job",
 ]
@@ -64,6 +77,8 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: the stored error message is cut to this many characters
 MAX_ERROR_LENGTH = 500
+#: the broadcaster topic on which committed jobs are announced: ``{"kind": job.kind}``
+JOBS_TOPIC = "jobs"
 
 Sleep = Callable[[float], Awaitable[None]]
 #: told about every change a worker makes to a job: ``(job, status, progress, error)``
@@ -104,9 +119,13 @@ class JobContext:
         worker_id: str,
         lease_seconds: float,
         listener: JobListener | None = None,
+        progress_seconds: float = 0.0,
     ) -> None:
         self._job = job
         self._listener = listener
+        self._progress_seconds = progress_seconds
+        #: when the lease was last extended (the claim did it)
+        self._stored_at = clock.now()
         self._storage = storage
         self._clock = clock
         self._worker_id = worker_id
@@ -143,14 +162,18 @@ class JobContext:
             raise LeaseLost(f"job {self._job.id} is no longer held by {self._worker_id}")
 
     async def progress(self, fraction: float, note: str | None = None) -> None:
-        """Store progress (clamped to 0..1) and extend the lease.
+        """Store progress (clamped to 0..1) and extend the lease, and tell the listener.
 
+        With ``progress_seconds``, progress reported sooner than that after the last write
+        (the claim, a heartbeat or an earlier progress) is only told to the listener: a short
+        job does not write a unit of work per step, and the heartbeat keeps the lease.
         ``note`` is logged (the job record has no field for it). Raises :class:`LeaseLost`
         when another worker holds the job now.
         """
         self.check()
         value = min(1.0, max(0.0, float(fraction)))
-        if not await self.heartbeat(progress=value):
+        recent = (self._clock.now() - self._stored_at).total_seconds() < self._progress_seconds
+        if not recent and not await self.heartbeat(progress=value):
             self.check()
         self._progress = value
         if self._listener is not None:
@@ -169,6 +192,8 @@ class JobContext:
             await uow.commit()
         if not held:
             self._lost = True
+        else:
+            self._stored_at = self._clock.now()
         return held
 
 
@@ -200,12 +225,45 @@ def new_job(
     )
 
 
-class JobQueue:
-    """Enqueue jobs and read their status."""
+async def announce_job(broadcaster: Broadcaster, job: Job) -> None:
+    """Wake the workers (on every instance) that handle ``job``'s kind. Call it only after the
+    unit of work that queued the job has committed: a woken worker must find it. Best effort: a
+    notice that cannot be sent is logged, and the job waits for the next poll."""
+    try:
+        await broadcaster.publish(JOBS_TOPIC, {"kind": job.kind})
+    except AvatarstackError as exc:
+        log.warning("job.announce_failed", job_id=job.id, kind=job.kind, error=exc.code)
 
-    def __init__(self, storage: Storage, clock: Clock) -> None:
+
+class JobAnnouncer:
+    """A job listener (``on_job_queued``) that announces each committed job on the broadcaster
+    (:func:`announce_job`) without making the caller wait for the notice."""
+
+    def __init__(self, broadcaster: Broadcaster) -> None:
+        self._broadcaster = broadcaster
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def __call__(self, job: Job) -> None:
+        task = asyncio.get_running_loop().create_task(announce_job(self._broadcaster, job))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for the notices still being sent."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+class JobQueue:
+    """Enqueue jobs and read their status; with a broadcaster, each enqueued job is announced
+    to the workers once it is committed."""
+
+    def __init__(
+        self, storage: Storage, clock: Clock, *, broadcaster: Broadcaster | None = None
+    ) -> None:
         self._storage = storage
         self._clock = clock
+        self._broadcaster = broadcaster
 
     async def enqueue(
         self,
@@ -229,6 +287,8 @@ class JobQueue:
             await uow.jobs.enqueue(job)
             await uow.commit()
         log.info("job.enqueued", job_id=job.id, kind=kind, owner_id=owner_id)
+        if self._broadcaster is not None:
+            await announce_job(self._broadcaster, job)
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -244,8 +304,11 @@ class Worker:
     empty; ``sweep_seconds`` (default: the lease) is how often :meth:`run` fails exhausted jobs;
     ``grace_seconds`` is how long :meth:`run` lets running jobs finish after ``stop`` before it
     cancels them (a cancelled job keeps its lease; another worker retries it after expiry).
+    ``progress_seconds`` (default 0: every call) is how often a handler's progress is written
+    (:meth:`JobContext.progress`).
     ``sleep`` is awaited for the heartbeat and poll waits (inject a fake in tests); ``rng``
-    gives the jitter in [0, 1).
+    gives the jitter in [0, 1). With a ``broadcaster``, :meth:`run` also claims at once when a
+    job of one of its kinds is announced on :data:`JOBS_TOPIC` (module docstring).
     """
 
     def __init__(
@@ -268,6 +331,8 @@ class Worker:
         rng: Callable[[], float] = random.random,
         listener: JobListener | None = None,
         on_start: Callable[[Job, datetime], None] | None = None,
+        broadcaster: Broadcaster | None = None,
+        progress_seconds: float = 0.0,
     ) -> None:
         if lease_seconds <= 0 or heartbeat_seconds <= 0:
             raise ValueError("lease_seconds and heartbeat_seconds must be positive")
@@ -295,6 +360,8 @@ class Worker:
         self._listener = listener
         #: told (job, now) when a claimed job starts (metrics: how long it waited)
         self._on_start = on_start
+        self._broadcaster = broadcaster
+        self.progress_seconds = progress_seconds
 
     # ------------------------------------------------------------------ policy
 
@@ -334,6 +401,7 @@ class Worker:
             worker_id=self.worker_id,
             lease_seconds=self.lease_seconds,
             listener=self._listener,
+            progress_seconds=self.progress_seconds,
         )
         handler = self._handlers[job.kind]
         jlog.info("job.started")
@@ -435,6 +503,8 @@ class Worker:
         """
         running: set[asyncio.Task[None]] = set()
         last_sweep: datetime | None = None
+        # subscribed before the first claim: a job committed after that claim is announced
+        listening = self._listen()
         self._log.info("worker.started", kinds=sorted(self._handlers))
         try:
             while not stop.is_set():
@@ -462,8 +532,30 @@ class Worker:
                 elif idle:
                     await self._wait_sleep(stop)
         finally:
+            if listening is not None:
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listening
             await self._drain(running)
             self._log.info("worker.stopped")
+
+    def _listen(self) -> asyncio.Task[None] | None:
+        if self._broadcaster is None:
+            return None
+        try:
+            subscription = self._broadcaster.subscribe(JOBS_TOPIC)
+        except AvatarstackError as exc:  # polling still finds every job
+            self._log.warning("worker.announcements_unavailable", error=exc.code)
+            return None
+        return asyncio.create_task(
+            self._wake_on_announcements(subscription), name=f"{self.worker_id}-wakeups"
+        )
+
+    async def _wake_on_announcements(self, subscription: Subscription) -> None:
+        async with subscription:
+            async for notice in subscription:
+                if notice.resync or notice.payload.get("kind") in self._handlers:
+                    self.wake()
 
     def _report(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and (exc := task.exception()) is not None:
@@ -477,8 +569,8 @@ class Worker:
             stopper.cancel()
 
     def wake(self) -> None:
-        """Poll now instead of after ``poll_seconds`` (call it after enqueueing a job in this
-        process; workers elsewhere find it on their next poll)."""
+        """Poll now instead of after ``poll_seconds`` (what an announcement on
+        :data:`JOBS_TOPIC` does)."""
         self._woken.set()
 
     async def _wait_sleep(self, stop: asyncio.Event) -> None:

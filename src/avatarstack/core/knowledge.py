@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -32,7 +33,19 @@ from typing import Any, Protocol
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from avatarstack.core.evaluation import first_relevant_rank, phrase_key, rank_figures
 from avatarstack.core.jobs import JobContext, new_job
+from avatarstack.core.lexical import (
+    TOKENIZER_VERSION,
+    Candidate,
+    channel_names,
+    chunk_tokens,
+    fuse,
+    indexed_text,
+    normalised_dense,
+    normalised_lexical,
+    query_tokens,
+)
 from avatarstack.core.text import (
     Chunk,
     ChunkerConfig,
@@ -52,6 +65,7 @@ from avatarstack.ports.errors import (
     NotFoundError,
 )
 from avatarstack.ports.knowledge import IndexedChunk, KnowledgeStore, SearchHit
+from avatarstack.ports.lexical import LexicalIndex, LexicalIndexer
 from avatarstack.ports.storage import (
     Document,
     DocumentVersion,
@@ -61,6 +75,7 @@ from avatarstack.ports.storage import (
     SearchRecord,
     Storage,
     StoredChunk,
+    StoredLexicalIndex,
     UnitOfWork,
     new_id,
 )
@@ -122,6 +137,12 @@ class KnowledgeConfig(BaseModel):
     index_batch: int = Field(default=1000, ge=1)
     #: how many times a job is tried before it fails for good
     job_attempts: int = Field(default=3, ge=1)
+    #: weight of the dense channel in the fused score (the lexical channel gets the rest)
+    dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: how many results each channel contributes to the fusion (at least the ``k`` asked for)
+    candidates: int = Field(default=50, ge=1)
+    #: lexical indexes kept loaded in memory per instance (the active one and a previous one)
+    lexical_cache: int = Field(default=2, ge=1)
 
 
 @dataclass(frozen=True)
@@ -182,6 +203,37 @@ async def _generation_chunks(uow: UnitOfWork, generation: IndexGeneration) -> li
     return chunks
 
 
+def index_title(document: Document | None, version: DocumentVersion | None) -> str:
+    """The title carried into every chunk's indexed text: the title given at upload, else the
+    title in the file's metadata, else the document's title (from the file name)."""
+    meta = version.meta if version is not None else {}
+    for candidate in (meta.get("title"), meta.get("parsed_title")):
+        if isinstance(candidate, str) and candidate.strip():
+            return " ".join(candidate.split())
+    return document.title if document is not None else ""
+
+
+async def _titles(uow: UnitOfWork, chunks: Sequence[StoredChunk]) -> list[str]:
+    """Each chunk's document title (see :func:`index_title`)."""
+    titles: dict[tuple[str, int], str] = {}
+    for key in dict.fromkeys((c.document_id, c.version) for c in chunks):
+        document = await uow.documents.get(key[0])
+        version = await uow.documents.get_version(*key)
+        titles[key] = index_title(document, version)
+    return [titles[(c.document_id, c.version)] for c in chunks]
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass
+class _LoadedLexical:
+    index: LexicalIndex
+    chunk_ids: list[str]
+    positions: dict[str, int]
+
+
 def chunk_id(document_id: str, version: int, index: int) -> str:
     """Stable across generations: citations keep pointing at the same chunk."""
     return f"{document_id}:{version}:{index}"
@@ -208,8 +260,7 @@ def _clean_title(title: str | None, filename: str) -> str:
     return text[:_MAX_TITLE]
 
 
-def _phrase_key(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+_phrase_key = phrase_key
 
 
 class KnowledgeService:
@@ -227,6 +278,7 @@ class KnowledgeService:
         parse: ParseFunction,
         config: KnowledgeConfig | None = None,
         observer: SearchObserver | None = None,
+        lexical: LexicalIndexer | None = None,
     ) -> None:
         self._storage = storage
         self._store = store
@@ -237,6 +289,9 @@ class KnowledgeService:
         self._parse = parse
         self.config = config or KnowledgeConfig()
         self._observer = observer
+        self._lexical_indexer = lexical
+        self._lexical: OrderedDict[str, _LoadedLexical | None] = OrderedDict()
+        self._lexical_lock = asyncio.Lock()
         self._job_listeners: list[Callable[[Job], None]] = []
 
     @property
@@ -526,7 +581,11 @@ class KnowledgeService:
             for c in chunks
         ]
         await ctx.progress(0.6, "embedding")
-        await self._embed_cached([c.hash for c in stored], [c.text for c in stored], ctx, 0.6, 0.95)
+        title = index_title(document, version)
+        if parsed.title and not version.meta.get("title"):
+            title = " ".join(parsed.title.split()) or title
+        texts = [indexed_text(title, c.heading, c.text) for c in stored]
+        await self._embed_cached([_text_hash(t) for t in texts], texts, ctx, 0.6, 0.95)
         ctx.check()
         now = self._clock.now()
         meta = {
@@ -711,16 +770,33 @@ class KnowledgeService:
             if generation.status == "ready":
                 return {"generation_id": generation_id, "status": "ready"}
             chunks = await _generation_chunks(uow, generation)
+            titles = await _titles(uow, chunks)
+        texts = [indexed_text(t, c.heading, c.text) for t, c in zip(titles, chunks, strict=True)]
+        hashes = [_text_hash(t) for t in texts]
         if not self._embeds_for(generation):
             raise InvalidInputError(
                 f"generation {generation_id} is for embedder {generation.embedder!r}, this "
                 f"worker embeds with {self._embedder.name!r}"
             )
         await ctx.progress(0.02, "embedding")
-        vectors = await self._embed_cached(
-            [c.hash for c in chunks], [c.text for c in chunks], ctx, 0.02, 0.6
-        )
-        await self._fill_index(generation, chunks, vectors, ctx)
+        vectors = await self._embed_cached(hashes, texts, ctx, 0.02, 0.6)
+        await self._fill_index(generation, chunks, titles, hashes, vectors, ctx)
+        if self._lexical_indexer is not None:
+            await ctx.progress(0.86, "lexical index")
+            indexer = self._lexical_indexer
+            data = await asyncio.to_thread(lambda: indexer.build([chunk_tokens(t) for t in texts]))
+            async with self._storage.unit_of_work() as uow:
+                await uow.generations.put_lexical(
+                    StoredLexicalIndex(
+                        generation_id=generation_id,
+                        indexer=indexer.name,
+                        tokenizer=TOKENIZER_VERSION,
+                        chunk_ids=[chunk_id(c.document_id, c.version, c.index) for c in chunks],
+                        data=data,
+                    )
+                )
+                await uow.commit()
+            self._lexical.pop(generation_id, None)  # a retried build: load the new bytes
         await ctx.progress(0.92, "evaluating")
         metrics: dict[str, Any] = {"chunks": len(chunks), "built_at": self._clock.now().isoformat()}
         golden = await self._evaluate_index(generation_id, generation, chunks)
@@ -765,10 +841,14 @@ class KnowledgeService:
         self,
         generation: IndexGeneration,
         chunks: Sequence[StoredChunk],
+        titles: Sequence[str | None],
+        hashes: Sequence[str],
         vectors: Mapping[str, list[float]],
         ctx: JobContext | None,
     ) -> None:
-        """(Re)create the generation's index from its chunks and check what it holds."""
+        """(Re)create the generation's vector index from its chunks (with their documents'
+        titles and the hashes of their indexed texts, which key ``vectors``) and check what it
+        holds."""
         generation_id = generation.id
         await self._store.drop(generation_id)  # a retry starts from an empty index
         await self._store.create(
@@ -777,6 +857,8 @@ class KnowledgeService:
         batch = self.config.index_batch
         for offset in range(0, len(chunks), batch):
             part = chunks[offset : offset + batch]
+            part_hashes = hashes[offset : offset + batch]
+            part_titles = titles[offset : offset + batch]
             await self._store.add(
                 generation_id,
                 [
@@ -787,13 +869,15 @@ class KnowledgeService:
                         page_start=c.page_start,
                         page_end=c.page_end,
                         text=c.text,
-                        embedding=vectors[c.hash],
+                        embedding=vectors[h],
+                        title=t,
+                        heading=c.heading,
                     )
-                    for c in part
+                    for c, h, t in zip(part, part_hashes, part_titles, strict=True)
                 ],
             )
             if ctx is not None:
-                await ctx.progress(0.6 + 0.3 * (offset + len(part)) / len(chunks), "indexing")
+                await ctx.progress(0.6 + 0.25 * (offset + len(part)) / len(chunks), "indexing")
         info = await self._store.describe(generation_id)
         if info is None or info.count != len(chunks) or info.dimensions != generation.dimensions:
             raise InvalidInputError(
@@ -830,10 +914,15 @@ class KnowledgeService:
                     "restored"
                 )
             chunks = await _generation_chunks(uow, generation)
+            titles = await _titles(uow, chunks)
+            texts = [
+                indexed_text(t, c.heading, c.text) for t, c in zip(titles, chunks, strict=True)
+            ]
+            hashes = [_text_hash(t) for t in texts]
             vectors = await uow.embeddings.get_many(
-                generation.embedder, generation.dimensions, [c.hash for c in chunks]
+                generation.embedder, generation.dimensions, hashes
             )
-        missing = [c for c in chunks if c.hash not in vectors]
+        missing = [(h, t) for h, t in zip(hashes, texts, strict=True) if h not in vectors]
         if missing:
             if not self._embeds_for(generation):
                 raise ConflictError(
@@ -843,10 +932,10 @@ class KnowledgeService:
                 )
             vectors.update(
                 await self._embed_cached(
-                    [c.hash for c in missing], [c.text for c in missing], None, 0.0, 1.0
+                    [h for h, _ in missing], [t for _, t in missing], None, 0.0, 1.0
                 )
             )
-        await self._fill_index(generation, chunks, vectors, None)
+        await self._fill_index(generation, chunks, titles, hashes, vectors, None)
         log.info("kb.generation.index_restored", generation_id=generation_id, chunks=len(chunks))
         return len(chunks)
 
@@ -995,7 +1084,7 @@ class KnowledgeService:
         started = time.perf_counter()
         [vector] = await self._embedder.embed([text])
         embedded = time.perf_counter()
-        hits = await self._store.query(active.id, vector, size)
+        hits = await self._rank(active.id, text, vector, size)
         searched = time.perf_counter()
         hits = await self._visible(hits)
         embed_s, search_s = embedded - started, searched - embedded
@@ -1026,6 +1115,85 @@ class KnowledgeService:
         except Exception:  # monitoring must not fail the search
             log.warning("kb.search.record_failed", generation_id=active.id)
         return SearchResult(active.id, hits, embed_s * 1000, search_s * 1000)
+
+    async def _rank(
+        self, generation_id: str, text: str, vector: Sequence[float], k: int
+    ) -> list[SearchHit]:
+        """The ``k`` best chunks of a generation for a query: both channels' top candidates,
+        each scored on both channels, fused (see :mod:`avatarstack.core.lexical`). A generation
+        without a lexical index (built before there was one) ranks by cosine alone."""
+        depth = max(k, self.config.candidates)
+        dense = await self._store.query(generation_id, vector, depth)
+        lexical = await self._lexical_index(generation_id)
+        if lexical is None:
+            return [h.model_copy(update={"channels": ("dense",)}) for h in dense[:k]]
+        terms = query_tokens(text)
+        found = await asyncio.to_thread(lexical.index.search, terms, depth) if terms else []
+        ceiling = lexical.index.ceiling(terms)
+        candidates: dict[str, Candidate] = {}
+        by_id = {h.chunk_id: h for h in dense}
+        for hit in dense:
+            candidates[hit.chunk_id] = Candidate(
+                hit.chunk_id, dense=normalised_dense(hit.score), channels={"dense"}
+            )
+        for position, score in found:
+            cid = lexical.chunk_ids[position]
+            candidate = candidates.setdefault(cid, Candidate(cid))
+            candidate.lexical = normalised_lexical(score, ceiling)
+            candidate.channels.add("lexical")
+        dense_only = [c for c in candidates.values() if "lexical" not in c.channels]
+        if terms and dense_only:
+            positions = [lexical.positions.get(c.chunk_id, -1) for c in dense_only]
+            for candidate, score in zip(
+                dense_only, lexical.index.scores(terms, positions), strict=True
+            ):
+                candidate.lexical = normalised_lexical(score, ceiling)
+        missing = [c.chunk_id for c in candidates.values() if c.chunk_id not in by_id]
+        if missing:
+            for hit in await self._store.fetch(generation_id, missing, vector):
+                by_id[hit.chunk_id] = hit
+                candidates[hit.chunk_id].dense = normalised_dense(hit.score)
+        ranked = fuse(
+            (c for c in candidates.values() if c.chunk_id in by_id), self.config.dense_weight
+        )
+        return [
+            by_id[c.chunk_id].model_copy(
+                update={"score": c.score, "channels": tuple(channel_names(sorted(c.channels)))}
+            )
+            for c in ranked[:k]
+        ]
+
+    async def _lexical_index(self, generation_id: str) -> _LoadedLexical | None:
+        """The generation's lexical index, loaded once per instance from storage (the same
+        bytes everywhere) and kept for the last ``lexical_cache`` generations."""
+        if self._lexical_indexer is None:
+            return None
+        if generation_id in self._lexical:
+            self._lexical.move_to_end(generation_id)
+            return self._lexical[generation_id]
+        async with self._lexical_lock:
+            if generation_id in self._lexical:
+                return self._lexical[generation_id]
+            async with self._storage.unit_of_work() as uow:
+                stored = await uow.generations.get_lexical(generation_id)
+            loaded: _LoadedLexical | None = None
+            if stored is not None and stored.tokenizer == TOKENIZER_VERSION:
+                indexer = self._lexical_indexer
+                index = await asyncio.to_thread(indexer.load, stored.data)
+                loaded = _LoadedLexical(
+                    index, stored.chunk_ids, {c: n for n, c in enumerate(stored.chunk_ids)}
+                )
+            elif stored is not None:
+                log.warning(
+                    "kb.lexical.tokenizer_mismatch",
+                    generation_id=generation_id,
+                    stored=stored.tokenizer,
+                    expected=TOKENIZER_VERSION,
+                )
+            self._lexical[generation_id] = loaded
+            while len(self._lexical) > self.config.lexical_cache:
+                self._lexical.popitem(last=False)
+            return loaded
 
     async def _visible(self, hits: list[SearchHit]) -> list[SearchHit]:
         """Drop hits of documents deleted after the generation was built."""
@@ -1130,27 +1298,26 @@ class KnowledgeService:
         k = self.config.eval_k
         judged = [self._relevance(q, chunks) for q in questions]
         vectors = await self._embedder.embed([q.question for q in questions])
-        hit1 = hitk = recall = reciprocal = 0.0
+        recall = 0.0
+        firsts: list[int | None] = []
         missed: list[str] = []
         for item, vector in zip(judged, vectors, strict=True):
-            hits = await self._store.query(generation_id, vector, k)
-            ranks = [n for n, h in enumerate(hits, 1) if self._matches(item, h)]
-            if ranks:
-                reciprocal += 1 / ranks[0]
-                hit1 += ranks[0] == 1
-                hitk += 1
-            else:
+            text = " ".join(item.question.question.split())
+            hits = await self._rank(generation_id, text, vector, k)
+            flags = [self._matches(item, h) for h in hits]
+            firsts.append(first_relevant_rank(flags, k))
+            if firsts[-1] is None:
                 missed.append(item.question.id)
             if item.relevant:
-                recall += len(ranks) / min(len(item.relevant), k)
-        count = len(questions)
+                recall += sum(flags) / min(len(item.relevant), k)
+        figures = rank_figures(firsts, k)
         return GoldenMetrics(
             k=k,
-            questions=count,
-            hit_at_1=hit1 / count,
-            hit_at_k=hitk / count,
-            recall_at_k=recall / count,
-            mrr=reciprocal / count,
+            questions=figures.questions,
+            hit_at_1=figures.hit_at_1,
+            hit_at_k=figures.hit_at_k,
+            recall_at_k=recall / figures.questions,
+            mrr=figures.mrr,
             missed=missed[:50],
             evaluated_at=self._clock.now().isoformat(),
         )

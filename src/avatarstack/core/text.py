@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from avatarstack.ports.documents import ParsedPage
 
 #: bump when any normalisation rule changes: it is part of :func:`content_hash`
-NORMALISER_VERSION = "1"
+NORMALISER_VERSION = "2"
 #: what joins the pages' texts in :func:`document_text` (and so in chunk offsets)
 PAGE_SEPARATOR = "\n\n"
 #: how many lines deep header/footer/page-number removal looks at each end of a page
@@ -65,7 +65,7 @@ class ChunkerConfig(BaseModel):
     max_chars: int = Field(default=1500, ge=1)
     overlap_chars: int = Field(default=150, ge=0)
     #: bump when the chunking algorithm changes
-    version: str = "1"
+    version: str = "2"
 
     @model_validator(mode="after")
     def _fits(self) -> ChunkerConfig:
@@ -187,8 +187,34 @@ def _strip_page_numbers(pages: list[list[str]]) -> None:
                 lines[edges[pick]] = ""
 
 
+#: words a title-case heading may keep in lower case ("Care and Cleaning")
+_MINOR_WORDS = frozenset("a an and as at by for from in of on or the to with vs".split())  # noqa: SIM905
+_TITLE_WORD = re.compile(r"[^\W\d_][\w'\u2019&/-]*|\d[\w.]*|&")
+#: a line at least this long is taken for a wrapped line of body text, not a heading's neighbour
+_FULL_LINE = 60
+#: a line ending in one of these goes on in the next line (a hyphenated word, a list)
+_CONTINUES = "-\u2010,;&/"
+
+
+def is_title_case_heading(line: str) -> bool:
+    """A short Title Case line (``Power``, ``Care and Cleaning``, ``Technical Data``): at most
+    six words and 60 characters, no closing punctuation, every word capitalised except minor
+    ones (``and``, ``of``…), at least one word of three letters."""
+    if len(line) > 60 or line.endswith((".", ",", ";", ":", "!", "?", "-", "\u2010")):
+        return False
+    words = line.split()
+    if not 1 <= len(words) <= 6 or not line[0].isupper():
+        return False
+    if not all(_TITLE_WORD.fullmatch(w) for w in words):
+        return False
+    if not any(sum(c.isalpha() for c in w) >= 3 for w in words):
+        return False
+    return all(w[0].isupper() or w[0].isdigit() or w in _MINOR_WORDS or w == "&" for w in words)
+
+
 def is_heading(line: str) -> bool:
-    """Markdown ``#`` headings, numbered headings (``2.3 Title``), short ALL-CAPS lines."""
+    """Markdown ``#`` headings, numbered headings (``2.3 Title``), short ALL-CAPS lines. (Title
+    Case lines are headings only where they stand alone, see :func:`_paragraphs`.)"""
     if "\n" in line or len(line) > 100:
         return False
     if _MARKDOWN_HEADING.match(line):
@@ -210,16 +236,25 @@ def _paragraphs(lines: list[str]) -> str:
             paragraphs.append("\n".join(current))
             current.clear()
 
+    previous = ""
     for line in lines:
         if not line:
             flush()
-        elif is_heading(line):
+        elif is_heading(line) or (
+            is_title_case_heading(line)
+            and (
+                not current
+                or previous[-1] in _CLOSERS
+                or (len(previous) < _FULL_LINE and previous[-1] not in _CONTINUES)
+            )
+        ):
             flush()
             paragraphs.append(line)
         elif not current or _BULLET.match(line):
             current.append(line)
         else:
             current[-1] = _join(current[-1], line)
+        previous = line
     flush()
     return "\n\n".join(paragraphs)
 
@@ -238,6 +273,8 @@ def _join(previous: str, line: str) -> str:
 # ----------------------------------------------------------------------------- chunking
 
 _SENTENCE_END = re.compile(r"[.!?\u2026\u3002][\"')\]\u201d\u2019]*(?=\s)")
+#: leading text shorter than this (a title line) joins the first section instead of standing alone
+_TINY_CHUNK = 200
 #: characters that may end a sentence (a chunk overlap prefers to start after one)
 _CLOSERS = ".!?\u2026\u3002\"')]\u201d\u2019:"
 
@@ -268,8 +305,18 @@ def chunk_document(
     groups: list[list[_Unit]] = []
     for unit in units:
         current = groups[-1] if groups else None
-        if current is None or unit.heading is not None:
+        if current is None:
             groups.append([unit])
+            continue
+        if unit.heading is not None:
+            # a section starts a chunk, unless all before the first one is a short line or two
+            # (a title on its own would be a chunk without content)
+            tiny = len(groups) == 1 and all(u.heading is None for u in current)
+            if not (tiny and current[-1].end - current[0].start < _TINY_CHUNK):
+                groups.append([unit])
+                continue
+        if current[-1].heading is not None and unit.end - current[0].start <= config.max_chars:
+            current.append(unit)  # a heading never ends a chunk while its text fits after it
             continue
         own = current[-1].end - current[0].start
         page_break = unit.page != current[-1].page and own * 2 >= config.target_chars
@@ -284,8 +331,9 @@ def chunk_document(
     for index, group in enumerate(groups):
         own_start, end = group[0].start, group[-1].end
         start = own_start
-        if group[0].heading is not None:
-            heading = group[0].heading
+        headings = [u.heading for u in group if u.heading is not None]
+        if headings:
+            heading = headings[0]
         elif index:
             start = _overlap_start(
                 text, max(previous_start, own_start - config.overlap_chars), own_start
@@ -324,7 +372,8 @@ def _units(
             if not stripped:
                 continue
             start += paragraph.index(stripped)
-            if is_heading(stripped) and len(stripped) <= target:  # a longer one is body text
+            heading = is_heading(stripped) or is_title_case_heading(stripped)
+            if heading and len(stripped) <= target:  # a longer one is body text
                 units.append(_Unit(start, start + len(stripped), page.number, _title(stripped)))
                 continue
             for piece_start, piece_end in _split(stripped, target):

@@ -30,8 +30,12 @@ class Passage(BaseModel):
     version: int
     page: int
     text: str
-    #: cosine similarity to the question, higher is better
+    #: relevance to the question from the search (fused or cosine), higher is better
     score: float
+    #: the document's title and the chunk's section heading: what the passage is about (a
+    #: product name, a section), which its sentences may not repeat
+    title: str = ""
+    heading: str | None = None
 
 
 class Citation(BaseModel):

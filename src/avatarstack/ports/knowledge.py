@@ -22,6 +22,9 @@ class IndexedChunk(BaseModel):
     page_end: int
     text: str
     embedding: list[float] = Field(repr=False)
+    #: the document title and section heading carried into the chunk's indexed text
+    title: str = ""
+    heading: str | None = None
 
 
 class SearchHit(BaseModel):
@@ -33,8 +36,14 @@ class SearchHit(BaseModel):
     page: int
     page_end: int
     text: str
-    #: cosine similarity, higher is better (1.0 = same direction)
+    #: the store's cosine similarity (1.0 = same direction); the knowledge service replaces it
+    #: with the fused score (0..1) of both channels
     score: float
+    #: which channels found the chunk (``lexical``, ``dense``); set by the knowledge service
+    channels: tuple[str, ...] = ()
+    #: what the chunk is about: its document's title and its section heading (not quoted)
+    title: str = ""
+    heading: str | None = None
 
 
 class IndexInfo(BaseModel):
@@ -60,6 +69,14 @@ class KnowledgeStore(Protocol):
         self, generation_id: str, embedding: Sequence[float], k: int
     ) -> list[SearchHit]:
         """The ``k`` nearest chunks by cosine similarity, best first."""
+
+    async def fetch(
+        self, generation_id: str, chunk_ids: Sequence[str], embedding: Sequence[float]
+    ) -> list[SearchHit]:
+        """The given chunks (unknown ids left out) scored by cosine similarity to
+        ``embedding``, in the order of ``chunk_ids``: how the other channel's finds get a dense
+        score. NotFoundError for an unknown generation, InvalidInputError for wrong
+        dimensions."""
 
     async def describe(self, generation_id: str) -> IndexInfo | None: ...
 

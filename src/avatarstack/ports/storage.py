@@ -67,6 +67,7 @@ __all__ = [
     "Storage",
     "StorageTimings",
     "StoredChunk",
+    "StoredLexicalIndex",
     "UnitOfWork",
     "User",
     "UserRepository",
@@ -259,6 +260,20 @@ class IndexGeneration(_Record):
     job_id: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class StoredLexicalIndex(_Record):
+    """The lexical (BM25) index of one generation, as its indexer serialised it: stored with the
+    generation, so every instance loads the same bytes; deleted with the generation."""
+
+    generation_id: str
+    #: the ``LexicalIndexer.name`` that built it
+    indexer: str
+    #: the tokenizer version (``avatarstack.core.lexical.TOKENIZER_VERSION``)
+    tokenizer: str
+    #: chunk id of each indexed document, by position
+    chunk_ids: list[str]
+    data: bytes = Field(repr=False)
 
 
 class GoldenQuestion(_Record):
@@ -610,6 +625,12 @@ class GenerationRepository(Protocol):
         """Point the active pointer at the generation in one transactional switch.
 
         NotFoundError for an unknown id, ConflictError unless its status is ``ready``."""
+
+    async def put_lexical(self, index: StoredLexicalIndex) -> None:
+        """Store (or replace) a generation's lexical index; NotFoundError for an unknown
+        generation. Deleting the generation deletes it."""
+
+    async def get_lexical(self, generation_id: str) -> StoredLexicalIndex | None: ...
 
 
 class GoldenSetRepository(Protocol):

@@ -214,6 +214,17 @@ class ChromaKnowledgeStore:
     def _dimensions(collection: Collection) -> int:
         return int((collection.metadata or {}).get("dimensions", 0) or 0)
 
+    @classmethod
+    def _check_query(
+        cls, collection: Collection, vector: Sequence[float], generation_id: str
+    ) -> None:
+        dimensions = cls._dimensions(collection)
+        if len(vector) != dimensions:
+            raise InvalidInputError(
+                f"query has {len(vector)} dimensions, "
+                f"index generation {generation_id!r} expects {dimensions}"
+            )
+
     def _max_batch(self, client: ClientAPI) -> int:
         if self._batch_size is None:
             try:
@@ -277,6 +288,8 @@ class ChromaKnowledgeStore:
                             "version": c.version,
                             "page_start": c.page_start,
                             "page_end": c.page_end,
+                            "title": c.title,
+                            "heading": c.heading or "",
                         }
                         for c in part
                     ],
@@ -294,12 +307,7 @@ class ChromaKnowledgeStore:
 
         def query(client: ClientAPI) -> dict[str, Any]:
             collection = self._open(client, name, generation_id)
-            dimensions = self._dimensions(collection)
-            if len(vector) != dimensions:
-                raise InvalidInputError(
-                    f"query has {len(vector)} dimensions, "
-                    f"index generation {generation_id!r} expects {dimensions}"
-                )
+            self._check_query(collection, vector, generation_id)
             queries: list[Sequence[float]] = [vector]
             result = collection.query(
                 query_embeddings=queries,
@@ -309,27 +317,67 @@ class ChromaKnowledgeStore:
             return dict(result)
 
         result = await self._run("query", query)
-        ids = (result.get("ids") or [[]])[0]
-        documents = (result.get("documents") or [[]])[0] or []
-        metadatas = (result.get("metadatas") or [[]])[0] or []
-        distances = (result.get("distances") or [[]])[0] or []
-        hits = []
-        for i, chunk_id in enumerate(ids):
-            meta = metadatas[i] or {}
-            score = 1.0 - float(distances[i])
-            hits.append(
-                SearchHit(
-                    chunk_id=chunk_id,
-                    document_id=str(meta.get("document_id", "")),
-                    version=int(meta.get("version", 0)),
-                    page=int(meta.get("page_start", 0)),
-                    page_end=int(meta.get("page_end", 0)),
-                    text=documents[i] or "",
-                    score=min(1.0, max(-1.0, score)),
-                )
+        hits = [
+            self._hit(chunk_id, document, meta, 1.0 - float(distance))
+            for chunk_id, document, meta, distance in zip(
+                (result.get("ids") or [[]])[0],
+                (result.get("documents") or [[]])[0] or [],
+                (result.get("metadatas") or [[]])[0] or [],
+                (result.get("distances") or [[]])[0] or [],
+                strict=False,
             )
+        ]
         hits.sort(key=lambda hit: (-hit.score, hit.chunk_id))
         return hits
+
+    @staticmethod
+    def _hit(chunk_id: str, document: str | None, meta: Any, score: float) -> SearchHit:
+        meta = meta or {}
+        return SearchHit(
+            chunk_id=chunk_id,
+            document_id=str(meta.get("document_id", "")),
+            version=int(meta.get("version", 0)),
+            page=int(meta.get("page_start", 0)),
+            page_end=int(meta.get("page_end", 0)),
+            text=document or "",
+            score=min(1.0, max(-1.0, score)),
+            title=str(meta.get("title") or ""),
+            heading=str(meta.get("heading") or "") or None,
+        )
+
+    async def fetch(
+        self, generation_id: str, chunk_ids: Sequence[str], embedding: Sequence[float]
+    ) -> list[SearchHit]:
+        name = self.collection_name(generation_id)
+        wanted = list(dict.fromkeys(chunk_ids))
+        vector = [float(x) for x in embedding]
+
+        def fetch(client: ClientAPI) -> dict[str, Any]:
+            collection = self._open(client, name, generation_id)
+            self._check_query(collection, vector, generation_id)
+            if not wanted:
+                return {}
+            return dict(
+                collection.get(ids=wanted, include=["documents", "metadatas", "embeddings"])
+            )
+
+        result = await self._run("fetch", fetch)
+        ids = list(result.get("ids") or [])
+        if not ids:
+            return []
+        import numpy as np  # a dependency of chromadb
+
+        matrix = np.asarray(result.get("embeddings"), dtype=np.float64)
+        query = np.asarray(vector, dtype=np.float64)
+        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+        cosines = (matrix @ query) / np.where(norms == 0.0, 1.0, norms)
+        documents = result.get("documents") or [None] * len(ids)
+        metadatas = result.get("metadatas") or [None] * len(ids)
+        found = {
+            chunk_id: self._hit(chunk_id, documents[i], metadatas[i], float(cosines[i]))
+            for i, chunk_id in enumerate(ids)
+        }
+        return [found[c] for c in wanted if c in found]
 
     async def describe(self, generation_id: str) -> IndexInfo | None:
         name = self.collection_name(generation_id)

@@ -37,21 +37,12 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import pairwise
 
+from avatarstack.core.lexical import STOP_WORDS
+
 UNIGRAM_WEIGHT = 1.0
 BIGRAM_WEIGHT = 0.7
 TRIGRAM_WEIGHT = 0.35
 STOP_WORD_WEIGHT = 0.1
-STOP_WORDS = frozenset(
-    """
-    a about above after again all am an and any are as at be been before being below between
-    both but by can could did do does doing down during each few for from further had has have
-    having he her here hers herself him himself his how i if in into is it its itself just me
-    more most my myself no nor not now of off on once only or other our ours ourselves out over
-    own same she should so some such than that the their theirs them themselves then there
-    these they this those through to too under until up very was we were what when where which
-    while who whom why will with would you your yours yourself yourselves
-    """.split()  # noqa: SIM905 (a word list reads better as text)
-)
 #: the feature whose signed one-hot is the vector of a text with no features
 EMPTY_FEATURE = "\x00empty"
 #: BLAKE2b key: changing it changes every vector

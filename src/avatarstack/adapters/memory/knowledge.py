@@ -21,6 +21,20 @@ def _unit(vector: Sequence[float]) -> tuple[float, ...]:
     return tuple(x / norm for x in vector)
 
 
+def _hit(chunk: IndexedChunk, score: float) -> SearchHit:
+    return SearchHit(
+        chunk_id=chunk.chunk_id,
+        document_id=chunk.document_id,
+        version=chunk.version,
+        page=chunk.page_start,
+        page_end=chunk.page_end,
+        text=chunk.text,
+        score=min(1.0, max(-1.0, score)),
+        title=chunk.title,
+        heading=chunk.heading,
+    )
+
+
 @dataclass
 class _Generation:
     embedder: str
@@ -76,18 +90,26 @@ class MemoryKnowledgeStore:
             for chunk, vector in generation.chunks.values()
         ]
         scored.sort(key=lambda item: (-item[0], item[1].chunk_id))
-        return [
-            SearchHit(
-                chunk_id=chunk.chunk_id,
-                document_id=chunk.document_id,
-                version=chunk.version,
-                page=chunk.page_start,
-                page_end=chunk.page_end,
-                text=chunk.text,
-                score=min(1.0, max(-1.0, score)),
+        return [_hit(chunk, score) for score, chunk in scored[:k]]
+
+    async def fetch(
+        self, generation_id: str, chunk_ids: Sequence[str], embedding: Sequence[float]
+    ) -> list[SearchHit]:
+        generation = self._get(generation_id)
+        if len(embedding) != generation.dimensions:
+            raise InvalidInputError(
+                f"query has {len(embedding)} dimensions, "
+                f"index generation {generation_id!r} expects {generation.dimensions}"
             )
-            for score, chunk in scored[:k]
-        ]
+        query = _unit(embedding)
+        hits = []
+        for chunk_id in dict.fromkeys(chunk_ids):
+            found = generation.chunks.get(chunk_id)
+            if found is not None:
+                chunk, vector = found
+                score = sum(q * v for q, v in zip(query, vector, strict=True))
+                hits.append(_hit(chunk, score))
+        return hits
 
     async def describe(self, generation_id: str) -> IndexInfo | None:
         generation = self._generations.get(generation_id)

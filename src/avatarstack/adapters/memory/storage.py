@@ -41,13 +41,14 @@ from avatarstack.ports.storage import (
     SearchSummary,
     StorageTimings,
     StoredChunk,
+    StoredLexicalIndex,
     UnitOfWork,
     User,
     decode_vector,
     encode_vector,
 )
 
-MIGRATIONS = ["0001", "0002", "0003", "0004"]
+MIGRATIONS = ["0001", "0002", "0003", "0004", "0005"]
 
 
 @dataclass
@@ -64,6 +65,7 @@ class _State:
     versions: dict[tuple[str, int], DocumentVersion] = field(default_factory=dict)
     chunks: dict[tuple[str, int, int], StoredChunk] = field(default_factory=dict)
     generations: dict[str, IndexGeneration] = field(default_factory=dict)
+    lexical: dict[str, StoredLexicalIndex] = field(default_factory=dict)
     active_generation: str | None = None
     golden_set: dict[str, GoldenQuestion] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
@@ -461,6 +463,7 @@ class _Generations(_Repo):
     async def delete(self, generation_id: str) -> bool:
         if generation_id == self._s.active_generation:
             raise ConflictError("the active index generation cannot be deleted")
+        self._s.lexical.pop(generation_id, None)
         return self._s.generations.pop(generation_id, None) is not None
 
     async def get_active(self) -> IndexGeneration | None:
@@ -478,6 +481,14 @@ class _Generations(_Repo):
                 "can be activated"
             )
         self._s.active_generation = generation_id
+
+    async def put_lexical(self, index: StoredLexicalIndex) -> None:
+        if index.generation_id not in self._s.generations:
+            raise NotFoundError(f"index generation {index.generation_id} does not exist")
+        self._s.lexical[index.generation_id] = index
+
+    async def get_lexical(self, generation_id: str) -> StoredLexicalIndex | None:
+        return self._s.lexical.get(generation_id)
 
 
 class _GoldenSet(_Repo):

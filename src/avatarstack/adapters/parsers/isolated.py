@@ -11,6 +11,12 @@ asyncio process): a clean helper process, started on first use, that has importe
 once and forks a child per file. A child therefore starts in milliseconds instead of the
 half-second a ``spawn`` child needs to import Python, pydantic and pypdf again, and still
 shares nothing with the server.
+
+Even those milliseconds are kept off the path of a file: up to :data:`SPARES` children are
+started ahead of need, in a background thread, and wait for their one file on a pipe. A parse
+takes a waiting child (starting one only when none is ready) and a new spare is started
+behind it; a child that has answered is reaped in the background. Every file still gets a fresh
+process of its own, used once.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sys
 import threading
 import types
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import PurePath
 from typing import Any
@@ -36,8 +43,11 @@ DEFAULT_MEMORY_BYTES = 1_073_741_824
 _RESERVE_BYTES = 4 * 1024 * 1024
 #: how long a child that has answered may take to exit before it is killed
 _EXIT_GRACE = 5.0
-#: imported once by the fork server, so each child starts with them loaded
-PRELOAD = ("avatarstack.adapters.parsers", "pypdf")
+#: imported once by the fork server, so each child starts with them loaded (``_warm`` parses a
+#: sample PDF: what pypdf loads on its first extraction is loaded once, not once per child)
+PRELOAD = ("avatarstack.adapters.parsers", "pypdf", "avatarstack.adapters.parsers._warm")
+#: children kept started and waiting for a file (about the ingestion worker's concurrency)
+SPARES = 2
 #: multiprocessing keeps one fork server per process; this remembers that it was configured
 _context: Any = None
 
@@ -104,30 +114,109 @@ async def parse_isolated(
 ) -> ParsedDocument:
     """``parser.parse(data, filename)`` in a fresh child process, limited to ``timeout``
     seconds of wall-clock time and ``memory_bytes`` of address space."""
+    # starting a child writes to the fork server: blocking, so off the loop
+    child = await asyncio.to_thread(_take_child)
+    child.process.name = f"avatarstack-parse-{parser.name}"
+    try:
+        outcome = await asyncio.to_thread(
+            _run, child, (parser, data, filename, memory_bytes), timeout
+        )
+    finally:
+        # on cancellation the waiting thread is still blocked on the pipe: killing the child
+        # ends it (EOF), and the thread reaps the child and closes the pipes itself
+        if _pending(child):
+            child.process.kill()
+    return _result(outcome, child.process.exitcode, timeout=timeout, memory_bytes=memory_bytes)
+
+
+@dataclass(eq=False)
+class _Child:
+    """A started child waiting for its file: the process, the pipe the file goes down and the
+    pipe the answer comes back on."""
+
+    process: Any
+    jobs: Connection
+    results: Connection
+    answered: bool = False
+
+    def close(self) -> None:
+        self.jobs.close()
+        self.results.close()
+
+
+def _pending(child: _Child) -> bool:
+    """True while the child has not answered and has not been reaped."""
+    return not child.answered and child.process.exitcode is None
+
+
+_spares: list[_Child] = []
+_spares_lock = threading.Lock()
+_refilling = False
+
+
+def _new_child() -> _Child:
     ctx = _process_context()
-    receiver, sender = ctx.Pipe(duplex=False)
+    job_reader, job_writer = ctx.Pipe(duplex=False)
+    result_reader, result_writer = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=_child_main,
-        args=(sender, parser, data, filename, memory_bytes),
-        name=f"avatarstack-parse-{parser.name}",
+        args=(job_reader, result_writer),
+        name="avatarstack-parse",
         daemon=True,
     )
     try:
-        # spawning writes the pickled arguments to the child: blocking, so off the loop
-        await asyncio.to_thread(_start, process)
+        _start(process)
     except BaseException:
-        receiver.close()
+        job_writer.close()
+        result_reader.close()
         raise
     finally:
-        sender.close()
+        job_reader.close()
+        result_writer.close()
+    return _Child(process, job_writer, result_reader)
+
+
+def _take_child() -> _Child:
+    """A waiting spare (one that is still alive), else a child started now; then the spares
+    are topped up in the background."""
+    child: _Child | None = None
+    with _spares_lock:
+        while _spares:
+            spare = _spares.pop()
+            if spare.process.is_alive():
+                child = spare
+                break
+            spare.close()
+    if child is None:
+        child = _new_child()
+    _top_up()
+    return child
+
+
+def _top_up() -> None:
+    global _refilling
+    with _spares_lock:
+        if _refilling or len(_spares) >= SPARES:
+            return
+        _refilling = True
+    threading.Thread(target=_refill, name="avatarstack-parse-spares", daemon=True).start()
+
+
+def _refill() -> None:
+    global _refilling
     try:
-        outcome = await asyncio.to_thread(_wait, process, receiver, timeout)
+        while True:
+            with _spares_lock:
+                if len(_spares) >= SPARES:
+                    return
+            child = _new_child()
+            with _spares_lock:
+                _spares.append(child)
+    except Exception:  # noqa: S110 - no spare then: the next parse starts its own child
+        pass
     finally:
-        # on cancellation the waiting thread is still blocked on the pipe: killing the child
-        # ends it (EOF), and the thread reaps the child and closes the pipe itself
-        if process.exitcode is None:
-            process.kill()
-    return _result(outcome, process.exitcode, timeout=timeout, memory_bytes=memory_bytes)
+        with _spares_lock:
+            _refilling = False
 
 
 #: ``_start`` swaps the process-wide ``__main__`` for a moment
@@ -149,28 +238,40 @@ def _start(process: Any) -> None:
             sys.modules["__main__"] = main
 
 
-def _wait(
-    process: multiprocessing.process.BaseProcess, receiver: Connection, timeout: float
-) -> tuple[str, Any] | None:
-    """Runs in a worker thread: the child's answer, ``("timeout", None)`` or None if it died."""
+def _run(child: _Child, job: tuple[Any, ...], timeout: float) -> tuple[str, Any] | None:
+    """Runs in a worker thread: hand the child its file, then its answer,
+    ``("timeout", None)``, or None if it died."""
     outcome: tuple[str, Any] | None = None
+    process = child.process
     try:
-        if receiver.poll(timeout):
-            try:
-                outcome = receiver.recv()
-            except (EOFError, OSError):
-                outcome = None  # the child died; its exit code says how
+        try:
+            child.jobs.send(job)
+        except (OSError, ValueError):
+            outcome = None  # it died before it got the file; its exit code says how
         else:
-            outcome = ("timeout", None)
+            if child.results.poll(timeout):
+                try:
+                    outcome = child.results.recv()
+                except (EOFError, OSError):
+                    outcome = None
+            else:
+                outcome = ("timeout", None)
     finally:
-        receiver.close()
-        if outcome is None or outcome[0] == "timeout":
-            process.kill()
-        process.join(_EXIT_GRACE)
-        if process.exitcode is None:
-            process.kill()
-            process.join()
+        child.close()
+    if outcome is not None and outcome[0] != "timeout":
+        child.answered = True  # it exits by itself: reaped in the background
+        threading.Thread(target=_reap, args=(process,), daemon=True).start()
+        return outcome
+    process.kill()
+    process.join(_EXIT_GRACE)
     return outcome
+
+
+def _reap(process: multiprocessing.process.BaseProcess) -> None:
+    process.join(_EXIT_GRACE)
+    if process.exitcode is None:
+        process.kill()
+        process.join()
 
 
 def _result(
@@ -195,10 +296,15 @@ def _result(
     raise InvalidInputError(f"the file could not be parsed ({value})")
 
 
-def _child_main(
-    conn: Connection, parser: DocumentParser, data: bytes, filename: str, memory_bytes: int
-) -> None:
-    """The child process: limit memory, parse, send one ``(kind, value)`` answer."""
+def _child_main(jobs: Connection, conn: Connection) -> None:
+    """The child process: wait for its one file, limit memory, parse, send one ``(kind,
+    value)`` answer."""
+    try:
+        parser, data, filename, memory_bytes = jobs.recv()
+    except (EOFError, OSError):
+        return  # a spare nobody needed: the parent went away
+    finally:
+        jobs.close()
     reserve: bytearray | None = bytearray(_RESERVE_BYTES)
     with contextlib.suppress(ValueError, OSError):  # a lower hard limit may already apply
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))

@@ -28,6 +28,7 @@ from avatarstack.ports.storage import (
     SearchRecord,
     SearchSummary,
     StoredChunk,
+    StoredLexicalIndex,
     User,
     decode_vector,
     encode_vector,
@@ -699,6 +700,40 @@ class SqlGenerationRepository(_Repository):
             "generation_id = excluded.generation_id, updated_at = excluded.updated_at",
             generation_id,
             now,
+        )
+
+    async def put_lexical(self, index: StoredLexicalIndex) -> None:
+        exists = await self._conn.fetchrow(
+            "SELECT id FROM kb_generations WHERE id = $1", index.generation_id
+        )
+        if exists is None:
+            raise NotFoundError(f"index generation {index.generation_id} does not exist")
+        await self._conn.execute(
+            "INSERT INTO kb_lexical_indexes (generation_id, indexer, tokenizer, chunk_ids, data) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (generation_id) DO UPDATE SET "
+            "indexer = excluded.indexer, tokenizer = excluded.tokenizer, "
+            "chunk_ids = excluded.chunk_ids, data = excluded.data",
+            index.generation_id,
+            index.indexer,
+            index.tokenizer,
+            json.dumps(index.chunk_ids, separators=(",", ":")),
+            bytes(index.data),
+        )
+
+    async def get_lexical(self, generation_id: str) -> StoredLexicalIndex | None:
+        row = await self._conn.fetchrow(
+            "SELECT generation_id, indexer, tokenizer, chunk_ids, data FROM kb_lexical_indexes "
+            "WHERE generation_id = $1",
+            generation_id,
+        )
+        if row is None:
+            return None
+        return StoredLexicalIndex(
+            generation_id=row["generation_id"],
+            indexer=row["indexer"],
+            tokenizer=row["tokenizer"],
+            chunk_ids=json.loads(row["chunk_ids"]),
+            data=bytes(row["data"]),
         )
 
 

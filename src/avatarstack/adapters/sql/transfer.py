@@ -121,6 +121,11 @@ TABLES: tuple[Table, ...] = (
         "updated_at:time",
     ),
     _table(
+        "kb_lexical_indexes",
+        "generation_id",
+        "generation_id:text, indexer:text, tokenizer:text, chunk_ids:text, data:bytes",
+    ),
+    _table(
         "kb_active_generation", "singleton", "singleton:int, generation_id:text, updated_at:time"
     ),
     _table(

@@ -230,7 +230,13 @@ class SearchIn(BaseModel):
 class SearchResultOut(BaseModel):
     chunk_id: str
     text: str
-    score: float
+    score: float = Field(
+        description="fused score 0..1: dense_weight x cosine + (1 - dense_weight) x BM25 / the "
+        "query's BM25 ceiling (cosine alone for a generation without a lexical index)"
+    )
+    channels: list[Literal["lexical", "dense"]] = Field(
+        default_factory=list, description="the channels whose candidates included this passage"
+    )
     document_id: str
     version: int
     page: int
@@ -466,6 +472,7 @@ async def search(request: web.Request) -> web.Response:
                     chunk_id=h.chunk_id,
                     text=h.text,
                     score=h.score,
+                    channels=[c for c in h.channels if c in ("lexical", "dense")],
                     document_id=h.document_id,
                     version=h.version,
                     page=h.page,
