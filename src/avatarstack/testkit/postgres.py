@@ -7,17 +7,18 @@ password in what the application logged. Never the shared server.
 
     cluster = start_postgres_cluster()
     try:
-        url = cluster.url          # postgresql://avatarstack:<password>@127.0.0.1:<port>/avatarstack
-        cluster.freeze()           # SIGSTOP the postmaster and every backend: TCP accepts, no answers
-        cluster.thaw()             # SIGCONT
-        cluster.stop()             # pg_ctl stop -m immediate
-        cluster.start()            # same port, same data
+        url = cluster.url   # postgresql://avatarstack:<password>@127.0.0.1:<port>/avatarstack
+        cluster.freeze()    # SIGSTOP the postmaster and every backend: TCP accepts, no answers
+        cluster.thaw()      # SIGCONT
+        cluster.stop()      # pg_ctl stop -m immediate
+        cluster.start()     # same port, same data
     finally:
-        cluster.close()            # stop and delete the folder
+        cluster.close()     # stop and delete the folder
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -66,9 +67,7 @@ class PostgresCluster:
 
     @property
     def url(self) -> str:
-        return (
-            f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
-        )
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
 
     @property
     def datadir(self) -> Path:
@@ -123,10 +122,8 @@ class PostgresCluster:
 
     def thaw(self) -> None:
         for pid in self._frozen:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
         self._frozen = []
 
     def server_log(self) -> str:
@@ -139,19 +136,18 @@ class PostgresCluster:
             self.stop()
         except subprocess.SubprocessError:
             for pid in self.processes():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _as_postgres(command: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
     """Run ``command`` as the postgres system user when we are root (initdb refuses root)."""
-    kwargs: dict[str, object] = {}
+    user: int | None = None
+    group: int | None = None
     if os.geteuid() == 0:
         entry = pwd.getpwnam(_SYSTEM_USER)
-        kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        user, group = entry.pw_uid, entry.pw_gid
     result = subprocess.run(  # noqa: S603 - fixed PostgreSQL binaries
         command,
         capture_output=True,
@@ -159,7 +155,9 @@ def _as_postgres(command: list[str], *, timeout: float) -> subprocess.CompletedP
         timeout=timeout,
         check=False,
         cwd="/",
-        **kwargs,  # type: ignore[arg-type]
+        user=user,
+        group=group,
+        extra_groups=[] if user is not None else None,
     )
     if result.returncode != 0:
         raise subprocess.CalledProcessError(

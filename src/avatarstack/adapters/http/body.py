@@ -29,6 +29,21 @@ def field_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
     ]
 
 
+async def read_body(request: web.Request, *, max_bytes: int) -> bytes:
+    """The whole body, read until its end; 413 once it grows past ``max_bytes``.
+
+    ``StreamReader.read(n)`` returns what has arrived so far, not ``n`` bytes, so one call
+    would cut a body that is still on its way (a chunked one, or any over a slow link)."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(max_bytes + 1 - size):
+        size += len(chunk)
+        if size > max_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def read_json(request: web.Request, model: type[M], *, max_bytes: int) -> M:
     """Parse a JSON body into ``model``: 415 wrong type, 413 too large, 400 broken, 422 invalid."""
     media_type = request.content_type
@@ -36,9 +51,7 @@ async def read_json(request: web.Request, model: type[M], *, max_bytes: int) -> 
         raise UnsupportedMediaTypeError(
             f"send the body as application/json (got {media_type or 'no content type'})"
         )
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(raw))
+    raw = await read_body(request, max_bytes=max_bytes)
     try:
         data = json.loads(raw or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
