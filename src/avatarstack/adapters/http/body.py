@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from avatarstack.ports.errors import (
     FieldError,
@@ -17,6 +17,18 @@ from avatarstack.ports.errors import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+
+#: the largest integer SQLite and PostgreSQL (BIGINT) hold: a number a client sends that goes
+#: into a query must not be larger, or SQLite raises OverflowError (a 500, not a 422)
+SQL_INT_MAX = 2**63 - 1
+#: a row offset in a listing
+Offset = Annotated[int, Field(ge=0, le=SQL_INT_MAX)]
+#: a database-assigned id (1, 2, …)
+RowId = Annotated[int, Field(ge=1, le=SQL_INT_MAX)]
+#: an event sequence number (0 = before the first event)
+Seq = Annotated[int, Field(ge=0, le=SQL_INT_MAX)]
+#: the same in a JSON body or frame: a number, never ``true`` or ``"3"``
+StrictSeq = Annotated[int, Field(ge=0, le=SQL_INT_MAX, strict=True)]
 
 
 def field_errors(exc: ValidationError, prefix: str) -> list[FieldError]:

@@ -10,7 +10,14 @@ from pydantic import BaseModel, Field
 
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.auth import principal, request_context
-from avatarstack.adapters.http.body import model_response, path_id, read_json, read_query
+from avatarstack.adapters.http.body import (
+    Offset,
+    RowId,
+    model_response,
+    path_id,
+    read_json,
+    read_query,
+)
 from avatarstack.adapters.http.routing import AUTHENTICATED, PUBLIC, Route
 from avatarstack.core.identity import IdentityService, OAuthStart, Profile, TokenPair
 from avatarstack.ports.errors import (
@@ -198,7 +205,7 @@ class SessionsOut(BaseModel):
 
 class UsersQuery(BaseModel):
     limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+    offset: Offset = 0
 
 
 class UsersOut(BaseModel):
@@ -212,7 +219,7 @@ class RolesIn(BaseModel):
 
 class AuditQuery(BaseModel):
     limit: int = Field(50, ge=1, le=500)
-    before_id: int | None = Field(None, ge=1)
+    before_id: RowId | None = None
     subject_id: str | None = Field(None, max_length=64, pattern=r"^[\x20-\x7e]*$")
 
 

@@ -29,6 +29,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from avatarstack.adapters.http.body import StrictSeq
 from avatarstack.adapters.http.routing import PUBLIC, Route
 from avatarstack.core.conversations import ConversationService, check_after_seq, user_topic
 from avatarstack.core.conversations import conversation_topic as topic_of
@@ -91,7 +92,7 @@ class AuthData(BaseModel):
 class OpenData(BaseModel):
     model_config = ConfigDict(extra="ignore")
     conversation_id: str | None = Field(None, max_length=64)
-    after_seq: int | None = None
+    after_seq: StrictSeq | None = None
 
 
 class MessageData(BaseModel):
