@@ -4,6 +4,7 @@ assertion that an answer is a problem document."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -64,6 +65,43 @@ async def assert_problem(response: aiohttp.ClientResponse, status: int | set[int
     assert str(body["type"]).startswith("urn:avatarstack:problem:")
     assert "Traceback" not in text
     return body
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    """Read until the server closes (10 s at most); its close code."""
+    async with asyncio.timeout(10):
+        while True:
+            message = await ws.receive()
+            if message.type in {
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            }:
+                return ws.close_code
+
+
+async def authenticated(
+    http: aiohttp.ClientSession, ws_url: str, token: str
+) -> aiohttp.ClientWebSocketResponse:
+    """A socket past its ``auth`` frame (the ``ready`` frame read)."""
+    ws = await http.ws_connect(ws_url, max_msg_size=0)
+    await ws.send_json({"type": "auth", "id": "a", "data": {"token": token}})
+    ready = await ws.receive_json(timeout=10)
+    assert ready["type"] == "ready", ready
+    return ws
+
+
+async def next_frame(ws: aiohttp.ClientWebSocketResponse, *types: str) -> dict[str, Any]:
+    """The next frame of one of ``types`` (10 s at most)."""
+    async with asyncio.timeout(10):
+        while True:
+            frame: dict[str, Any] = await ws.receive_json()
+            if frame["type"] in types:
+                return frame
+
+
+async def next_error(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    return dict((await next_frame(ws, "error"))["data"])
 
 
 assert set(ROLES) == set(accounts.ROLES), "a new role needs a column in the route table"

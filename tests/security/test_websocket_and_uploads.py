@@ -11,39 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from security_kit import API, assert_problem, bearer
+from security_kit import API, assert_problem, authenticated, bearer, closed_with, next_error
 
 from avatarstack.testkit.pdf import pdf_with_pages
 from avatarstack.testkit.serve import ServedApp
 
 # =========================================================================== WebSocket
-
-
-async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
-    """Read until the server closes (10 s at most); its close code."""
-    async with asyncio.timeout(10):
-        while True:
-            message = await ws.receive()
-            if message.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED}:
-                return ws.close_code
-            if message.type is aiohttp.WSMsgType.ERROR:
-                return ws.close_code
-
-
-async def authenticated(http: aiohttp.ClientSession, server: ServedApp, token: str) -> Any:
-    ws = await http.ws_connect(server.ws_url, max_msg_size=0)
-    await ws.send_json({"type": "auth", "id": "a", "data": {"token": token}})
-    ready = await ws.receive_json(timeout=10)
-    assert ready["type"] == "ready", ready
-    return ws
-
-
-async def next_error(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
-    async with asyncio.timeout(10):
-        while True:
-            frame = await ws.receive_json()
-            if frame["type"] == "error":
-                return dict(frame["data"])
 
 
 WS_AUTH_ATTACKS = [
@@ -70,7 +43,7 @@ async def test_a_socket_that_does_not_authenticate_is_closed(
 async def test_a_flood_of_frames_is_refused_then_closed_with_4429(
     server: ServedApp, http: aiohttp.ClientSession, tokens: dict[str, str]
 ) -> None:
-    ws = await authenticated(http, server, tokens["member"])
+    ws = await authenticated(http, server.ws_url, tokens["member"])
     codes: list[str] = []
     try:
         for n in range(400):
@@ -93,7 +66,7 @@ async def test_a_flood_of_frames_is_refused_then_closed_with_4429(
 async def test_an_oversized_frame_closes_the_socket_with_1009(
     server: ServedApp, http: aiohttp.ClientSession, tokens: dict[str, str]
 ) -> None:
-    ws = await authenticated(http, server, tokens["member"])
+    ws = await authenticated(http, server.ws_url, tokens["member"])
     await ws.send_str(json.dumps({"type": "ping", "data": {"pad": "x" * (65 * 1024)}}))
     assert await closed_with(ws) == 1009
 
@@ -115,7 +88,7 @@ async def test_a_garbage_frame_gets_an_error_frame_and_the_socket_stays_open(
     http: aiohttp.ClientSession,
     tokens: dict[str, str],
 ) -> None:
-    ws = await authenticated(http, server, tokens["member"])
+    ws = await authenticated(http, server.ws_url, tokens["member"])
     try:
         if isinstance(frame, bytes):
             await ws.send_bytes(frame)

@@ -109,6 +109,10 @@ class ServedApp:
         raise RuntimeError(f"serve did not answer /healthz within {timeout} s:\n{self.output()}")
 
     @property
+    def data_dir(self) -> Path:
+        return Path(self.env["AVATARSTACK_DATA_DIR"])
+
+    @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/v1/ws"
 
