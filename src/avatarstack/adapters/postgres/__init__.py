@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from avatarstack.ports.errors import (
 )
 from avatarstack.ports.storage import PoolStats, UnitOfWork
 
-__all__ = ["PostgresOptions", "PostgresStorage", "normalise_dsn"]
+__all__ = ["PostgresOptions", "PostgresStorage", "normalise_dsn", "pooled_connection"]
 
 DIALECT = Dialect(
     name="postgresql",
@@ -90,18 +91,56 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 def _translate(exc: BaseException) -> Exception:
+    """The port error for a driver error. Its detail reaches clients, so it never names the
+    driver's exception class; the log line does, for the operator."""
+    log.debug("database_error", error=exc.__class__.__name__)
     if isinstance(exc, asyncpg.exceptions.UniqueViolationError):
         return DuplicateError("a record with the same key already exists")
     if isinstance(exc, asyncpg.exceptions.IntegrityConstraintViolationError):
-        return ConflictError(f"the change violates a constraint ({exc.__class__.__name__})")
+        return ConflictError("the change violates a constraint")
     if isinstance(exc, asyncpg.exceptions.DataError):
         # a value PostgreSQL cannot hold, e.g. a NUL character in text: bad input, not a crash
-        return InvalidInputError(f"a value cannot be stored ({exc.__class__.__name__})")
+        return InvalidInputError("a value cannot be stored (for example a NUL character)")
     if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
         return StorageUnavailableError("the database did not answer within the command timeout")
     if isinstance(exc, _UNAVAILABLE):
-        return StorageUnavailableError(f"the database is unreachable ({exc.__class__.__name__})")
-    return StorageError(f"database error ({exc.__class__.__name__})")
+        return StorageUnavailableError("the database is unreachable")
+    return StorageError("database error")
+
+
+@asynccontextmanager
+async def pooled_connection(pool: asyncpg.Pool, timeout: float) -> AsyncIterator[Any]:  # noqa: ASYNC109 - asyncpg takes it
+    """A connection from ``pool`` within ``timeout``, given back without ever waiting on a
+    server that stopped answering, and without masking the error that ended the block.
+
+    asyncpg's own ``pool.acquire()`` context resets the connection on release, which waits
+    for a frozen server (and for its background query cancellation); a connection whose
+    command failed for lack of an answer, or whose caller gave up, is closed at once instead
+    (the pool opens a new one when it needs one)."""
+    try:
+        conn = await pool.acquire(timeout=timeout)
+    except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+        raise _translate(exc) from exc
+    healthy = False
+    try:
+        yield conn
+        healthy = True
+    except (StorageUnavailableError, TimeoutError, asyncio.CancelledError):
+        raise
+    except BaseException:
+        healthy = True  # an error of the request (a constraint, bad input): reusable
+        raise
+    finally:
+        if not healthy:
+            # closes the socket now and the pool forgets the connection; a connection that
+            # was lost is already back in the pool, and its proxy refuses every call
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+        try:
+            await pool.release(conn, timeout=timeout)
+        except (asyncpg.PostgresError, *_UNAVAILABLE, asyncio.CancelledError):
+            # asyncpg's release has already terminated a connection it could not reset
+            log.warning("connection_dropped", reason="reset failed or timed out")
 
 
 def _rowcount(status: str) -> int:
@@ -194,17 +233,8 @@ class PostgresStorage:
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise StorageUnavailableError("the PostgreSQL storage is not started")
-        try:
-            conn = await self._pool.acquire(timeout=self.options.acquire_timeout)
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
-            raise _translate(exc) from exc
-        try:
+        async with pooled_connection(self._pool, self.options.acquire_timeout) as conn:
             yield conn
-        finally:
-            try:
-                await self._pool.release(conn)
-            except (asyncpg.PostgresError, *_UNAVAILABLE):
-                conn.terminate()
 
     async def ping(self) -> None:
         async with self._acquire() as conn:
