@@ -7,6 +7,7 @@ starts — tests and embedding services do exactly that.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Protocol, TypeVar
@@ -80,6 +81,13 @@ def make_access_tokens(settings: Settings) -> JwtAccessTokens:
         audience=settings.auth.jwt_audience,
         lifetime_seconds=settings.auth.access_token_ttl,
     )
+
+
+def make_device_key(settings: Settings) -> bytes:
+    """The key that signs device cookies: derived from the secret key (HMAC with a label), so
+    it is stable across instances and restarts and never the signing key itself."""
+    secret = settings.resolved_secret_key().get_secret_value().encode()
+    return hmac.new(secret, b"avatarstack device cookie v1", hashlib.sha256).digest()
 
 
 def make_identity_policy(settings: Settings) -> IdentityPolicy:
@@ -367,6 +375,7 @@ class Container(containers.DeclarativeContainer):
         public_url=settings.provided.resolved_public_url,
         oauth_providers=oauth_providers,
         policy=providers.Factory(make_identity_policy, settings=settings),
+        device_key=providers.Callable(make_device_key, settings=settings),
     )
     identity_resource = providers.Resource(_closing_identity, identity=identity)
 

@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -95,6 +95,8 @@ class IdentityPolicy:
     oauth_per_ip: Limit = OAUTH_PER_IP
     #: how long a verified access token's principal is remembered (0: never)
     principal_cache: timedelta = timedelta(seconds=2)
+    #: how long a device cookie (proof of an earlier sign-in from that browser) is honoured
+    device_ttl: timedelta = timedelta(days=180)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,8 @@ class TokenPair:
     refresh_token: str
     expires_in: int
     profile: Profile
+    #: a fresh device cookie value after a password login (see IdentityService.login)
+    device: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +175,11 @@ class IdentityService:
         api_prefix: str = "/api/v1",
         oauth_providers: Mapping[str, OAuthProvider] | None = None,
         policy: IdentityPolicy | None = None,
+        device_key: bytes | None = None,
     ) -> None:
         self._storage = storage
+        #: signs device cookies; derived from the application's secret key by the container
+        self._device_key = device_key or accounts.new_secret().encode()
         self._hasher = hasher
         self._tokens = tokens
         self._mailer = mailer
@@ -412,25 +419,61 @@ class IdentityService:
 
     # ------------------------------------------------------------------ sessions
 
-    async def login(self, email: str, password: str, ctx: RequestContext) -> TokenPair:
+    # Targeted lockout (OWASP Authentication Cheat Sheet, "device cookies"; NIST SP 800-63B
+    # 5.2.2): the per-account limit counts failed attempts only, and a browser that signed in
+    # to this account before presents a signed device cookie; its attempts are limited on
+    # their own (per cookie), so strangers' failures never lock the owner out.
+
+    def issue_device(self, user_id: str) -> str:
+        """A device cookie value: ``user.nonce.expiry.mac`` (HMAC-SHA256 with the device key)."""
+        expires = int((self._clock.now() + self.policy.device_ttl).timestamp())
+        payload = f"{user_id}.{accounts.new_secret()[:22]}.{expires}"
+        return f"{payload}.{self._device_mac(payload)}"
+
+    def _device_mac(self, payload: str) -> str:
+        digest = hmac.new(self._device_key, payload.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def trusted_device(self, device: str | None, user_id: str) -> str | None:
+        """The nonce of a valid, unexpired device cookie issued to ``user_id``, else None."""
+        if not device or len(device) > 300:
+            return None
+        payload, _, mac = device.rpartition(".")
+        owner, _, rest = payload.partition(".")
+        nonce, _, expires = rest.partition(".")
+        if not hmac.compare_digest(mac, self._device_mac(payload)) or owner != user_id:
+            return None
+        if not expires.isdigit() or int(expires) <= self._clock.now().timestamp():
+            return None
+        return nonce
+
+    async def login(
+        self, email: str, password: str, ctx: RequestContext, *, device: str | None = None
+    ) -> TokenPair:
+        """A password login. ``device`` is the client's device cookie, if any; the pair
+        carries a fresh one to set (``TokenPair.device``)."""
         await self._limiter.check("login:ip", ctx.ip, self.policy.login_per_ip)
         try:
             email = accounts.normalise_email(email)
         except InvalidInputError:
             await self._waste_a_hash(password[: accounts.MAX_PASSWORD_LENGTH])
             raise AuthenticationError("wrong e-mail or password") from None
-        await self._limiter.check("login:account", email, self.policy.login_per_account)
         async with self._storage.unit_of_work() as uow:
             user = await uow.users.get_by_email(email)
+        nonce = self.trusted_device(device, user.id) if user is not None else None
+        scope, subject = ("login:device", nonce) if nonce else ("login:account", email)
+        await self._limiter.ensure_below(scope, subject, self.policy.login_per_account)
         if (
             user is None
             or user.password_hash is None
             or len(password) > accounts.MAX_PASSWORD_LENGTH
         ):
             await self._waste_a_hash(password[: accounts.MAX_PASSWORD_LENGTH])
+            await self._limiter.count_failure(scope, subject, self.policy.login_per_account)
             await self._record_failed_login(user, ctx)
             raise AuthenticationError("wrong e-mail or password")
         if not await self._hasher.verify(user.password_hash, password):
+            await self._limiter.count_failure(scope, subject, self.policy.login_per_account)
             await self._record_failed_login(user, ctx)
             raise AuthenticationError("wrong e-mail or password")
         if not user.is_active:
@@ -450,7 +493,7 @@ class IdentityService:
             pair = await self._start_session(uow, fresh, ctx)
             await self._audit(uow, "login_succeeded", actor_id=user.id, subject_id=user.id, ctx=ctx)
             await uow.commit()
-        return pair
+        return replace(pair, device=self.issue_device(user.id))
 
     async def _record_failed_login(self, user: User | None, ctx: RequestContext) -> None:
         async with self._storage.unit_of_work() as uow:

@@ -265,12 +265,32 @@ async def resend(request: web.Request) -> web.Response:
     return model_response(Accepted(), 202)
 
 
+#: proof that this browser signed in to the account before (docs/identity.md, "Lockout"); sent
+#: only to the auth routes, never readable by scripts
+DEVICE_COOKIE = "avatarstack_device"
+
+
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginIn, max_bytes=_limit(request))
-    pair = await request.app[keys.IDENTITY].login(
-        body.email, body.password, request_context(request)
+    identity = request.app[keys.IDENTITY]
+    pair = await identity.login(
+        body.email,
+        body.password,
+        request_context(request),
+        device=request.cookies.get(DEVICE_COOKIE),
     )
-    return model_response(TokenOut.of(pair))
+    response = model_response(TokenOut.of(pair))
+    if pair.device is not None:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            pair.device,
+            max_age=int(identity.policy.device_ttl.total_seconds()),
+            path=f"{API}/auth",
+            httponly=True,
+            samesite="Strict",
+            secure=identity.public_url.startswith("https://"),
+        )
+    return response
 
 
 async def refresh(request: web.Request) -> web.Response:
