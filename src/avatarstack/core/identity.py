@@ -360,11 +360,18 @@ class IdentityService:
                     password_hash=password_hash,
                     display_name=name,
                 )
-                secret = await self._issue_one_time(
-                    uow, VERIFY_EMAIL, self.policy.verification_ttl, user_id=user.id
-                )
-                link = f"{self._api}/auth/verify?token={secret}"
+                link = await self._verification_link(uow, user)
                 await self._audit(uow, "user_registered", subject_id=user.id, ctx=ctx)
+            elif not existing.email_verified and existing.is_active:
+                # A second registration of an address nobody has proven yet: either of the two
+                # may be an attacker hoping the owner clicks a link, so neither password is
+                # kept; the one who proves the address chooses it (verify_email mails a link).
+                now = self._clock.now()
+                cleared = existing.model_copy(update={"password_hash": None, "updated_at": now})
+                await uow.users.update(cleared)
+                await uow.tokens.revoke_for_user(existing.id, VERIFY_EMAIL, now)
+                link = await self._verification_link(uow, cleared)
+                await self._audit(uow, "registration_repeated", subject_id=existing.id, ctx=ctx)
             await uow.commit()
         if link is not None:
             await self._send_verification(email, link)
@@ -380,22 +387,63 @@ class IdentityService:
             )
         return RegistrationResult(link if self.policy.expose_dev_links else None)
 
+    @staticmethod
+    def _password_binding(user: User) -> str:
+        """What a verification token records of the password it was issued for (a hash of
+        the stored hash, never the hash itself)."""
+        return accounts.hash_secret(user.password_hash or "")
+
+    async def _verification_link(self, uow: UnitOfWork, user: User) -> str:
+        secret = await self._issue_one_time(
+            uow,
+            VERIFY_EMAIL,
+            self.policy.verification_ttl,
+            user_id=user.id,
+            data={"password": self._password_binding(user)},
+        )
+        return f"{self._api}/auth/verify?token={secret}"
+
     async def verify_email(self, token: str, ctx: RequestContext) -> Profile:
+        """Mark the address proven. A password set before the proof survives only when this
+        link was issued for it (the registration that set it); otherwise it is cleared and the
+        person who proved the address is mailed a link to choose one (pre-account hijacking:
+        an attacker's password must not outlive the owner's verification)."""
+        reset_link: str | None = None
         async with self._storage.unit_of_work() as uow:
             used = await uow.tokens.consume(
                 accounts.hash_secret(token), VERIFY_EMAIL, self._clock.now()
             )
             user = await uow.users.get(used.user_id) if used and used.user_id else None
-            if user is None:
+            if used is None or user is None:
                 raise InvalidTokenError("the verification link is invalid, used or expired")
             if not user.email_verified:
-                user = user.model_copy(
-                    update={"email_verified": True, "updated_at": self._clock.now()}
-                )
+                now = self._clock.now()
+                update: dict[str, Any] = {"email_verified": True, "updated_at": now}
+                unproven = used.data.get("password") != self._password_binding(user)
+                if user.password_hash is not None and unproven:
+                    update["password_hash"] = None
+                    await self._audit(uow, "unproven_password_cleared", subject_id=user.id, ctx=ctx)
+                user = user.model_copy(update=update)
                 await uow.users.update(user)
                 await self._audit(uow, "email_verified", subject_id=user.id, ctx=ctx)
+                if user.password_hash is None and user.is_active:
+                    secret = await self._issue_one_time(
+                        uow, PASSWORD_RESET, self.policy.reset_ttl, user_id=user.id
+                    )
+                    reset_link = f"{self.public_url}/reset-password#token={secret}"
             profile = await self._profile(uow, user)
             await uow.commit()
+        if reset_link is not None:
+            await self._send(
+                MailMessage(
+                    to=user.email,
+                    subject="Reset your password: choose one for your confirmed address",
+                    text="Your address is confirmed. Open this link to choose your password:"
+                    f"\n\n{reset_link}\n\nIt expires in {self.policy.reset_ttl}.",
+                    links={"reset": reset_link},
+                    template="password_reset",
+                )
+            )
         return profile
 
     async def resend_verification(self, email: str, ctx: RequestContext) -> None:
@@ -409,10 +457,7 @@ class IdentityService:
         async with self._storage.unit_of_work() as uow:
             user = await uow.users.get_by_email(email)
             if user is not None and not user.email_verified and user.is_active:
-                secret = await self._issue_one_time(
-                    uow, VERIFY_EMAIL, self.policy.verification_ttl, user_id=user.id
-                )
-                link = f"{self._api}/auth/verify?token={secret}"
+                link = await self._verification_link(uow, user)
             await uow.commit()
         if link:
             await self._send_verification(email, link)
