@@ -46,7 +46,7 @@ async def test_an_older_verification_link_stops_working_after_a_second_registrat
     await assert_problem(await api.login(VICTIM, ATTACKERS), 401, "unauthenticated")
 
 
-async def test_the_attackers_link_verifies_without_keeping_the_attackers_password_after_a_second_registration(
+async def test_a_registration_after_the_owners_keeps_neither_password(
     api: Api,
 ) -> None:
     assert (await api.register(VICTIM, PASSWORD)).status == 202  # the victim, first
