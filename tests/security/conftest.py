@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -35,8 +36,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     app = ServedApp(Path(tmp_path_factory.mktemp("security")), settings=SETTINGS)
     app.start()
     try:
-        for role in ROLES:
-            app.create_user(email_of(role), password_of(email_of(role)), role)
+        # one CLI process per user, side by side (each takes a few seconds to start)
+        with ThreadPoolExecutor(len(ROLES)) as pool:
+            created = [
+                pool.submit(app.create_user, email_of(role), password_of(email_of(role)), role)
+                for role in ROLES
+            ]
+            for future in created:
+                future.result()
         yield app
     finally:
         app.stop()
