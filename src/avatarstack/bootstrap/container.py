@@ -83,11 +83,12 @@ def make_access_tokens(settings: Settings) -> JwtAccessTokens:
     )
 
 
-def make_device_key(settings: Settings) -> bytes:
-    """The key that signs device cookies: derived from the secret key (HMAC with a label), so
-    it is stable across instances and restarts and never the signing key itself."""
+def make_server_key(settings: Settings) -> bytes:
+    """The identity service's key (device cookies, refresh successors): derived from the
+    secret key with HMAC and a label, so it is the same on every instance and across restarts,
+    and never the token-signing key itself."""
     secret = settings.resolved_secret_key().get_secret_value().encode()
-    return hmac.new(secret, b"avatarstack device cookie v1", hashlib.sha256).digest()
+    return hmac.new(secret, b"avatarstack identity key v1", hashlib.sha256).digest()
 
 
 def make_identity_policy(settings: Settings) -> IdentityPolicy:
@@ -98,6 +99,7 @@ def make_identity_policy(settings: Settings) -> IdentityPolicy:
         refresh_ttl=timedelta(days=auth.refresh_token_ttl_days),
         expose_dev_links=not settings.is_production,
         principal_cache=timedelta(seconds=auth.principal_cache_seconds),
+        refresh_grace=timedelta(seconds=auth.refresh_reuse_grace_seconds),
     )
 
 
@@ -375,7 +377,7 @@ class Container(containers.DeclarativeContainer):
         public_url=settings.provided.resolved_public_url,
         oauth_providers=oauth_providers,
         policy=providers.Factory(make_identity_policy, settings=settings),
-        device_key=providers.Callable(make_device_key, settings=settings),
+        server_key=providers.Callable(make_server_key, settings=settings),
     )
     identity_resource = providers.Resource(_closing_identity, identity=identity)
 

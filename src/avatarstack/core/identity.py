@@ -97,6 +97,9 @@ class IdentityPolicy:
     principal_cache: timedelta = timedelta(seconds=2)
     #: how long a device cookie (proof of an earlier sign-in from that browser) is honoured
     device_ttl: timedelta = timedelta(days=180)
+    #: a used refresh token presented again this soon returns the same successor (tabs
+    #: refreshing at once); later it is a reuse that ends the session
+    refresh_grace: timedelta = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +178,11 @@ class IdentityService:
         api_prefix: str = "/api/v1",
         oauth_providers: Mapping[str, OAuthProvider] | None = None,
         policy: IdentityPolicy | None = None,
-        device_key: bytes | None = None,
+        server_key: bytes | None = None,
     ) -> None:
         self._storage = storage
-        #: signs device cookies; derived from the application's secret key by the container
-        self._device_key = device_key or accounts.new_secret().encode()
+        #: signs device cookies and derives refresh successors; from the secret key (container)
+        self._server_key = server_key or accounts.new_secret().encode()
         self._hasher = hasher
         self._tokens = tokens
         self._mailer = mailer
@@ -321,9 +324,20 @@ class IdentityService:
         await uow.sessions.add(session)
         return await self._token_pair(uow, user, session)
 
-    async def _token_pair(self, uow: UnitOfWork, user: User, session: AuthSession) -> TokenPair:
+    def _successor(self, refresh_token: str) -> str:
+        """The refresh token that replaces ``refresh_token``: derived from it with a server
+        key (HMAC-SHA256), so each tab presenting the same token during the grace window gets
+        the same successor while only its hash is stored (as for every refresh token)."""
+        digest = hmac.new(
+            self._server_key, b"refresh successor:" + refresh_token.encode(), hashlib.sha256
+        ).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    async def _token_pair(
+        self, uow: UnitOfWork, user: User, session: AuthSession, *, refresh: str | None = None
+    ) -> TokenPair:
         now = self._clock.now()
-        refresh = accounts.new_secret()
+        refresh = refresh or accounts.new_secret()
         await uow.refresh_tokens.add(
             RefreshToken(
                 token_hash=accounts.hash_secret(refresh),
@@ -476,7 +490,7 @@ class IdentityService:
         return f"{payload}.{self._device_mac(payload)}"
 
     def _device_mac(self, payload: str) -> str:
-        digest = hmac.new(self._device_key, payload.encode(), hashlib.sha256).digest()
+        digest = hmac.new(self._server_key, b"device:" + payload.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def trusted_device(self, device: str | None, user_id: str) -> str | None:
@@ -553,6 +567,16 @@ class IdentityService:
             used = await uow.refresh_tokens.use(token_hash, now)
             if used is None:
                 known = await uow.refresh_tokens.get(token_hash)
+                if (
+                    known is not None
+                    and known.used_at is not None
+                    and now - known.used_at <= self.policy.refresh_grace
+                ):
+                    # another tab refreshed with this token a moment ago: the same successor
+                    successor = self._successor(refresh_token)
+                    kept = await uow.refresh_tokens.get(accounts.hash_secret(successor))
+                    if kept is not None and kept.session_id == known.session_id:
+                        return await self._pair_for(uow, known.session_id, successor, now)
                 if known is not None and known.used_at is not None:
                     # A rotated token came back: someone holds a copy. End the whole family.
                     session = await uow.sessions.get(known.session_id)
@@ -567,20 +591,39 @@ class IdentityService:
                     await uow.commit()
                     self._forget_principals()
                 raise AuthenticationError("the refresh token is invalid, used or expired")
-            session = await uow.sessions.get(used.session_id)
-            user = await uow.users.get(session.user_id) if session else None
-            if (
-                session is None
-                or user is None
-                or session.revoked_at is not None
-                or session.expires_at <= now
-                or not user.is_active
-            ):
-                raise AuthenticationError("the session has ended; log in again")
+            session, user = await self._live_session(uow, used.session_id, now)
             await uow.sessions.touch(session.id, now)
-            pair = await self._token_pair(uow, user, session)
+            pair = await self._token_pair(
+                uow, user, session, refresh=self._successor(refresh_token)
+            )
             await uow.commit()
         return pair
+
+    async def _live_session(
+        self, uow: UnitOfWork, session_id: str, now: datetime
+    ) -> tuple[AuthSession, User]:
+        session = await uow.sessions.get(session_id)
+        user = await uow.users.get(session.user_id) if session else None
+        if (
+            session is None
+            or user is None
+            or session.revoked_at is not None
+            or session.expires_at <= now
+            or not user.is_active
+        ):
+            raise AuthenticationError("the session has ended; log in again")
+        return session, user
+
+    async def _pair_for(
+        self, uow: UnitOfWork, session_id: str, refresh: str, now: datetime
+    ) -> TokenPair:
+        """A new access token with the (already stored) successor refresh token."""
+        session, user = await self._live_session(uow, session_id, now)
+        profile = await self._profile(uow, user)
+        access = self._tokens.issue(
+            subject=user.id, session_id=session.id, roles=tuple(sorted(profile.roles)), now=now
+        )
+        return TokenPair(access, refresh, self._tokens.lifetime_seconds, profile)
 
     async def authenticate(self, access_token: str) -> Principal:
         """The principal of a valid access token whose session is still active.
