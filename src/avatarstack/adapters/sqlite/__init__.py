@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
@@ -84,6 +86,18 @@ class _Connection:
         return dict(row) if row is not None else None
 
 
+def _private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (0600): it holds password and token
+    hashes. SQLite gives the -wal and -shm files the database file's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        with contextlib.suppress(OSError):  # not ours to change: leave it as the operator set it
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+
+
 class SqliteStorage:
     """One file, one connection: transactions are serialised in-process by a lock and across
     processes by ``BEGIN IMMEDIATE`` with a busy timeout. Do not open a unit of work inside
@@ -102,7 +116,7 @@ class SqliteStorage:
         if self._db is not None:
             return
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(self.path))
         try:
             db = await aiosqlite.connect(
                 self.path, timeout=self._busy_timeout, isolation_level=None

@@ -214,7 +214,7 @@ class UsersOut(BaseModel):
 
 
 class RolesIn(BaseModel):
-    roles: list[str] = Field(max_length=10)
+    roles: list[str] = Field(min_length=1, max_length=10)
 
 
 class AuditQuery(BaseModel):
@@ -409,6 +409,8 @@ async def me(request: web.Request) -> web.Response:
 
 async def update_me(request: web.Request) -> web.Response:
     body = await read_json(request, ProfilePatch, max_bytes=_limit(request))
+    if "display_name" not in body.model_fields_set:  # a missing field means unchanged
+        return model_response(UserOut.of(principal(request).profile))
     profile = await request.app[keys.IDENTITY].update_profile(principal(request), body.display_name)
     return model_response(UserOut.of(profile))
 
