@@ -152,17 +152,36 @@ class SqliteStorage:
     async def _transaction(self) -> AsyncIterator[_Connection]:
         db = self._connection()
         async with self._lock:
+            # aiosqlite runs each statement in its own thread: a cancelled await does not stop
+            # it. BEGIN is shielded and, when the caller was cancelled meanwhile, rolled back, so
+            # a caller that goes away never leaves the connection inside a transaction.
+            begin = asyncio.ensure_future(db.execute("BEGIN IMMEDIATE"))
             try:
-                await db.execute("BEGIN IMMEDIATE")
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                await self._undo(db, begin)
+                raise
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
             conn = _Connection(db)
             try:
                 yield conn
             except BaseException:
-                if db.in_transaction:
-                    await db.rollback()
+                await self._undo(db)
                 raise
+
+    @staticmethod
+    async def _undo(db: aiosqlite.Connection, pending: asyncio.Future[Any] | None = None) -> None:
+        """Roll back whatever the connection holds, even while being cancelled again."""
+
+        async def undo() -> None:
+            if pending is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    await pending
+            if db.in_transaction:
+                await db.rollback()
+
+        await asyncio.shield(asyncio.ensure_future(undo()))
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
