@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from security_kit import ROLES, SECRET_KEY, email_of, next_ip, password_of
+from security_kit import REFRESH_GRACE_SECONDS, ROLES, SECRET_KEY, email_of, next_ip, password_of
 
 from avatarstack.testkit.serve import ServedApp
 
@@ -25,6 +25,7 @@ SETTINGS = {
     "AVATARSTACK_SECRET_KEY": SECRET_KEY,
     "AVATARSTACK_HTTP__TRUSTED_PROXIES": '["127.0.0.1"]',
     "AVATARSTACK_REALTIME__AUTH_TIMEOUT_SECONDS": "1",
+    "AVATARSTACK_AUTH__REFRESH_REUSE_GRACE_SECONDS": str(REFRESH_GRACE_SECONDS),
     "AVATARSTACK_KB__PARSE_TIMEOUT_SECONDS": "10",
     "AVATARSTACK_KB__PARSE_MEMORY_MB": "256",
     "AVATARSTACK_LOG_LEVEL": "info",

@@ -17,7 +17,7 @@ PROBLEM = "application/problem+json"
 SECRET_KEY = "s3cr3t-signing-key-for-the-security-suite-" + "x" * 16
 ROLES = ("member", "editor", "admin")
 #: concurrent refreshes of one token within this many seconds get the same successor (finding 8)
-REFRESH_GRACE_SECONDS = 0.0
+REFRESH_GRACE_SECONDS = 1.0
 #: an id that names nothing, for every path parameter
 DUMMY = "00000000000000000000000000"
 
