@@ -366,6 +366,8 @@ class Container(containers.DeclarativeContainer):
     oauth_providers = providers.Singleton(
         collect_oauth_providers, pm=plugin_manager, settings=settings
     )
+    broadcaster = providers.Singleton(make_broadcaster, settings=settings)
+    broadcaster_resource = providers.Resource(_started_broadcaster, broadcaster=broadcaster)
     identity = providers.Singleton(
         IdentityService,
         storage=storage,
@@ -378,6 +380,7 @@ class Container(containers.DeclarativeContainer):
         oauth_providers=oauth_providers,
         policy=providers.Factory(make_identity_policy, settings=settings),
         server_key=providers.Callable(make_server_key, settings=settings),
+        broadcaster=broadcaster,
     )
     identity_resource = providers.Resource(_closing_identity, identity=identity)
 
@@ -418,8 +421,6 @@ class Container(containers.DeclarativeContainer):
         observer=metrics,
     )
 
-    broadcaster = providers.Singleton(make_broadcaster, settings=settings)
-    broadcaster_resource = providers.Resource(_started_broadcaster, broadcaster=broadcaster)
     answer_engines = providers.Singleton(
         collect_answer_engines, pm=plugin_manager, settings=settings
     )

@@ -25,7 +25,9 @@ from urllib.parse import quote, urlsplit
 import structlog
 
 from avatarstack.core import accounts
+from avatarstack.core.conversations import user_topic
 from avatarstack.core.ratelimit import Limit, RateLimiter
+from avatarstack.ports.broadcast import Broadcaster
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
     AuthenticationError,
@@ -73,6 +75,8 @@ FORGOT_PER_IP = Limit(10, 3600)
 REFRESH_PER_IP = Limit(120, 60)
 OAUTH_PER_IP = Limit(30, 60)
 PRINCIPAL_CACHE_SIZE = 10_000
+#: the key of the notice on a user's topic that says sessions of that user ended
+SESSIONS_ENDED = "sessions_ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +183,11 @@ class IdentityService:
         oauth_providers: Mapping[str, OAuthProvider] | None = None,
         policy: IdentityPolicy | None = None,
         server_key: bytes | None = None,
+        broadcaster: Broadcaster | None = None,
     ) -> None:
         self._storage = storage
+        #: tells open WebSockets on every instance that a user's sessions changed
+        self._broadcaster = broadcaster
         #: signs device cookies and derives refresh successors; from the secret key (container)
         self._server_key = server_key or accounts.new_secret().encode()
         self._hasher = hasher
@@ -589,7 +596,7 @@ class IdentityService:
                             session_id=known.session_id,
                         )
                     await uow.commit()
-                    self._forget_principals()
+                    await self._sessions_ended(session.user_id if session else None)
                 raise AuthenticationError("the refresh token is invalid, used or expired")
             session, user = await self._live_session(uow, used.session_id, now)
             await uow.sessions.touch(session.id, now)
@@ -691,12 +698,27 @@ class IdentityService:
         self._generation += 1
         self._principals.clear()
 
+    def forget_principals(self) -> None:
+        """Forget remembered principals (another instance said a session ended)."""
+        self._forget_principals()
+
+    async def _sessions_ended(self, user_id: str | None) -> None:
+        """Forget remembered principals here, and tell every instance (through the
+        broadcaster, on the user's topic) so open WebSockets re-check their token at once."""
+        self._forget_principals()
+        if self._broadcaster is None or user_id is None:
+            return
+        try:
+            await self._broadcaster.publish(user_topic(user_id), {SESSIONS_ENDED: True})
+        except AvatarstackError as exc:  # sockets still re-check on their own schedule
+            log.warning("session_notice_failed", error=exc.code)
+
     async def logout(self, principal: Principal, ctx: RequestContext) -> None:
         async with self._storage.unit_of_work() as uow:
             await uow.sessions.revoke(principal.session_id, self._clock.now())
             await self._audit(uow, "logout", actor_id=principal.user.id, ctx=ctx)
             await uow.commit()
-        self._forget_principals()
+        await self._sessions_ended(principal.user.id)
 
     async def list_sessions(self, principal: Principal) -> list[AuthSession]:
         async with self._storage.unit_of_work() as uow:
@@ -714,7 +736,7 @@ class IdentityService:
                 uow, "session_revoked", actor_id=principal.user.id, ctx=ctx, session_id=session_id
             )
             await uow.commit()
-        self._forget_principals()
+        await self._sessions_ended(principal.user.id)
 
     async def revoke_other_sessions(self, principal: Principal, ctx: RequestContext) -> int:
         now = self._clock.now()
@@ -728,7 +750,7 @@ class IdentityService:
                 uow, "sessions_revoked", actor_id=principal.user.id, ctx=ctx, count=count
             )
             await uow.commit()
-        self._forget_principals()
+        await self._sessions_ended(principal.user.id)
         return count
 
     # ------------------------------------------------------------------ password reset
@@ -782,7 +804,7 @@ class IdentityService:
                 uow, "password_reset", subject_id=user.id, ctx=ctx, sessions_revoked=revoked
             )
             await uow.commit()
-        self._forget_principals()
+        await self._sessions_ended(user.id)
         await self._send(
             MailMessage(
                 to=user.email,
