@@ -712,7 +712,11 @@ async def test_the_last_admin_cannot_lose_the_admin_role(any_api: Api) -> None:
         await api.client.put(url, json={"roles": ["member"]}, headers=headers), 409, "conflict"
     )
     await assert_problem(
-        await api.client.put(url, json={"roles": []}, headers=headers), 409, "conflict"
+        await api.client.put(url, json={"roles": ["editor"]}, headers=headers), 409, "conflict"
+    )
+    # no roles at all is refused before anything else (issue 13, finding 9)
+    await assert_problem(
+        await api.client.put(url, json={"roles": []}, headers=headers), 422, "validation-error"
     )
     assert (await api.get("/admin/audit", token=admin["access_token"])).status == 200
 
