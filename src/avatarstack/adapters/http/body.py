@@ -27,8 +27,9 @@ Offset = Annotated[int, Field(ge=0, le=SQL_INT_MAX)]
 RowId = Annotated[int, Field(ge=1, le=SQL_INT_MAX)]
 #: an event sequence number (0 = before the first event)
 Seq = Annotated[int, Field(ge=0, le=SQL_INT_MAX)]
-#: the same in a JSON body or frame: a number, never ``true`` or ``"3"``
-StrictSeq = Annotated[int, Field(ge=0, le=SQL_INT_MAX, strict=True)]
+#: a sequence number in a WebSocket frame: a JSON number, never ``true`` or ``"3"`` (its range
+#: is checked against the conversation, check_after_seq, before it reaches a query)
+StrictSeq = Annotated[int, Field(strict=True)]
 
 
 def field_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
