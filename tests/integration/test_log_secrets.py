@@ -12,29 +12,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 
-from avatarstack.testkit.postgres import PostgresCluster, postgres_binaries, start_postgres_cluster
+from avatarstack.testkit.postgres import PostgresCluster
 from avatarstack.testkit.serve import ServedApp
 
 PASSWORD = "plaintext-Passw0rd-that-must-never-be-logged"
 WRONG = "wrong-Passw0rd-that-must-never-be-logged-either"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    if postgres_binaries() is None:
-        pytest.skip("PostgreSQL is not installed")
-    cluster = start_postgres_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 async def stored_secrets_postgres(url: str) -> list[str]:
@@ -104,12 +92,12 @@ def leaks(output: str, secrets: list[str]) -> list[str]:
 @pytest.mark.parametrize("log_format", ["console", "json"])
 @pytest.mark.parametrize("level", ["debug", "info"])
 async def test_no_secret_reaches_the_log_on_postgresql_through_an_outage(
-    cluster: PostgresCluster, tmp_path: Path, log_format: str, level: str
+    throwaway_postgres: PostgresCluster, tmp_path: Path, log_format: str, level: str
 ) -> None:
     app = ServedApp(
         tmp_path,
         settings={
-            "AVATARSTACK_DATABASE_URL": cluster.url,
+            "AVATARSTACK_DATABASE_URL": throwaway_postgres.url,
             "AVATARSTACK_LOG_FORMAT": log_format,
             "AVATARSTACK_LOG_LEVEL": level,
             "AVATARSTACK_DATABASE__CONNECT_TIMEOUT": "1",
@@ -122,13 +110,13 @@ async def test_no_secret_reaches_the_log_on_postgresql_through_an_outage(
     app.start()
     try:
         tokens = await sign_in_and_fail(app.url, email)
-        stored = await stored_secrets_postgres(cluster.url)
-        await through_an_outage(app.url, email, cluster)
+        stored = await stored_secrets_postgres(throwaway_postgres.url)
+        await through_an_outage(app.url, email, throwaway_postgres)
     finally:
         app.stop()
     output = app.output()
     assert "database" in output  # the outage was logged
-    secrets = [cluster.password, PASSWORD, WRONG, *tokens, *stored]
+    secrets = [throwaway_postgres.password, PASSWORD, WRONG, *tokens, *stored]
     assert leaks(output, secrets) == []
 
 

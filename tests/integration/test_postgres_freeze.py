@@ -15,10 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from avatarstack.testkit.postgres import PostgresCluster, postgres_binaries, start_postgres_cluster
+from avatarstack.testkit.postgres import PostgresCluster
 from avatarstack.testkit.serve import ServedApp
-
-pytestmark = pytest.mark.skipif(postgres_binaries() is None, reason="PostgreSQL not installed")
 
 COMMAND_TIMEOUT = 2.0
 ACQUIRE_TIMEOUT = 2.0
@@ -30,20 +28,11 @@ RECOVERY_CEILING = 10.0
 
 
 @pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
-    cluster = start_postgres_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-
-
-@pytest.fixture
-def server(cluster: PostgresCluster, tmp_path: Path) -> Iterator[ServedApp]:
+def server(throwaway_postgres: PostgresCluster, tmp_path: Path) -> Iterator[ServedApp]:
     app = ServedApp(
         tmp_path,
         settings={
-            "AVATARSTACK_DATABASE_URL": cluster.url,
+            "AVATARSTACK_DATABASE_URL": throwaway_postgres.url,
             "AVATARSTACK_DATABASE__COMMAND_TIMEOUT": str(COMMAND_TIMEOUT),
             "AVATARSTACK_DATABASE__ACQUIRE_TIMEOUT": str(ACQUIRE_TIMEOUT),
             "AVATARSTACK_DATABASE__CONNECT_TIMEOUT": "2",
@@ -55,7 +44,7 @@ def server(cluster: PostgresCluster, tmp_path: Path) -> Iterator[ServedApp]:
     try:
         yield app
     finally:
-        cluster.thaw()
+        throwaway_postgres.thaw()
         app.stop(timeout=10)
 
 
@@ -69,14 +58,14 @@ async def timed(
 
 
 async def test_a_frozen_database_gives_bounded_503s_and_service_resumes_after_it_thaws(
-    cluster: PostgresCluster, server: ServedApp
+    throwaway_postgres: PostgresCluster, server: ServedApp
 ) -> None:
     login = {"email": "owner@freeze.test", "password": "correct horse battery staple"}
     async with aiohttp.ClientSession(server.url, timeout=aiohttp.ClientTimeout(total=60)) as http:
         assert (await timed(http, "GET", "/readyz"))[1] == 200
         assert (await timed(http, "POST", "/api/v1/auth/login", json=login))[1] == 200
 
-        cluster.freeze()
+        throwaway_postgres.freeze()
         answers = await asyncio.gather(
             timed(http, "GET", "/api/v1/info"),
             timed(http, "POST", "/api/v1/auth/login", json=login),
@@ -98,7 +87,7 @@ async def test_a_frozen_database_gives_bounded_503s_and_service_resumes_after_it
         elapsed, status, body, _ = await timed(http, "POST", "/api/v1/auth/login", json=login)
         assert (status, elapsed < REQUEST_BOUND) == (503, True), (elapsed, body)
 
-        cluster.thaw()
+        throwaway_postgres.thaw()
         thawed = time.monotonic()
         while True:
             _, ready, _, _ = await timed(http, "GET", "/readyz")
