@@ -3,7 +3,8 @@ real ``avatarstack serve``: every request ends within the configured timeouts wi
 ``storage-unavailable`` problem and ``Retry-After``, and service comes back on its own once the
 database answers again; the recovery time is measured and held to a generous ceiling.
 
-The cluster is a throwaway one the test starts (testkit.postgres), never the shared server.
+The cluster is a throwaway one the test starts (the ``throwaway_postgres`` fixture), never the
+shared server.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ import aiohttp
 import pytest
 from fault_kit import API, PASSWORD, PROBLEM, bearer
 
-from avatarstack.testkit.postgres import PostgresCluster, postgres_binaries, start_postgres_cluster
+from avatarstack.testkit.postgres import PostgresCluster
 from avatarstack.testkit.serve import ServedApp
-
-pytestmark = pytest.mark.skipif(postgres_binaries() is None, reason="PostgreSQL not installed")
 
 TIMEOUT = 2.0
 #: the longest a request may take during an outage: acquire + command timeouts, plus slack
@@ -31,20 +30,11 @@ OWNER = "owner@pg-faults.example.com"
 
 
 @pytest.fixture
-def cluster() -> Iterator[PostgresCluster]:
-    cluster = start_postgres_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-
-
-@pytest.fixture
-def app(cluster: PostgresCluster, tmp_path: Path) -> Iterator[ServedApp]:
+def app(throwaway_postgres: PostgresCluster, tmp_path: Path) -> Iterator[ServedApp]:
     served = ServedApp(
         tmp_path,
         settings={
-            "AVATARSTACK_DATABASE_URL": cluster.url,
+            "AVATARSTACK_DATABASE_URL": throwaway_postgres.url,
             "AVATARSTACK_DATABASE__COMMAND_TIMEOUT": str(TIMEOUT),
             "AVATARSTACK_DATABASE__ACQUIRE_TIMEOUT": str(TIMEOUT),
             "AVATARSTACK_DATABASE__CONNECT_TIMEOUT": str(TIMEOUT),
@@ -57,7 +47,7 @@ def app(cluster: PostgresCluster, tmp_path: Path) -> Iterator[ServedApp]:
         served.create_user(OWNER, PASSWORD, "editor")
         yield served
     finally:
-        cluster.thaw()
+        throwaway_postgres.thaw()
         served.stop()
 
 
@@ -84,8 +74,9 @@ FAULTS = [
 
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_a_database_outage_answers_503_within_the_bound_and_recovers(
-    fault: str, cluster: PostgresCluster, app: ServedApp
+    fault: str, throwaway_postgres: PostgresCluster, app: ServedApp
 ) -> None:
+    cluster = throwaway_postgres
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(app.url, timeout=timeout) as http:
         login = await http.post(f"{API}/auth/login", json={"email": OWNER, "password": PASSWORD})
