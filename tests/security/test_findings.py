@@ -1,8 +1,8 @@
 """One case per finding of issue 13 (an outside attack-and-fault run), against a real server.
 
-Finding 2 (a frozen PostgreSQL) needs a cluster of its own: its case is
-``tests/faults/test_postgres_faults.py::test_a_frozen_database_answers_503_within_the_bound``;
-the driver-name leak of finding 9 needs PostgreSQL too and lives next to it.
+Finding 2 (a frozen PostgreSQL) needs a cluster of its own: its case is the ``frozen`` run of
+``tests/faults/test_postgres_faults.py::test_a_database_outage_answers_503_within_the_bound_and_recovers``,
+which also checks finding 9's driver class names on PostgreSQL.
 A case marked ``xfail(strict=True)`` documents a finding whose fix is not on this branch yet: it
 fails the suite the day the fix arrives, so the mark is removed then.
 """
