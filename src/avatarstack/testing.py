@@ -13,12 +13,17 @@ uses::
 with their default client credentials; register your callback URL before a login
 (``fake_google.redirect_uris.append(url)``, ``fake_github.callback_url = url``).
 
+``throwaway_postgres`` is a PostgreSQL cluster of the test's own
+(:func:`~avatarstack.testkit.postgres.start_postgres_cluster`: ``initdb`` on a free port, password
+authentication), which the test may stop, freeze and thaw; skipped where PostgreSQL is not
+installed.
+
 Needs ``pytest-aiohttp`` (the ``test`` extra) for ``aiohttp_client``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ from dependency_injector import providers
 from avatarstack.bootstrap import Settings, build_container, create_app
 from avatarstack.plugins.manager import make_plugin_manager
 from avatarstack.testkit.oauth import FakeGitHub, FakeGoogle
+from avatarstack.testkit.postgres import PostgresCluster, postgres_binaries, start_postgres_cluster
 
 try:  # pytest-asyncio runs these in its strict mode too; plain pytest.fixture needs auto mode
     from pytest_asyncio import fixture as async_fixture
@@ -95,3 +101,15 @@ async def fake_github() -> AsyncIterator[FakeGitHub]:
     """A running fake GitHub (OAuth app + REST API) server; stopped after the test."""
     async with FakeGitHub() as server:
         yield server
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of this test's own, which it may stop or freeze; deleted after."""
+    if postgres_binaries() is None:
+        pytest.skip("PostgreSQL is not installed (initdb not found)")
+    cluster = start_postgres_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()

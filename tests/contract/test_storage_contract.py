@@ -1425,6 +1425,16 @@ async def test_rate_limit_hits_are_counted_per_key_and_window(storage: Storage) 
         assert await uow.rate_limits.hit("login:ip:1.2.3.4", at(60)) == 1
 
 
+async def test_a_rate_limit_window_is_read_without_counting_a_hit(storage: Storage) -> None:
+    async with storage.unit_of_work() as uow:
+        assert await uow.rate_limits.count("login:account:x", T0) == 0
+        await uow.rate_limits.hit("login:account:x", T0)
+        await uow.rate_limits.hit("login:account:x", T0)
+        assert await uow.rate_limits.count("login:account:x", T0) == 2
+        assert await uow.rate_limits.count("login:account:x", T0) == 2
+        assert await uow.rate_limits.count("login:account:x", at(60)) == 0
+
+
 async def test_concurrent_rate_limit_hits_are_all_counted(storage: Storage) -> None:
     async def hit() -> int:
         async with committed(storage) as uow:

@@ -49,7 +49,7 @@ def test_invalid_settings_are_reported_without_a_traceback(
     result = runner.invoke(cli, ["config", "show"])
     assert result.exit_code != 0
     assert "invalid settings" in result.output
-    assert "http.port" in result.output
+    assert "AVATARSTACK_HTTP__PORT" in result.output  # the variable to fix
     assert "Traceback" not in result.output
 
 

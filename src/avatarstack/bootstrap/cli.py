@@ -49,6 +49,7 @@ from avatarstack.ports.errors import (
     AvatarstackError,
     IndexInUseError,
     InvalidInputError,
+    StorageUnavailableError,
 )
 from avatarstack.ports.storage import IndexGeneration, Job
 
@@ -63,7 +64,7 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+            f"{_variable(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors()
         )
         raise click.ClickException(f"invalid settings: {problems}") from exc
     except SettingsError as exc:  # e.g. a list setting that is not valid JSON
@@ -72,6 +73,25 @@ def load_settings(**overrides: Any) -> Settings:
     if http:
         settings = settings.model_copy(update={"http": settings.http.model_copy(update=http)})
     return settings
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The variable of a settings field: ("kb", "embedder") → AVATARSTACK_KB__EMBEDDER."""
+    return "AVATARSTACK_" + "__".join(str(part).upper() for part in loc)
+
+
+def _one_line(exc: BaseException) -> click.ClickException:
+    """The message a CLI user sees for a settings, plugin or service error: one line that says
+    which variable to set, never a traceback."""
+    if isinstance(exc, AvatarstackError):
+        detail = exc.detail
+        if isinstance(exc, InvalidInputError) and exc.errors:
+            detail += ": " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
+        if isinstance(exc, StorageUnavailableError):
+            detail += " (check AVATARSTACK_DATABASE_URL, and that the database is running)"
+    else:
+        detail = str(exc) or exc.__class__.__name__
+    return click.ClickException(" ".join(detail.split()))
 
 
 def run_server(app: web.Application, settings: Settings) -> None:
@@ -122,6 +142,12 @@ class _Cli(click.Group):
                     err=True,
                 )
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (PluginError, AvatarstackError) as exc:
+            raise _one_line(exc) from exc
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands()
         return super().list_commands(ctx)
@@ -156,7 +182,7 @@ def serve(host: str | None, port: int | None, no_worker: bool) -> None:
         app = create_app(settings, run_worker=not no_worker)
         run_server(app, settings)
     except (AvatarstackError, PluginError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _one_line(exc) from exc
 
 
 @cli.command()
@@ -174,10 +200,7 @@ def migrate() -> None:
         finally:
             await storage.close()
 
-    try:
-        applied: list[str] = asyncio.run(run())
-    except AvatarstackError as exc:
-        raise click.ClickException(str(exc)) from exc
+    applied = _run(run())
     if applied:
         click.echo(f"applied migrations: {', '.join(applied)}")
     else:
@@ -249,11 +272,8 @@ async def _services(settings: Settings) -> AsyncIterator[Container]:
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
-    except AvatarstackError as exc:
-        detail = exc.detail
-        if isinstance(exc, InvalidInputError) and exc.errors:
-            detail += ": " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
-        raise click.ClickException(detail) from exc
+    except (AvatarstackError, PluginError) as exc:
+        raise _one_line(exc) from exc
 
 
 @cli.group()

@@ -7,6 +7,7 @@ starts — tests and embedding services do exactly that.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Protocol, TypeVar
@@ -84,6 +85,14 @@ def make_access_tokens(settings: Settings) -> JwtAccessTokens:
     )
 
 
+def make_server_key(settings: Settings) -> bytes:
+    """The identity service's key (device cookies, refresh successors): derived from the
+    secret key with HMAC and a label, so it is the same on every instance and across restarts,
+    and never the token-signing key itself."""
+    secret = settings.resolved_secret_key().get_secret_value().encode()
+    return hmac.new(secret, b"avatarstack identity key v1", hashlib.sha256).digest()
+
+
 def make_identity_policy(settings: Settings) -> IdentityPolicy:
     auth = settings.auth
     return IdentityPolicy(
@@ -92,6 +101,7 @@ def make_identity_policy(settings: Settings) -> IdentityPolicy:
         refresh_ttl=timedelta(days=auth.refresh_token_ttl_days),
         expose_dev_links=not settings.is_production,
         principal_cache=timedelta(seconds=auth.principal_cache_seconds),
+        refresh_grace=timedelta(seconds=auth.refresh_reuse_grace_seconds),
     )
 
 
@@ -379,6 +389,8 @@ class Container(containers.DeclarativeContainer):
     oauth_providers = providers.Singleton(
         collect_oauth_providers, pm=plugin_manager, settings=settings
     )
+    broadcaster = providers.Singleton(make_broadcaster, settings=settings)
+    broadcaster_resource = providers.Resource(_started_broadcaster, broadcaster=broadcaster)
     identity = providers.Singleton(
         IdentityService,
         storage=storage,
@@ -390,11 +402,11 @@ class Container(containers.DeclarativeContainer):
         public_url=settings.provided.resolved_public_url,
         oauth_providers=oauth_providers,
         policy=providers.Factory(make_identity_policy, settings=settings),
+        server_key=providers.Callable(make_server_key, settings=settings),
+        broadcaster=broadcaster,
     )
     identity_resource = providers.Resource(_closing_identity, identity=identity)
 
-    broadcaster = providers.Singleton(make_broadcaster, settings=settings)
-    broadcaster_resource = providers.Resource(_started_broadcaster, broadcaster=broadcaster)
     avatar_commands = providers.Singleton(
         BroadcastCommandRelay,
         broadcaster=broadcaster,

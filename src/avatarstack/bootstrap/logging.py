@@ -7,6 +7,14 @@ middleware and appears on every line logged while that request runs.
 
 Lines for standard error are written by a thread (:class:`BackgroundWriter`): a write to a
 busy disk or a full pipe can take milliseconds, and the event loop must not wait for it.
+
+What is never logged, in either format and at any level (docs/operators.md):
+- frame locals: tracebacks are plain (no ``show_locals``), so a password or DSN held in a
+  variable of a failing function stays out;
+- passwords in URLs (``scheme://user:password@host``) and password hashes: every rendered
+  line, third-party records included (asyncpg's pool warnings carry the DSN), is scrubbed;
+- SQL parameters: aiosqlite's debug lines (each statement with its parameters: password and
+  token hashes) are dropped.
 """
 
 from __future__ import annotations
@@ -32,6 +40,29 @@ SECRET_KEY_PATTERN = re.compile(
     r"pass(word)?|secret|token|authorization|api[_-]?key|cookie|credential|private", re.I
 )
 REDACTED = "***"
+#: the password of a URL: ``postgresql://user:PASSWORD@host``
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)[^@\s'\"]+@", re.I)
+#: a PHC-format password hash (argon2, scrypt) anywhere in a line
+_PASSWORD_HASH = re.compile(r"\$(?:argon2(?:id|i|d)|scrypt)\$[^\s'\")\]}]+")
+#: library loggers whose lower levels would print SQL parameters
+_QUIET_LOGGERS = {"aiosqlite": logging.INFO}
+
+
+def scrub(text: str) -> str:
+    """``text`` without URL passwords and password hashes."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}@", text)
+    return _PASSWORD_HASH.sub(REDACTED, text)
+
+
+class _Scrubbed:
+    """A structlog renderer whose output line goes through :func:`scrub` (the last step, so
+    it covers the event, every value and the formatted traceback)."""
+
+    def __init__(self, renderer: Any) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        return scrub(str(self._renderer(logger, method, event_dict)))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -163,10 +194,13 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
-    renderer: Any = (
+    renderer: Any = _Scrubbed(
         structlog.processors.JSONRenderer()
         if json_output
-        else structlog.dev.ConsoleRenderer(colors=False)
+        # plain tracebacks: rich's and better-exceptions' print every frame's locals
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[
@@ -186,6 +220,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *([structlog.processors.format_exc_info] if json_output else []),
                 renderer,
             ],
         )
@@ -194,6 +229,8 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     root.handlers = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").disabled = True  # we log requests ourselves
+    for name, floor in _QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(level, floor))
 
 
 def _passthrough(

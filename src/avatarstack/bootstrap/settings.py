@@ -130,6 +130,13 @@ class AuthSettings(BaseModel):
         "changes on another instance apply within this time (0: check the database on every "
         "request).",
     )
+    refresh_reuse_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=60,
+        description="A used refresh token presented again within this time returns the same "
+        "successor (tabs refreshing at once); later it ends the session (0: never).",
+    )
 
 
 class MailSettings(BaseModel):

@@ -52,6 +52,10 @@ def permissions_for(roles: Iterable[str]) -> frozenset[str]:
 
 def validate_roles(roles: Iterable[str]) -> frozenset[str]:
     wanted = frozenset(roles)
+    if not wanted:
+        raise InvalidInputError(
+            "a user needs at least one role", [FieldError("body.roles", "at least one role")]
+        )
     unknown = sorted(wanted - set(ROLES))
     if unknown:
         raise InvalidInputError(

@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -25,7 +25,9 @@ from urllib.parse import quote, urlsplit
 import structlog
 
 from avatarstack.core import accounts
+from avatarstack.core.conversations import user_topic
 from avatarstack.core.ratelimit import Limit, RateLimiter
+from avatarstack.ports.broadcast import Broadcaster
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
     AuthenticationError,
@@ -73,6 +75,8 @@ FORGOT_PER_IP = Limit(10, 3600)
 REFRESH_PER_IP = Limit(120, 60)
 OAUTH_PER_IP = Limit(30, 60)
 PRINCIPAL_CACHE_SIZE = 10_000
+#: the key of the notice on a user's topic that says sessions of that user ended
+SESSIONS_ENDED = "sessions_ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,11 @@ class IdentityPolicy:
     oauth_per_ip: Limit = OAUTH_PER_IP
     #: how long a verified access token's principal is remembered (0: never)
     principal_cache: timedelta = timedelta(seconds=2)
+    #: how long a device cookie (proof of an earlier sign-in from that browser) is honoured
+    device_ttl: timedelta = timedelta(days=180)
+    #: a used refresh token presented again this soon returns the same successor (tabs
+    #: refreshing at once); later it is a reuse that ends the session
+    refresh_grace: timedelta = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,8 @@ class TokenPair:
     refresh_token: str
     expires_in: int
     profile: Profile
+    #: a fresh device cookie value after a password login (see IdentityService.login)
+    device: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +182,14 @@ class IdentityService:
         api_prefix: str = "/api/v1",
         oauth_providers: Mapping[str, OAuthProvider] | None = None,
         policy: IdentityPolicy | None = None,
+        server_key: bytes | None = None,
+        broadcaster: Broadcaster | None = None,
     ) -> None:
         self._storage = storage
+        #: tells open WebSockets on every instance that a user's sessions changed
+        self._broadcaster = broadcaster
+        #: signs device cookies and derives refresh successors; from the secret key (container)
+        self._server_key = server_key or accounts.new_secret().encode()
         self._hasher = hasher
         self._tokens = tokens
         self._mailer = mailer
@@ -314,9 +331,20 @@ class IdentityService:
         await uow.sessions.add(session)
         return await self._token_pair(uow, user, session)
 
-    async def _token_pair(self, uow: UnitOfWork, user: User, session: AuthSession) -> TokenPair:
+    def _successor(self, refresh_token: str) -> str:
+        """The refresh token that replaces ``refresh_token``: derived from it with a server
+        key (HMAC-SHA256), so each tab presenting the same token during the grace window gets
+        the same successor while only its hash is stored (as for every refresh token)."""
+        digest = hmac.new(
+            self._server_key, b"refresh successor:" + refresh_token.encode(), hashlib.sha256
+        ).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    async def _token_pair(
+        self, uow: UnitOfWork, user: User, session: AuthSession, *, refresh: str | None = None
+    ) -> TokenPair:
         now = self._clock.now()
-        refresh = accounts.new_secret()
+        refresh = refresh or accounts.new_secret()
         await uow.refresh_tokens.add(
             RefreshToken(
                 token_hash=accounts.hash_secret(refresh),
@@ -353,11 +381,18 @@ class IdentityService:
                     password_hash=password_hash,
                     display_name=name,
                 )
-                secret = await self._issue_one_time(
-                    uow, VERIFY_EMAIL, self.policy.verification_ttl, user_id=user.id
-                )
-                link = f"{self._api}/auth/verify?token={secret}"
+                link = await self._verification_link(uow, user)
                 await self._audit(uow, "user_registered", subject_id=user.id, ctx=ctx)
+            elif not existing.email_verified and existing.is_active:
+                # A second registration of an address nobody has proven yet: either of the two
+                # may be an attacker hoping the owner clicks a link, so neither password is
+                # kept; the one who proves the address chooses it (verify_email mails a link).
+                now = self._clock.now()
+                cleared = existing.model_copy(update={"password_hash": None, "updated_at": now})
+                await uow.users.update(cleared)
+                await uow.tokens.revoke_for_user(existing.id, VERIFY_EMAIL, now)
+                link = await self._verification_link(uow, cleared)
+                await self._audit(uow, "registration_repeated", subject_id=existing.id, ctx=ctx)
             await uow.commit()
         if link is not None:
             await self._send_verification(email, link)
@@ -373,22 +408,63 @@ class IdentityService:
             )
         return RegistrationResult(link if self.policy.expose_dev_links else None)
 
+    @staticmethod
+    def _password_binding(user: User) -> str:
+        """What a verification token records of the password it was issued for (a hash of
+        the stored hash, never the hash itself)."""
+        return accounts.hash_secret(user.password_hash or "")
+
+    async def _verification_link(self, uow: UnitOfWork, user: User) -> str:
+        secret = await self._issue_one_time(
+            uow,
+            VERIFY_EMAIL,
+            self.policy.verification_ttl,
+            user_id=user.id,
+            data={"password": self._password_binding(user)},
+        )
+        return f"{self._api}/auth/verify?token={secret}"
+
     async def verify_email(self, token: str, ctx: RequestContext) -> Profile:
+        """Mark the address proven. A password set before the proof survives only when this
+        link was issued for it (the registration that set it); otherwise it is cleared and the
+        person who proved the address is mailed a link to choose one (pre-account hijacking:
+        an attacker's password must not outlive the owner's verification)."""
+        reset_link: str | None = None
         async with self._storage.unit_of_work() as uow:
             used = await uow.tokens.consume(
                 accounts.hash_secret(token), VERIFY_EMAIL, self._clock.now()
             )
             user = await uow.users.get(used.user_id) if used and used.user_id else None
-            if user is None:
+            if used is None or user is None:
                 raise InvalidTokenError("the verification link is invalid, used or expired")
             if not user.email_verified:
-                user = user.model_copy(
-                    update={"email_verified": True, "updated_at": self._clock.now()}
-                )
+                now = self._clock.now()
+                update: dict[str, Any] = {"email_verified": True, "updated_at": now}
+                unproven = used.data.get("password") != self._password_binding(user)
+                if user.password_hash is not None and unproven:
+                    update["password_hash"] = None
+                    await self._audit(uow, "unproven_password_cleared", subject_id=user.id, ctx=ctx)
+                user = user.model_copy(update=update)
                 await uow.users.update(user)
                 await self._audit(uow, "email_verified", subject_id=user.id, ctx=ctx)
+                if user.password_hash is None and user.is_active:
+                    secret = await self._issue_one_time(
+                        uow, PASSWORD_RESET, self.policy.reset_ttl, user_id=user.id
+                    )
+                    reset_link = f"{self.public_url}/reset-password#token={secret}"
             profile = await self._profile(uow, user)
             await uow.commit()
+        if reset_link is not None:
+            await self._send(
+                MailMessage(
+                    to=user.email,
+                    subject="Reset your password: choose one for your confirmed address",
+                    text="Your address is confirmed. Open this link to choose your password:"
+                    f"\n\n{reset_link}\n\nIt expires in {self.policy.reset_ttl}.",
+                    links={"reset": reset_link},
+                    template="password_reset",
+                )
+            )
         return profile
 
     async def resend_verification(self, email: str, ctx: RequestContext) -> None:
@@ -402,35 +478,68 @@ class IdentityService:
         async with self._storage.unit_of_work() as uow:
             user = await uow.users.get_by_email(email)
             if user is not None and not user.email_verified and user.is_active:
-                secret = await self._issue_one_time(
-                    uow, VERIFY_EMAIL, self.policy.verification_ttl, user_id=user.id
-                )
-                link = f"{self._api}/auth/verify?token={secret}"
+                link = await self._verification_link(uow, user)
             await uow.commit()
         if link:
             await self._send_verification(email, link)
 
     # ------------------------------------------------------------------ sessions
 
-    async def login(self, email: str, password: str, ctx: RequestContext) -> TokenPair:
+    # Targeted lockout (OWASP Authentication Cheat Sheet, "device cookies"; NIST SP 800-63B
+    # 5.2.2): the per-account limit counts failed attempts only, and a browser that signed in
+    # to this account before presents a signed device cookie; its attempts are limited on
+    # their own (per cookie), so strangers' failures never lock the owner out.
+
+    def issue_device(self, user_id: str) -> str:
+        """A device cookie value: ``user.nonce.expiry.mac`` (HMAC-SHA256 with the device key)."""
+        expires = int((self._clock.now() + self.policy.device_ttl).timestamp())
+        payload = f"{user_id}.{accounts.new_secret()[:22]}.{expires}"
+        return f"{payload}.{self._device_mac(payload)}"
+
+    def _device_mac(self, payload: str) -> str:
+        digest = hmac.new(self._server_key, b"device:" + payload.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def trusted_device(self, device: str | None, user_id: str) -> str | None:
+        """The nonce of a valid, unexpired device cookie issued to ``user_id``, else None."""
+        if not device or len(device) > 300:
+            return None
+        payload, _, mac = device.rpartition(".")
+        owner, _, rest = payload.partition(".")
+        nonce, _, expires = rest.partition(".")
+        if not hmac.compare_digest(mac, self._device_mac(payload)) or owner != user_id:
+            return None
+        if not expires.isdigit() or int(expires) <= self._clock.now().timestamp():
+            return None
+        return nonce
+
+    async def login(
+        self, email: str, password: str, ctx: RequestContext, *, device: str | None = None
+    ) -> TokenPair:
+        """A password login. ``device`` is the client's device cookie, if any; the pair
+        carries a fresh one to set (``TokenPair.device``)."""
         await self._limiter.check("login:ip", ctx.ip, self.policy.login_per_ip)
         try:
             email = accounts.normalise_email(email)
         except InvalidInputError:
             await self._waste_a_hash(password[: accounts.MAX_PASSWORD_LENGTH])
             raise AuthenticationError("wrong e-mail or password") from None
-        await self._limiter.check("login:account", email, self.policy.login_per_account)
         async with self._storage.unit_of_work() as uow:
             user = await uow.users.get_by_email(email)
+        nonce = self.trusted_device(device, user.id) if user is not None else None
+        scope, subject = ("login:device", nonce) if nonce else ("login:account", email)
+        await self._limiter.ensure_below(scope, subject, self.policy.login_per_account)
         if (
             user is None
             or user.password_hash is None
             or len(password) > accounts.MAX_PASSWORD_LENGTH
         ):
             await self._waste_a_hash(password[: accounts.MAX_PASSWORD_LENGTH])
+            await self._limiter.count_failure(scope, subject, self.policy.login_per_account)
             await self._record_failed_login(user, ctx)
             raise AuthenticationError("wrong e-mail or password")
         if not await self._hasher.verify(user.password_hash, password):
+            await self._limiter.count_failure(scope, subject, self.policy.login_per_account)
             await self._record_failed_login(user, ctx)
             raise AuthenticationError("wrong e-mail or password")
         if not user.is_active:
@@ -450,7 +559,7 @@ class IdentityService:
             pair = await self._start_session(uow, fresh, ctx)
             await self._audit(uow, "login_succeeded", actor_id=user.id, subject_id=user.id, ctx=ctx)
             await uow.commit()
-        return pair
+        return replace(pair, device=self.issue_device(user.id))
 
     async def _record_failed_login(self, user: User | None, ctx: RequestContext) -> None:
         async with self._storage.unit_of_work() as uow:
@@ -465,6 +574,16 @@ class IdentityService:
             used = await uow.refresh_tokens.use(token_hash, now)
             if used is None:
                 known = await uow.refresh_tokens.get(token_hash)
+                if (
+                    known is not None
+                    and known.used_at is not None
+                    and now - known.used_at <= self.policy.refresh_grace
+                ):
+                    # another tab refreshed with this token a moment ago: the same successor
+                    successor = self._successor(refresh_token)
+                    kept = await uow.refresh_tokens.get(accounts.hash_secret(successor))
+                    if kept is not None and kept.session_id == known.session_id:
+                        return await self._pair_for(uow, known.session_id, successor, now)
                 if known is not None and known.used_at is not None:
                     # A rotated token came back: someone holds a copy. End the whole family.
                     session = await uow.sessions.get(known.session_id)
@@ -477,22 +596,41 @@ class IdentityService:
                             session_id=known.session_id,
                         )
                     await uow.commit()
-                    self._forget_principals()
+                    await self._sessions_ended(session.user_id if session else None)
                 raise AuthenticationError("the refresh token is invalid, used or expired")
-            session = await uow.sessions.get(used.session_id)
-            user = await uow.users.get(session.user_id) if session else None
-            if (
-                session is None
-                or user is None
-                or session.revoked_at is not None
-                or session.expires_at <= now
-                or not user.is_active
-            ):
-                raise AuthenticationError("the session has ended; log in again")
+            session, user = await self._live_session(uow, used.session_id, now)
             await uow.sessions.touch(session.id, now)
-            pair = await self._token_pair(uow, user, session)
+            pair = await self._token_pair(
+                uow, user, session, refresh=self._successor(refresh_token)
+            )
             await uow.commit()
         return pair
+
+    async def _live_session(
+        self, uow: UnitOfWork, session_id: str, now: datetime
+    ) -> tuple[AuthSession, User]:
+        session = await uow.sessions.get(session_id)
+        user = await uow.users.get(session.user_id) if session else None
+        if (
+            session is None
+            or user is None
+            or session.revoked_at is not None
+            or session.expires_at <= now
+            or not user.is_active
+        ):
+            raise AuthenticationError("the session has ended; log in again")
+        return session, user
+
+    async def _pair_for(
+        self, uow: UnitOfWork, session_id: str, refresh: str, now: datetime
+    ) -> TokenPair:
+        """A new access token with the (already stored) successor refresh token."""
+        session, user = await self._live_session(uow, session_id, now)
+        profile = await self._profile(uow, user)
+        access = self._tokens.issue(
+            subject=user.id, session_id=session.id, roles=tuple(sorted(profile.roles)), now=now
+        )
+        return TokenPair(access, refresh, self._tokens.lifetime_seconds, profile)
 
     async def authenticate(self, access_token: str) -> Principal:
         """The principal of a valid access token whose session is still active.
@@ -560,12 +698,27 @@ class IdentityService:
         self._generation += 1
         self._principals.clear()
 
+    def forget_principals(self) -> None:
+        """Forget remembered principals (another instance said a session ended)."""
+        self._forget_principals()
+
+    async def _sessions_ended(self, user_id: str | None) -> None:
+        """Forget remembered principals here, and tell every instance (through the
+        broadcaster, on the user's topic) so open WebSockets re-check their token at once."""
+        self._forget_principals()
+        if self._broadcaster is None or user_id is None:
+            return
+        try:
+            await self._broadcaster.publish(user_topic(user_id), {SESSIONS_ENDED: True})
+        except AvatarstackError as exc:  # sockets still re-check on their own schedule
+            log.warning("session_notice_failed", error=exc.code)
+
     async def logout(self, principal: Principal, ctx: RequestContext) -> None:
         async with self._storage.unit_of_work() as uow:
             await uow.sessions.revoke(principal.session_id, self._clock.now())
             await self._audit(uow, "logout", actor_id=principal.user.id, ctx=ctx)
             await uow.commit()
-        self._forget_principals()
+        await self._sessions_ended(principal.user.id)
 
     async def logout_refresh(self, refresh_token: str, ctx: RequestContext) -> bool:
         """End the session (the whole refresh-token family) that ``refresh_token`` belongs to,
@@ -581,7 +734,7 @@ class IdentityService:
                 return False
             await self._audit(uow, "logout", actor_id=session.user_id, ctx=ctx)
             await uow.commit()
-        self._forget_principals()
+        await self._sessions_ended(session.user_id)
         return True
 
     async def list_sessions(self, principal: Principal) -> list[AuthSession]:
@@ -600,7 +753,7 @@ class IdentityService:
                 uow, "session_revoked", actor_id=principal.user.id, ctx=ctx, session_id=session_id
             )
             await uow.commit()
-        self._forget_principals()
+        await self._sessions_ended(principal.user.id)
 
     async def revoke_other_sessions(self, principal: Principal, ctx: RequestContext) -> int:
         now = self._clock.now()
@@ -614,7 +767,7 @@ class IdentityService:
                 uow, "sessions_revoked", actor_id=principal.user.id, ctx=ctx, count=count
             )
             await uow.commit()
-        self._forget_principals()
+        await self._sessions_ended(principal.user.id)
         return count
 
     # ------------------------------------------------------------------ password reset
@@ -668,7 +821,7 @@ class IdentityService:
                 uow, "password_reset", subject_id=user.id, ctx=ctx, sessions_revoked=revoked
             )
             await uow.commit()
-        self._forget_principals()
+        await self._sessions_ended(user.id)
         await self._send(
             MailMessage(
                 to=user.email,

@@ -517,6 +517,9 @@ class RateLimitRepository(Protocol):
 
         Shared by every instance on the same database."""
 
+    async def count(self, key: str, window_start: datetime) -> int:
+        """The hits counted in the window ``(key, window_start)`` so far (0 when none)."""
+
     async def purge(self, before: datetime) -> int:
         """Delete windows that started before ``before``."""
 

@@ -61,17 +61,29 @@ class ChromaServer:
 def start_chroma_server(timeout: float = 20.0) -> ChromaServer:
     """A fresh ``chroma run``; RuntimeError (with the server's output) when it does not
     answer its heartbeat within ``timeout`` seconds or the CLI is missing."""
+    workdir = Path(tempfile.mkdtemp(prefix="avs-chroma-"))
+    return _run_chroma(workdir, _free_port(), timeout)
+
+
+def restart_chroma_server(server: ChromaServer, timeout: float = 20.0) -> ChromaServer:
+    """``server`` (stopped or killed) started again on the same port with the same data."""
+    server.stop()
+    port = int(server.url.rsplit(":", 1)[1])
+    return _run_chroma(server.workdir, port, timeout)
+
+
+def _run_chroma(workdir: Path, port: int, timeout: float) -> ChromaServer:
     binary = chroma_binary()
     if binary is None:
         raise RuntimeError("the chroma CLI is not installed (it ships with the chromadb package)")
-    workdir = Path(tempfile.mkdtemp(prefix="avs-chroma-"))
-    port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "chroma.log"
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
+    # a stand-in for an external service: not measured when the tests run under coverage
+    env.pop("COVERAGE_PROCESS_CONFIG", None)
     command = [binary, "run", "--path", str(workdir / "data")]
     command += ["--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
     server = ChromaServer(url=url, process=process, workdir=workdir)
     deadline = time.monotonic() + timeout

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from avatarstack.ports.errors import (
     FieldError,
@@ -17,6 +17,19 @@ from avatarstack.ports.errors import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+
+#: the largest integer SQLite and PostgreSQL (BIGINT) hold: a number a client sends that goes
+#: into a query must not be larger, or SQLite raises OverflowError (a 500, not a 422)
+SQL_INT_MAX = 2**63 - 1
+#: a row offset in a listing
+Offset = Annotated[int, Field(ge=0, le=SQL_INT_MAX)]
+#: a database-assigned id (1, 2, …)
+RowId = Annotated[int, Field(ge=1, le=SQL_INT_MAX)]
+#: an event sequence number (0 = before the first event)
+Seq = Annotated[int, Field(ge=0, le=SQL_INT_MAX)]
+#: a sequence number in a WebSocket frame: a JSON number, never ``true`` or ``"3"`` (its range
+#: is checked against the conversation, check_after_seq, before it reaches a query)
+StrictSeq = Annotated[int, Field(strict=True)]
 
 
 def field_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
@@ -29,6 +42,21 @@ def field_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
     ]
 
 
+async def read_body(request: web.Request, *, max_bytes: int) -> bytes:
+    """The whole body, read until its end; 413 once it grows past ``max_bytes``.
+
+    ``StreamReader.read(n)`` returns what has arrived so far, not ``n`` bytes, so one call
+    would cut a body that is still on its way (a chunked one, or any over a slow link)."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(max_bytes + 1 - size):
+        size += len(chunk)
+        if size > max_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def read_json(request: web.Request, model: type[M], *, max_bytes: int) -> M:
     """Parse a JSON body into ``model``: 415 wrong type, 413 too large, 400 broken, 422 invalid."""
     media_type = request.content_type
@@ -36,9 +64,7 @@ async def read_json(request: web.Request, model: type[M], *, max_bytes: int) -> 
         raise UnsupportedMediaTypeError(
             f"send the body as application/json (got {media_type or 'no content type'})"
         )
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(raw))
+    raw = await read_body(request, max_bytes=max_bytes)
     try:
         data = json.loads(raw or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -145,7 +145,7 @@ async def fallback(request: web.Request) -> web.Response:
 
 FALLBACK = Route(
     "*",
-    "/{tail:.*}",
+    r"/{tail:[\s\S]*}",  # any path, newlines included (they arrive %-decoded)
     fallback,
     PUBLIC,
     "fallback",

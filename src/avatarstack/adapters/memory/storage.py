@@ -255,6 +255,9 @@ class _RateLimits(_Repo):
         self._s.rate_limits[(key, window_start)] = hits
         return hits
 
+    async def count(self, key: str, window_start: datetime) -> int:
+        return self._s.rate_limits.get((key, window_start), 0)
+
     async def purge(self, before: datetime) -> int:
         old = [k for k in self._s.rate_limits if k[1] < before]
         for k in old:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
 import time
@@ -28,7 +29,7 @@ from avatarstack.ports.errors import (
 )
 from avatarstack.ports.storage import PoolStats, StorageTimings, UnitOfWork
 
-__all__ = ["PostgresOptions", "PostgresStorage", "normalise_dsn"]
+__all__ = ["PostgresOptions", "PostgresStorage", "normalise_dsn", "pooled_connection"]
 
 DIALECT = Dialect(
     name="postgresql",
@@ -93,6 +94,9 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 def _translate(exc: BaseException) -> Exception:
+    """The port error for a driver error. Its detail reaches clients, so it never names the
+    driver's exception class; the log line does, for the operator."""
+    log.debug("database_error", error=exc.__class__.__name__)
     if isinstance(exc, ssl.SSLCertVerificationError):
         # a configuration error, not an outage: retrying cannot help
         reason = exc.verify_message or exc.reason or "certificate verify failed"
@@ -105,15 +109,60 @@ def _translate(exc: BaseException) -> Exception:
     if isinstance(exc, asyncpg.exceptions.UniqueViolationError):
         return DuplicateError("a record with the same key already exists")
     if isinstance(exc, asyncpg.exceptions.IntegrityConstraintViolationError):
-        return ConflictError(f"the change violates a constraint ({exc.__class__.__name__})")
+        return ConflictError("the change violates a constraint")
     if isinstance(exc, asyncpg.exceptions.DataError):
         # a value PostgreSQL cannot hold, e.g. a NUL character in text: bad input, not a crash
-        return InvalidInputError(f"a value cannot be stored ({exc.__class__.__name__})")
+        return InvalidInputError("a value cannot be stored (for example a NUL character)")
     if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
         return StorageUnavailableError("the database did not answer within the command timeout")
     if isinstance(exc, _UNAVAILABLE):
-        return StorageUnavailableError(f"the database is unreachable ({exc.__class__.__name__})")
-    return StorageError(f"database error ({exc.__class__.__name__})")
+        return StorageUnavailableError("the database is unreachable")
+    return StorageError("database error")
+
+
+@asynccontextmanager
+async def pooled_connection(
+    pool: asyncpg.Pool,
+    timeout: float,  # noqa: ASYNC109 - asyncpg takes it
+    timings: StorageTimings | None = None,
+) -> AsyncIterator[Any]:
+    """A connection from ``pool`` within ``timeout``, given back without ever waiting on a
+    server that stopped answering, and without masking the error that ended the block.
+
+    asyncpg's own ``pool.acquire()`` context resets the connection on release, which waits
+    for a frozen server (and for its background query cancellation); a connection whose
+    command failed for lack of an answer, or whose caller gave up, is closed at once instead
+    (the pool opens a new one when it needs one). ``timings`` is told how long the
+    acquisition took and whether it had to wait (no idle open connection when asked)."""
+    waited = pool.get_idle_size() == 0
+    started = time.perf_counter()
+    try:
+        conn = await pool.acquire(timeout=timeout)
+    except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+        raise _translate(exc) from exc
+    finally:
+        if timings is not None:
+            timings.acquired(waited=waited, seconds=time.perf_counter() - started)
+    healthy = False
+    try:
+        yield conn
+        healthy = True
+    except (StorageUnavailableError, TimeoutError, asyncio.CancelledError):
+        raise
+    except BaseException:
+        healthy = True  # an error of the request (a constraint, bad input): reusable
+        raise
+    finally:
+        if not healthy:
+            # closes the socket now and the pool forgets the connection; a connection that
+            # was lost is already back in the pool, and its proxy refuses every call
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+        try:
+            await pool.release(conn, timeout=timeout)
+        except (asyncpg.PostgresError, *_UNAVAILABLE, asyncio.CancelledError):
+            # asyncpg's release has already terminated a connection it could not reset
+            log.warning("connection_dropped", reason="reset failed or timed out")
 
 
 def _rowcount(status: str) -> int:
@@ -228,22 +277,10 @@ class PostgresStorage:
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise StorageUnavailableError("the PostgreSQL storage is not started")
-        # no idle open connection: this acquisition waits for a release or a new connection
-        waited = self._pool.get_idle_size() == 0
-        started = time.perf_counter()
-        try:
-            conn = await self._pool.acquire(timeout=self.options.acquire_timeout)
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
-            raise _translate(exc) from exc
-        finally:
-            self.timings.acquired(waited=waited, seconds=time.perf_counter() - started)
-        try:
+        async with pooled_connection(
+            self._pool, self.options.acquire_timeout, self.timings
+        ) as conn:
             yield conn
-        finally:
-            try:
-                await self._pool.release(conn)
-            except (asyncpg.PostgresError, *_UNAVAILABLE):
-                conn.terminate()
 
     async def ping(self) -> None:
         async with self._acquire() as conn:

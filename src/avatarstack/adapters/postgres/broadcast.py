@@ -43,7 +43,12 @@ import asyncpg
 import structlog
 
 from avatarstack.adapters.broadcast.hub import HubSubscription, SubscriptionHub
-from avatarstack.adapters.postgres import _UNAVAILABLE, _translate, normalise_dsn
+from avatarstack.adapters.postgres import (
+    _UNAVAILABLE,
+    _translate,
+    normalise_dsn,
+    pooled_connection,
+)
 from avatarstack.ports.broadcast import (
     DEFAULT_MAX_QUEUE,
     RECONNECTED,
@@ -218,11 +223,11 @@ class PostgresBroadcaster:
             raise InvalidInputError("the notice does not fit in a PostgreSQL NOTIFY")
         # this instance first: it needs no round-trip and works while the listener reconnects
         self._hub.deliver(Notice(topic=topic, payload=json.loads(body)))
-        try:
-            async with pool.acquire(timeout=self.options.command_timeout) as conn:
+        async with pooled_connection(pool, self.options.command_timeout) as conn:
+            try:
                 await conn.execute("SELECT pg_notify($1, $2)", self.options.channel, envelope)
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
-            raise _translate(exc) from exc
+            except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+                raise _translate(exc) from exc
 
     def subscribe(self, *topics: str) -> HubSubscription:
         if self._closed:
@@ -233,11 +238,11 @@ class PostgresBroadcaster:
         pool = self._running_pool()
         if self.listener_pid is None:
             raise StorageUnavailableError("the LISTEN connection is down; reconnecting")
-        try:
-            async with pool.acquire(timeout=self.options.command_timeout) as conn:
+        async with pooled_connection(pool, self.options.command_timeout) as conn:
+            try:
                 await conn.fetchval("SELECT 1")
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
-            raise _translate(exc) from exc
+            except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+                raise _translate(exc) from exc
 
     # ------------------------------------------------------------------ internals
 

@@ -316,6 +316,12 @@ class SqlRateLimitRepository(_Repository):
         assert row is not None
         return int(row["hits"])
 
+    async def count(self, key: str, window_start: datetime) -> int:
+        row = await self._conn.fetchrow(
+            "SELECT hits FROM rate_limits WHERE key = $1 AND window_start = $2", key, window_start
+        )
+        return int(row["hits"]) if row is not None else 0
+
     async def purge(self, before: datetime) -> int:
         return await self._conn.execute("DELETE FROM rate_limits WHERE window_start < $1", before)
 

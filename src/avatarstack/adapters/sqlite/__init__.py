@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import sqlite3
 import time
@@ -119,6 +121,18 @@ class _Connection:
         return dict(rows[0]) if rows else None
 
 
+def _private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (0600): it holds password and token
+    hashes. SQLite gives the -wal and -shm files the database file's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        with contextlib.suppress(OSError):  # not ours to change: leave it as the operator set it
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+
+
 class SqliteStorage:
     """One file, one connection: transactions are serialised in-process by a lock and across
     processes by ``BEGIN IMMEDIATE`` with a busy timeout. Do not open a unit of work inside
@@ -138,7 +152,7 @@ class SqliteStorage:
         if self._db is not None:
             return
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(self.path))
         try:
             db = await aiosqlite.connect(
                 self.path, timeout=self._busy_timeout, isolation_level=None
@@ -184,17 +198,36 @@ class SqliteStorage:
     async def _transaction(self) -> AsyncIterator[_Connection]:
         db = self._connection()
         async with self._locked():
+            # aiosqlite runs each statement in its own thread: a cancelled await does not stop
+            # it. BEGIN is shielded and, when the caller was cancelled meanwhile, rolled back, so
+            # a caller that goes away never leaves the connection inside a transaction.
+            begin = asyncio.ensure_future(db.execute("BEGIN IMMEDIATE"))
             try:
-                await db.execute("BEGIN IMMEDIATE")
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                await self._undo(db, begin)
+                raise
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
             conn = _Connection(db, self.timings)
             try:
                 yield conn
             except BaseException:
-                if db.in_transaction:
-                    await db.rollback()
+                await self._undo(db)
                 raise
+
+    @staticmethod
+    async def _undo(db: aiosqlite.Connection, pending: asyncio.Future[Any] | None = None) -> None:
+        """Roll back whatever the connection holds, even while being cancelled again."""
+
+        async def undo() -> None:
+            if pending is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    await pending
+            if db.in_transaction:
+                await db.rollback()
+
+        await asyncio.shield(asyncio.ensure_future(undo()))
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:

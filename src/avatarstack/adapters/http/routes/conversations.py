@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from avatarstack.adapters.http.auth import principal
-from avatarstack.adapters.http.body import model_response, path_id, read_query
+from avatarstack.adapters.http.body import Offset, Seq, model_response, path_id, read_query
 from avatarstack.adapters.http.routes.realtime import REALTIME
 from avatarstack.adapters.http.routing import Route
 
@@ -45,11 +45,11 @@ class EventsOut(BaseModel):
 
 class ListQuery(BaseModel):
     limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+    offset: Offset = 0
 
 
 class EventsQuery(BaseModel):
-    after_seq: int = Field(0, description="Events after this seq (0 = from the start).")
+    after_seq: Seq = Field(0, description="Events after this seq (0 = from the start).")
     limit: int = Field(500, ge=1, le=1000)
 
 

@@ -10,7 +10,14 @@ from pydantic import BaseModel, Field
 
 from avatarstack.adapters.http import cookies, keys, problems
 from avatarstack.adapters.http.auth import principal, request_context
-from avatarstack.adapters.http.body import model_response, path_id, read_json, read_query
+from avatarstack.adapters.http.body import (
+    Offset,
+    RowId,
+    model_response,
+    path_id,
+    read_json,
+    read_query,
+)
 from avatarstack.adapters.http.headers import no_store
 from avatarstack.adapters.http.pipeline import REQUEST_ID
 from avatarstack.adapters.http.routing import AUTHENTICATED, PUBLIC, Route
@@ -211,7 +218,7 @@ class SessionsOut(BaseModel):
 
 class UsersQuery(BaseModel):
     limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+    offset: Offset = 0
 
 
 class UsersOut(BaseModel):
@@ -220,12 +227,12 @@ class UsersOut(BaseModel):
 
 
 class RolesIn(BaseModel):
-    roles: list[str] = Field(max_length=10)
+    roles: list[str] = Field(min_length=1, max_length=10)
 
 
 class AuditQuery(BaseModel):
     limit: int = Field(50, ge=1, le=500)
-    before_id: int | None = Field(None, ge=1)
+    before_id: RowId | None = None
     subject_id: str | None = Field(None, max_length=64, pattern=r"^[\x20-\x7e]*$")
 
 
@@ -271,6 +278,11 @@ async def resend(request: web.Request) -> web.Response:
     return model_response(Accepted(), 202)
 
 
+#: proof that this browser signed in to the account before (docs/identity.md, "Lockout"); sent
+#: only to the auth routes, never readable by scripts
+DEVICE_COOKIE = "avatarstack_device"
+
+
 def _tokens(request: web.Request, pair: TokenPair, in_cookie: bool) -> web.Response:
     """A token pair response (never cached); in cookie mode the refresh token travels in the
     HttpOnly cookie only."""
@@ -292,10 +304,25 @@ async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginIn, max_bytes=_limit(request))
     if body.refresh_cookie:
         cookies.check_origin(request)
-    pair = await request.app[keys.IDENTITY].login(
-        body.email, body.password, request_context(request)
+    identity = request.app[keys.IDENTITY]
+    pair = await identity.login(
+        body.email,
+        body.password,
+        request_context(request),
+        device=request.cookies.get(DEVICE_COOKIE),
     )
-    return _tokens(request, pair, body.refresh_cookie)
+    response = _tokens(request, pair, body.refresh_cookie)
+    if pair.device is not None:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            pair.device,
+            max_age=int(identity.policy.device_ttl.total_seconds()),
+            path=f"{API}/auth",
+            httponly=True,
+            samesite="Strict",
+            secure=identity.public_url.startswith("https://"),
+        )
+    return response
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -443,6 +470,8 @@ async def me(request: web.Request) -> web.Response:
 
 async def update_me(request: web.Request) -> web.Response:
     body = await read_json(request, ProfilePatch, max_bytes=_limit(request))
+    if "display_name" not in body.model_fields_set:  # a missing field means unchanged
+        return model_response(UserOut.of(principal(request).profile))
     profile = await request.app[keys.IDENTITY].update_profile(principal(request), body.display_name)
     return model_response(UserOut.of(profile))
 

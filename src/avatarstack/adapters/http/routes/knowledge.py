@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.auth import principal
-from avatarstack.adapters.http.body import model_response, path_id, read_json, read_query
+from avatarstack.adapters.http.body import Offset, model_response, path_id, read_json, read_query
 from avatarstack.adapters.http.routing import Route
 from avatarstack.core.knowledge import GoldenMetrics, Upload
 from avatarstack.ports.errors import (
@@ -224,7 +224,7 @@ class GoldenSetOut(BaseModel):
 
 class SearchIn(BaseModel):
     query: str = Field(min_length=1, max_length=2000)
-    k: int | None = Field(None, ge=1, le=50)
+    k: int | None = Field(None, ge=1, le=50, strict=True)
 
 
 class SearchResultOut(BaseModel):
@@ -260,7 +260,7 @@ class JobsQuery(BaseModel):
 
 class ListQuery(BaseModel):
     limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+    offset: Offset = 0
 
 
 # ----------------------------------------------------------------------------- uploads

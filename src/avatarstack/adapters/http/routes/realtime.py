@@ -11,8 +11,10 @@ One :class:`Connection` per socket runs three tasks:
   never holds up anyone else.
 
 Authentication is the first frame (``auth {token}``; close 4401 on failure, 4408 when it does
-not come in time); the token is re-checked periodically and a revoked session closes the socket
-with 4403. A fresh token can be sent at any time (``auth`` again).
+not come in time); the token is re-checked periodically, and at once when the identity service
+announces on the user's topic that sessions ended (a logout or revocation on any instance); a
+revoked session closes the socket with 4403. A fresh token can be sent at any time (``auth``
+again).
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ import structlog
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from avatarstack.adapters.http.body import StrictSeq
 from avatarstack.adapters.http.metrics import RealtimeStats
 from avatarstack.adapters.http.routing import PUBLIC, Route
 from avatarstack.core.avatars import LIVE, AvatarService
 from avatarstack.core.conversations import ConversationService, check_after_seq, user_topic
 from avatarstack.core.conversations import conversation_topic as topic_of
-from avatarstack.core.identity import IdentityService, Principal
+from avatarstack.core.identity import SESSIONS_ENDED, IdentityService, Principal
 from avatarstack.ports.avatar import LANGUAGE_PATTERN, SessionRequest
 from avatarstack.ports.errors import (
     AuthenticationError,
@@ -98,7 +101,7 @@ class AuthData(BaseModel):
 class OpenData(BaseModel):
     model_config = ConfigDict(extra="ignore")
     conversation_id: str | None = Field(None, max_length=64)
-    after_seq: int | None = None
+    after_seq: StrictSeq | None = None
 
 
 class MessageData(BaseModel):
@@ -464,6 +467,18 @@ class Connection:
         """Job progress of this user's uploads and renewed avatar credentials (not stored, no
         seq)."""
         async for notice in self._user_subscription:
+            if notice.payload.get(SESSIONS_ENDED):
+                # a logout or revocation, on any instance: re-check this socket's token now
+                self.hub.identity.forget_principals()
+                try:
+                    assert self.token is not None
+                    await self._auth(self.token)
+                except _Closing as closing:
+                    await self.close(closing.code, closing.reason)
+                    return
+                except AvatarstackError:  # storage hiccup: the periodic re-check follows
+                    pass
+                continue
             job = notice.payload.get("job")
             if isinstance(job, dict):
                 self.send(frame("job.progress", job))
