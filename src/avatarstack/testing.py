@@ -58,7 +58,9 @@ def avatarstack_settings(tmp_path: Path) -> SettingsFactory:
             # the in-process vector index: fast to start; pass kb={...} for embedded Chroma
             "kb": {"chroma_url": "memory://"},
         }
-        values.update(overrides)
+        # tests register members: the first account does not become admin unless asked
+        auth = {"first_account_admin": False, **overrides.pop("auth", {})}
+        values.update(overrides, auth=auth)
         return Settings(**values)
 
     return make

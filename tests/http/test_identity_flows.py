@@ -287,6 +287,44 @@ async def test_production_responses_never_carry_the_verification_link(
     assert api.mail.reset_token("new@example.test")
 
 
+async def test_outside_production_the_first_account_of_an_empty_installation_is_its_admin(
+    make_api: MakeApi,
+) -> None:
+    api = await make_api(auth={"first_account_admin": True})
+
+    first = await api.verified_user("first@example.test")
+    second = await api.verified_user("second@example.test")
+
+    assert (await (await api.me(first["access_token"])).json())["roles"] == ["admin"]
+    assert (await (await api.me(second["access_token"])).json())["roles"] == ["member"]
+    audit = await api.get("/admin/audit", token=first["access_token"])
+    actions = [e["action"] for e in (await audit.json())["events"]]
+    assert "user_registered_as_first_admin" in actions
+
+
+async def test_production_never_makes_a_registered_account_admin(
+    make_api: MakeApi, avatarstack_settings: Any, mail: tuple[Mailbox, int]
+) -> None:
+    production = {
+        "env": "production",
+        "secret_key": SECRET_KEY,
+        "public_url": PUBLIC_URL,
+        "mail": smtp_settings(mail[1]),
+        "auth": {"first_account_admin": True},
+    }
+    storage = SqliteStorage(avatarstack_settings(**production).sqlite_path)
+    await storage.start()
+    try:
+        await storage.migrate()
+    finally:
+        await storage.close()
+    api = await make_api(**production)
+
+    first = await api.verified_user("first@example.test")
+
+    assert (await (await api.me(first["access_token"])).json())["roles"] == ["member"]
+
+
 # =========================================================================== expiry
 
 

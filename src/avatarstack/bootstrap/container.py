@@ -100,6 +100,7 @@ def make_identity_policy(settings: Settings) -> IdentityPolicy:
         reset_ttl=timedelta(minutes=auth.reset_ttl_minutes),
         refresh_ttl=timedelta(days=auth.refresh_token_ttl_days),
         expose_dev_links=not settings.is_production,
+        first_account_admin=auth.first_account_admin and not settings.is_production,
         principal_cache=timedelta(seconds=auth.principal_cache_seconds),
         refresh_grace=timedelta(seconds=auth.refresh_reuse_grace_seconds),
     )

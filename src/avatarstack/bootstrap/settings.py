@@ -106,6 +106,13 @@ class AuthSettings(BaseModel):
     reset_ttl_minutes: int = Field(
         60, ge=5, le=60, description="Minutes a password-reset link stays valid."
     )
+    first_account_admin: bool = Field(
+        True,
+        description="Outside production, the first account registered on an empty "
+        "installation becomes its admin, so a person trying avatarstack can upload and build "
+        "from the console alone. Production never does this: create admins with "
+        "`avatarstack users create --role admin`.",
+    )
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
         "HS256", description="Access-token signature (keyed by the secret key)."
     )

@@ -88,6 +88,10 @@ class IdentityPolicy:
     login_code_ttl: timedelta = timedelta(seconds=60)
     #: development only: registration responses carry the verification link
     expose_dev_links: bool = False
+    #: development only: the first account registered on an empty installation is its admin
+    #: (so a person trying avatarstack can upload and build by clicking alone); production
+    #: creates admins with ``avatarstack users create --role admin``
+    first_account_admin: bool = False
     login_per_ip: Limit = LOGIN_PER_IP
     login_per_account: Limit = LOGIN_PER_ACCOUNT
     register_per_ip: Limit = REGISTER_PER_IP
@@ -374,15 +378,21 @@ class IdentityService:
         async with self._storage.unit_of_work() as uow:
             existing = await uow.users.get_by_email(email)
             if existing is None:
+                first = self.policy.first_account_admin and await uow.users.count() == 0
                 user = await self._add_user(
                     uow,
                     email,
-                    frozenset({accounts.MEMBER}),
+                    frozenset({accounts.ADMIN if first else accounts.MEMBER}),
                     password_hash=password_hash,
                     display_name=name,
                 )
                 link = await self._verification_link(uow, user)
-                await self._audit(uow, "user_registered", subject_id=user.id, ctx=ctx)
+                await self._audit(
+                    uow,
+                    "user_registered_as_first_admin" if first else "user_registered",
+                    subject_id=user.id,
+                    ctx=ctx,
+                )
             elif not existing.email_verified and existing.is_active:
                 # A second registration of an address nobody has proven yet: either of the two
                 # may be an attacker hoping the owner clicks a link, so neither password is
