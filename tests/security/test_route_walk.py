@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from security_kit import API, DUMMY, PROBLEM, ROLES, assert_problem, bearer, login, password_of
 
+from avatarstack.adapters.http.console import PAGES as CONSOLE_PAGES
 from avatarstack.testkit.serve import ServedApp
 
 
@@ -113,22 +114,7 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     # sees), its assets are public files, and its configuration is public
     ("GET", f"{API}/console/config"): everyone(200),
     ("GET", "/console/{tail}"): everyone(404),
-    **{
-        ("GET", page): everyone(200)
-        for page in (
-            "/",
-            "/login",
-            "/register",
-            "/forgot-password",
-            "/reset-password",
-            "/oauth/complete",
-            "/profile",
-            "/knowledge",
-            "/chat",
-            "/chat/{conversation_id}",
-            "/admin",
-        )
-    },
+    **{("GET", page): everyone(200) for page in CONSOLE_PAGES},
 }
 
 #: routes that end the caller's login session(s): the caller logs in again after them

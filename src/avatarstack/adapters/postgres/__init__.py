@@ -160,7 +160,13 @@ async def pooled_connection(
                 conn.terminate()
         try:
             await pool.release(conn, timeout=timeout)
-        except (asyncpg.PostgresError, *_UNAVAILABLE, asyncio.CancelledError):
+        except asyncio.CancelledError:
+            # the caller is being cancelled while the connection is reset: drop the connection
+            # and let the cancellation go on (swallowing it kept a cancelled task running)
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+            raise
+        except (asyncpg.PostgresError, *_UNAVAILABLE):
             # asyncpg's release has already terminated a connection it could not reset
             log.warning("connection_dropped", reason="reset failed or timed out")
 
