@@ -46,7 +46,12 @@ from avatarstack.adapters.sql import SqlConnection, load_migrations, transfer
 from avatarstack.adapters.sqlite import SqliteStorage, backup_database
 from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.settings import Settings, mask_url
-from avatarstack.ports.errors import ConflictError, InvalidInputError
+from avatarstack.ports.errors import (
+    ConflictError,
+    InvalidInputError,
+    StorageError,
+    StorageUnavailableError,
+)
 
 log = structlog.get_logger("avatarstack")
 
@@ -76,6 +81,23 @@ def _sql_storage(container: Container) -> SqlStorage:
 @asynccontextmanager
 async def _started(storage: SqlStorage) -> AsyncIterator[SqlStorage]:
     await storage.start()
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+@asynccontextmanager
+async def _started_target(storage: SqlStorage, url: str) -> AsyncIterator[SqlStorage]:
+    """The target of a copy, started: when it cannot be reached, the error names ``--to``
+    (the configured database is the source, and it is fine)."""
+    try:
+        await storage.start()
+    except StorageUnavailableError as exc:
+        raise StorageError(
+            f"the target database --to {mask_url(url)} is unreachable ({exc.detail}); check the "
+            "URL and that the database is running"
+        ) from exc
     try:
         yield storage
     finally:
@@ -146,6 +168,11 @@ async def backup(
     deadline = loop.time() + wait
     attempts = 0
     async with _started(storage):
+        if await storage.schema_version() is None:
+            raise InvalidInputError(
+                "the database holds no avatarstack data yet (no migration applied): nothing "
+                "to back up; check AVATARSTACK_DATA_DIR / AVATARSTACK_DATABASE_URL"
+            )
         while True:
             attempts += 1
             with tempfile.TemporaryDirectory(prefix=".avatarstack-backup-", dir=path.parent) as tmp:
@@ -488,7 +515,7 @@ async def copy_data(settings: Settings, to_url: str, *, chroma_url: str | None) 
         raise InvalidInputError("--to names the database being copied")
     source = _sql_storage(build_container(settings))
     target = _sql_storage(build_container(target_settings))
-    async with _started(source), _started(target):
+    async with _started(source), _started_target(target, to_url):
         async with source.sql_transaction(snapshot=True) as conn:
             level = await transfer.applied_migrations(conn)
         if level != release_migrations():
