@@ -1,6 +1,6 @@
 """A fake HeyGen Interactive (Streaming) Avatar API: a real aiohttp server on 127.0.0.1.
 
-It follows "What a faithful fake server must do" in ``/work/shared/heygen-api.md``: the
+It follows HeyGen's Streaming API reference (https://docs.heygen.com/reference): the
 ``/v1/streaming.*`` routes and ``GET /v1/voice.list`` with HeyGen's envelope
 (``{"code":100,"data":…,"message":"success"}``, errors ``{"code":…,"message":…}`` without
 ``data``), the three credentials (``x-api-key`` on every route, ``Authorization: Bearer

@@ -1,6 +1,6 @@
 """A fake HeyGen LiveAvatar server: a real aiohttp app on 127.0.0.1, state in memory.
 
-It follows /work/shared/liveavatar-api.md ("What a faithful fake LiveAvatar server must do"):
+It follows LiveAvatar's API reference (https://docs.liveavatar.com):
 
 * **Routes**: ``POST /v1/sessions/token``, ``/start``, ``/keep-alive``, ``/stop``,
   ``DELETE /v1/sessions``, ``GET /v1/sessions`` (``type`` required), ``GET /v1/sessions/{id}``

@@ -1,8 +1,9 @@
 """HTTP plumbing for HeyGen's legacy streaming API: one lazy aiohttp session, the envelope,
 retries for idempotent calls, and transport failures mapped to port errors.
 
-What the wire looks like (``/work/shared/heygen-api.md`` §1, §2, §6): JSON over HTTPS, success is
-a 2xx with ``{"code": 100, "data": …, "message": …}``, errors are non-2xx with
+What the wire looks like (HeyGen's Streaming API reference,
+https://docs.heygen.com/reference): JSON over HTTPS, success is a 2xx with
+``{"code": 100, "data": …, "message": …}``, errors are non-2xx with
 ``{"code": <int>, "message": <str>}``. Like HeyGen's SDK and pipecat we judge success by the HTTP
 status only (the success ``code`` is not confirmed for every endpoint).
 

@@ -1,7 +1,8 @@
 """Reading HeyGen's answers defensively: the docs, the SDK and third-party clients disagree on
 some field names and shapes, and optional fields are often missing.
 
-Variants accepted (``/work/shared/heygen-api.md`` §3):
+Variants accepted (HeyGen's API reference, https://docs.heygen.com/reference, its
+StreamingAvatarSDK, and third-party clients):
 
 - ``create_token``: ``data.token`` (``data.session_token`` as LiveAvatar names it);
 - ``new``: ``session_id``, ``url`` (or ``livekit_url``), ``access_token`` (or

@@ -1,4 +1,4 @@
-"""Avatar routes: /api/v1/avatar (see shared api.md). Every route needs ``avatar:use``."""
+"""Avatar routes: /api/v1/avatar (docs/avatar.md, docs/api.md). Every route needs ``avatar:use``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Identity routes: /api/v1/auth, /api/v1/users/me, /api/v1/admin (see shared api.md)."""
+"""Identity routes: /api/v1/auth, /api/v1/users/me, /api/v1/admin (docs/identity.md,
+docs/api.md)."""
 
 from __future__ import annotations
 

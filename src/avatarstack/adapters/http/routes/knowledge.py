@@ -1,4 +1,4 @@
-"""Knowledge-base routes: /api/v1/kb (see shared api.md). Editors and admins write
+"""Knowledge-base routes: /api/v1/kb (docs/knowledge.md, docs/api.md). Editors and admins write
 (``kb:write``); every signed-in member may read and search (``kb:read``)."""
 
 from __future__ import annotations
