@@ -37,6 +37,16 @@ async def any_api(request: pytest.FixtureRequest, make_api: MakeApi) -> Api:
     return await make_api(**await database_settings(request, request.param))
 
 
+async def migrate_first(sqlite_path: Any) -> None:
+    """Production refuses to start on pending migrations: migrate first, as operators do."""
+    storage = SqliteStorage(sqlite_path)
+    await storage.start()
+    try:
+        await storage.migrate()
+    finally:
+        await storage.close()
+
+
 async def refresh(api: Api, refresh_token: str) -> Any:
     return await api.post("/auth/refresh", {"refresh_token": refresh_token})
 
@@ -258,13 +268,7 @@ async def test_production_responses_never_carry_the_verification_link(
     }
     with pytest.raises(ValidationError, match="console"):
         avatarstack_settings(**{**production, "mail": {"backend": "console"}})
-    # production refuses to start on pending migrations: migrate first, as operators do
-    storage = SqliteStorage(avatarstack_settings(**production).sqlite_path)
-    await storage.start()
-    try:
-        await storage.migrate()
-    finally:
-        await storage.close()
+    await migrate_first(avatarstack_settings(**production).sqlite_path)
     api = await make_api(**production)
 
     fresh = await api.register("new@example.test")
@@ -312,12 +316,7 @@ async def test_production_never_makes_a_registered_account_admin(
         "mail": smtp_settings(mail[1]),
         "auth": {"first_account_admin": True},
     }
-    storage = SqliteStorage(avatarstack_settings(**production).sqlite_path)
-    await storage.start()
-    try:
-        await storage.migrate()
-    finally:
-        await storage.close()
+    await migrate_first(avatarstack_settings(**production).sqlite_path)
     api = await make_api(**production)
 
     first = await api.verified_user("first@example.test")
