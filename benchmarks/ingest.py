@@ -286,21 +286,10 @@ def make_pdf(index: int, pages: int, seed: int) -> CorpusFile:
         b"<< /Title %s /Producer (avatarstack benchmarks/ingest.py) >>"
         % _pdf_string(f"{product} {domain} manual")
     )
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        len(objects),
-        xref,
-    )
     name = f"{index:03d}-{product.lower()}-{domain.replace(' ', '-')}.pdf"
-    return CorpusFile(name, bytes(out), pages, words)
+    from avatarstack.testkit.pdf import build_pdf
+
+    return CorpusFile(name, build_pdf(objects, info=len(objects)), pages, words)
 
 
 def make_corpus(files: int, pages: int, seed: int, folder: Path) -> list[CorpusFile]:

@@ -3,33 +3,14 @@ needed to make them, so tests control every byte)."""
 
 from __future__ import annotations
 
+from avatarstack.adapters.parsers._pdfwrite import build_pdf
+
 _PAGE = (
     b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
     b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>"
 )
 _FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
 _CATALOG = b"<< /Type /Catalog /Pages 2 0 R >>"
-
-
-def build_pdf(objects: list[bytes], *, info: int | None = None) -> bytes:
-    """A PDF whose object ``n`` is ``objects[n - 1]`` (object 1 is the catalog), with an exact
-    cross-reference table; ``info`` names the object holding the document information
-    dictionary (``/Title`` …)."""
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    info_entry = b" /Info %d 0 R" % info if info is not None else b""
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        info_entry,
-        xref,
-    )
-    return bytes(out)
 
 
 def stream(content: bytes, extra: bytes = b"") -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import zlib
 
+from avatarstack.adapters.parsers._pdfwrite import build_pdf
 from avatarstack.adapters.parsers.pdf import PypdfParser
 
 
@@ -28,19 +29,7 @@ def _sample_pdf() -> bytes:
         + content
         + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return build_pdf(objects)
 
 
 def warm_up() -> None:
