@@ -220,3 +220,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.section(f"console: {log.relative_to(artifacts_dir())}", sep="-")
             for line in log.read_text(errors="replace").splitlines()[-60:]:
                 write(line)
+        server_log = folder / "server.log"
+        if server_log.is_file():
+            terminalreporter.section(f"server: {server_log.relative_to(artifacts_dir())}", sep="-")
+            for line in server_log.read_text(errors="replace").splitlines()[-40:]:
+                write(line)

@@ -170,7 +170,7 @@ class Mailbox:
         with self._changed:
             return [m for m in self.messages if m.to == address]
 
-    def wait(self, address: str, subject: str, *, count: int = 1, timeout: float = 15) -> Delivered:
+    def wait(self, address: str, subject: str, *, count: int = 1, timeout: float = 30) -> Delivered:
         """The newest message to ``address`` whose subject contains ``subject`` (any case),
         once at least ``count`` of them arrived."""
         deadline = time.monotonic() + timeout

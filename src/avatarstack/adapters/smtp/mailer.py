@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import socket
 import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -100,6 +101,7 @@ class SmtpMailer:
 
     async def send(self, message: MailMessage) -> None:
         mime = self._build(message)
+        await self._resolve_local_hostname()
         attempts = self.retries + 1
         for attempt in range(1, attempts + 1):
             try:
@@ -131,6 +133,7 @@ class SmtpMailer:
                 return
 
     async def ping(self) -> None:
+        await self._resolve_local_hostname()
         client = self._client()
         try:
             async with client:
@@ -165,6 +168,13 @@ class SmtpMailer:
             # header injection (CR/LF in a header) or an address the e-mail package rejects
             raise InvalidInputError("the message cannot be encoded as an e-mail") from exc
         return mime
+
+    async def _resolve_local_hostname(self) -> None:
+        """The name for EHLO, looked up once. aiosmtplib would call ``socket.getfqdn()`` for
+        every connection, a reverse DNS lookup that can take seconds on a host with slow or no
+        DNS, and that time would count against each delivery."""
+        if self._local_hostname is None:
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn) or "localhost"
 
     def _client(self) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
