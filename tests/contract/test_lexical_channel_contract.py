@@ -169,7 +169,9 @@ async def parse_here(parser: DocumentParser, data: bytes, filename: str) -> Pars
     return parser.parse(data, filename)
 
 
-def service(storage: Storage, store: Any) -> KnowledgeService:
+def service(
+    storage: Storage, store: Any, config: KnowledgeConfig | None = None
+) -> KnowledgeService:
     return KnowledgeService(
         storage,
         store,
@@ -178,7 +180,7 @@ def service(storage: Storage, store: Any) -> KnowledgeService:
         parsers=PARSERS,
         choose_parser=lambda media, name: choose_parser(PARSERS, media, name),
         parse=parse_here,
-        config=KnowledgeConfig(),
+        config=config or KnowledgeConfig(),
         lexical=Bm25sIndexer(),
     )
 
@@ -250,3 +252,36 @@ async def test_a_question_sharing_no_word_with_the_corpus_scores_low(
     assert all("lexical" not in h.channels for h in result.hits)
     assert all(h.score < 0.15 for h in result.hits)  # below answer.min_score's default
     await knowledge.store.close()
+
+
+async def test_related_terms_let_a_paraphrase_find_the_passage_and_the_operator_can_add_some(
+    storage: Storage, chroma_server: ChromaServer
+) -> None:
+    # the dense weight `serve` gives the hashing embedder
+    plain = service(
+        storage, ChromaKnowledgeStore.remote(chroma_server.url), KnowledgeConfig(dense_weight=0.1)
+    )
+    t142 = await upload(storage, plain, "T142", 3)
+    for model, years in (("T143", 4), ("K104", 6)):
+        await upload(storage, plain, model, years)
+    await plain.start_build(activate="yes")
+    await run_jobs(storage, plain)
+    extended = service(
+        storage,
+        ChromaKnowledgeStore.remote(chroma_server.url),
+        KnowledgeConfig(dense_weight=0.1, related_terms={"assurance": "warranty"}),
+    )
+
+    # built in: "covered" also matches "warranty"
+    covered = await plain.search("How long is the Halvard T142 covered?", k=3)
+    question = "What assurance comes with the Halvard T142?"
+    without = await plain.search(question, k=3)
+    with_it = await extended.search(question, k=3)
+
+    assert (covered.hits[0].document_id, covered.hits[0].heading) == (t142, "Warranty")
+    assert (with_it.hits[0].document_id, with_it.hits[0].heading) == (t142, "Warranty")
+    assert 0.0 < with_it.hits[0].score <= 1.0
+    same_chunk = [h for h in without.hits if h.chunk_id == with_it.hits[0].chunk_id]
+    assert not same_chunk or same_chunk[0].score < with_it.hits[0].score
+    await plain.store.close()
+    await extended.store.close()

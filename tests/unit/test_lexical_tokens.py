@@ -6,10 +6,12 @@ from avatarstack.core.lexical import (
     IDENTIFIER_WEIGHT,
     Candidate,
     chunk_tokens,
+    expand,
     fuse,
     indexed_text,
     normalised_lexical,
     query_tokens,
+    related_terms,
     tokens,
 )
 
@@ -66,3 +68,31 @@ def test_fused_scores_stay_between_0_and_1_and_rank_best_first() -> None:
     )
 
     assert [(c.chunk_id, c.score) for c in ranked] == [("a", 1.0), ("b", 0.8), ("c", 0.0)]
+
+
+def test_related_terms_map_question_words_to_manual_words_and_units() -> None:
+    table = related_terms()
+
+    assert {"weight", "kg"} <= set(table["heavi"])
+    assert {"w", "power"} <= set(table["watt"])
+    assert "v" in table["volt"]
+    assert all(key not in related for key, related in table.items())
+
+
+def test_the_operators_related_terms_add_to_the_built_in_ones() -> None:
+    table = related_terms({"mains": "power supply", "heavy": "mass"})
+
+    assert set(table["main"]) == {"power", "suppli"}
+    assert {"weight", "kg", "mass"} <= set(table["heavi"])
+    assert "main" not in related_terms()
+
+
+def test_expansion_adds_each_missing_related_token_once_in_order() -> None:
+    question = query_tokens("How heavy and how loud is the T142? Weight please.")
+
+    added = expand(question, related_terms())
+
+    assert "weight" not in added  # the question already has it
+    assert added == list(dict.fromkeys(added))
+    assert {"kg", "nois", "db"} <= set(added)  # stemmed, like every lexical token
+    assert expand(query_tokens("T142 serial number"), related_terms()) == []

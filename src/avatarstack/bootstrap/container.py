@@ -240,6 +240,7 @@ def make_knowledge_config(settings: Settings) -> KnowledgeConfig:
         search_k=kb.search_k,
         dense_weight=kb.dense_weight if kb.dense_weight is not None else default_dense_weight(kb),
         candidates=kb.search_candidates,
+        related_terms=kb.related_terms,
     )
 
 

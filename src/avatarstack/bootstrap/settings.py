@@ -246,6 +246,12 @@ class KbSettings(BaseModel):
     search_candidates: int = Field(
         50, ge=1, le=1000, description="Results each channel contributes to the fusion."
     )
+    related_terms: dict[str, str] = Field(
+        default_factory=dict,
+        description="Everyday equivalents the lexical channel adds to a question, on top of "
+        'the built-in table: a word → space-separated words, e.g. {"mains": "power supply"} '
+        "(JSON in the environment variable). Query-side only: no rebuild needed.",
+    )
     worker_concurrency: int = Field(
         2, ge=1, le=32, description="Jobs one worker runs at once (`serve` and `worker`)."
     )

@@ -40,11 +40,13 @@ from avatarstack.core.lexical import (
     Candidate,
     channel_names,
     chunk_tokens,
+    expand,
     fuse,
     indexed_text,
     normalised_dense,
     normalised_lexical,
     query_tokens,
+    related_terms,
 )
 from avatarstack.core.text import (
     Chunk,
@@ -143,6 +145,8 @@ class KnowledgeConfig(BaseModel):
     candidates: int = Field(default=50, ge=1)
     #: lexical indexes kept loaded in memory per instance (the active one and a previous one)
     lexical_cache: int = Field(default=2, ge=1)
+    #: everyday equivalents added to the built-in table (a word → space-separated words)
+    related_terms: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,7 @@ class KnowledgeService:
         self._choose = choose_parser
         self._parse = parse
         self.config = config or KnowledgeConfig()
+        self._related = related_terms(self.config.related_terms)
         self._observer = observer
         self._lexical_indexer = lexical
         self._lexical: OrderedDict[str, _LoadedLexical | None] = OrderedDict()
@@ -1127,9 +1132,10 @@ class KnowledgeService:
         lexical = await self._lexical_index(generation_id)
         if lexical is None:
             return [h.model_copy(update={"channels": ("dense",)}) for h in dense[:k]]
-        terms = query_tokens(text)
+        question = query_tokens(text)
+        terms = question + expand(question, self._related)
         found = await asyncio.to_thread(lexical.index.search, terms, depth) if terms else []
-        ceiling = lexical.index.ceiling(terms)
+        ceiling = lexical.index.ceiling(question)
         candidates: dict[str, Candidate] = {}
         by_id = {h.chunk_id: h for h in dense}
         for hit in dense:

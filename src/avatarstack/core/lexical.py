@@ -13,6 +13,14 @@ stemmed with the Snowball English stemmer (``hours`` → ``hour``, ``charging`` 
 above its text. Both channels index and embed it, so "the X200's warranty" finds the warranty
 chunk of the X200 manual even when that chunk never names the product.
 
+**Related terms** (:func:`related_terms`, :func:`expand`): a question and a manual often say the
+same thing in different words ("how heavy" / "weight", "covered" / "warranty", "how long does it
+last" / "runs for"). The lexical channel adds, to the query only, the everyday equivalents of its
+words from :data:`RELATED_WORDS` (plus the operator's ``kb.related_terms``), each counted once.
+The index is untouched, so the table can change without a rebuild. The BM25 ceiling is taken over
+the question's own tokens, so an expansion can only raise a score, and a passage holding every
+word of the question still scores 1.0.
+
 **Fusion** (:func:`fuse`): each candidate's score is ``w · dense + (1 - w) · lexical`` with
 ``dense`` = cosine similarity clipped to 0..1 and ``lexical`` = BM25 ÷ the query's BM25 ceiling
 (Σ idf of its tokens), also 0..1. The fused score is therefore 0..1 too: 1.0 means the chunk's
@@ -23,19 +31,23 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 
 import snowballstemmer
 
 __all__ = [
+    "RELATED_WORDS",
     "TOKENIZER_VERSION",
     "Candidate",
     "chunk_tokens",
+    "expand",
     "fuse",
     "indexed_text",
     "query_tokens",
+    "related_terms",
     "tokens",
 ]
 
@@ -100,6 +112,90 @@ def query_tokens(text: str) -> list[str]:
         weight = IDENTIFIER_WEIGHT if _is_identifier(token) else 1
         out.extend([token] * weight)
     return out
+
+
+#: everyday equivalents in questions and manuals: a question word also matches these words
+RELATED_WORDS: Mapping[str, str] = MappingProxyType(
+    {
+        "buy": "purchase bought",
+        "bought": "purchase buy",
+        "purchase": "buy bought",
+        "covered": "warranty guarantee",
+        "cover": "warranty guarantee",
+        "guarantee": "warranty",
+        "warranty": "guarantee",
+        "heavy": "weight weigh kg",
+        "weigh": "weight",
+        "weight": "weigh heavy",
+        "loud": "sound noise db",
+        "noise": "sound loud",
+        "noisy": "sound noise loud",
+        "volts": "voltage v",
+        "volt": "voltage v",
+        "voltage": "volt v",
+        "watts": "power w",
+        "watt": "power w",
+        "kilograms": "kg weight",
+        "kilogram": "kg weight",
+        "grams": "g weight",
+        "decibels": "db noise",
+        "decibel": "db noise",
+        "metres": "m long",
+        "meters": "m long",
+        "centimetres": "cm",
+        "centimeters": "cm",
+        "litres": "l litre",
+        "liters": "l litre",
+        "minutes": "min",
+        "time": "hours minutes",
+        "degrees": "°c temperature",
+        "last": "run runs runtime",
+        "lasts": "run runs runtime",
+        "lead": "cable cord",
+        "cord": "cable",
+        "cable": "cord",
+        "bin": "container",
+        "container": "bin",
+        "rinse": "wash",
+        "wash": "rinse clean",
+        "recharge": "charge charging",
+        "frequently": "every often",
+        "often": "every",
+        "length": "long",
+        "warm": "temperature",
+        "hot": "temperature",
+        "cold": "temperature",
+        "temperatures": "temperature",
+        "price": "cost",
+        "cost": "price",
+    }
+)
+
+
+def related_terms(extra: Mapping[str, str] | None = None) -> dict[str, tuple[str, ...]]:
+    """:data:`RELATED_WORDS` merged with ``extra`` (a word → space-separated words; an entry of
+    ``extra`` adds to the built-in one), in lexical tokens: token → the tokens it also matches."""
+    table: dict[str, dict[str, None]] = {}
+    for source in (RELATED_WORDS, extra or {}):
+        for word, related in source.items():
+            for key in tokens(word):
+                slot = table.setdefault(key, {})
+                for other in tokens(related):
+                    if other != key:
+                        slot[other] = None
+    return {key: tuple(slot) for key, slot in table.items() if slot}
+
+
+def expand(terms: Sequence[str], related: Mapping[str, Sequence[str]]) -> list[str]:
+    """The tokens :func:`query_tokens` ``terms`` also match through ``related`` and do not hold
+    already, each once, in order."""
+    have = set(terms)
+    out: dict[str, None] = {}
+    for term in dict.fromkeys(terms):
+        for other in related.get(term, ()):
+            if other not in have:
+                out[other] = None
+    return list(out)
 
 
 def _is_identifier(token: str) -> bool:

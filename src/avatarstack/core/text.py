@@ -292,7 +292,9 @@ def chunk_document(
 ) -> list[Chunk]:
     """Cut the document into chunks by structure.
 
-    A heading starts a new chunk (and section); paragraphs are packed until the chunk's own text
+    A heading starts a new chunk (and section), except right after another heading: headings in
+    a row (``# Product`` then ``## Overview``) share the chunk of the text below them, and the
+    last one names its section. Paragraphs are packed until the chunk's own text
     would exceed ``target_chars``; over-long paragraphs are split at sentence ends, then spaces,
     then anywhere. A page break also ends a chunk once it holds half the target, so an edit
     re-chunks only its own page(s). Except at a section start, a chunk begins with up to
@@ -310,9 +312,11 @@ def chunk_document(
             continue
         if unit.heading is not None:
             # a section starts a chunk, unless all before the first one is a short line or two
-            # (a title on its own would be a chunk without content)
+            # (a title on its own would be a chunk without content), or the chunk so far holds
+            # only headings (`# Product` then `## Overview`: the first is no passage either)
             tiny = len(groups) == 1 and all(u.heading is None for u in current)
-            if not (tiny and current[-1].end - current[0].start < _TINY_CHUNK):
+            bare = all(u.heading is not None for u in current)
+            if not (bare or (tiny and current[-1].end - current[0].start < _TINY_CHUNK)):
                 groups.append([unit])
                 continue
         if current[-1].heading is not None and unit.end - current[0].start <= config.max_chars:
@@ -333,7 +337,7 @@ def chunk_document(
         start = own_start
         headings = [u.heading for u in group if u.heading is not None]
         if headings:
-            heading = headings[0]
+            heading = headings[-1]  # of `# Product` / `## Overview`, the section's own
         elif index:
             start = _overlap_start(
                 text, max(previous_start, own_start - config.overlap_chars), own_start

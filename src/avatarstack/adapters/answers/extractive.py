@@ -16,7 +16,8 @@ Pure Python and deterministic (the same request always gives the same answer); a
    the request's language is another one), and a light stemmer strips plural ``-s``/``-es``/
    ``-ies``, ``-ing``, ``-ed`` and a final ``-e`` (``refunds``/``refunded`` → ``refund``).
    A small table of everyday equivalents (``buy``/``purchase``, ``heavy``/``weight``,
-   ``loud``/``noise``, ``volts``/``voltage``…, :data:`RELATED`) lets a question term match its
+   ``loud``/``noise``, ``volts``/``voltage``…, :data:`RELATED`, built from the lexical channel's
+   :data:`avatarstack.core.lexical.RELATED_WORDS`) lets a question term match its
    usual counterpart in a manual.
 3. **Score.** A sentence's *support* is the share of the question's terms it contains, each term
    weighted by its inverse document frequency over all the sentences given (rare terms count
@@ -62,6 +63,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from avatarstack.core.lexical import RELATED_WORDS
 from avatarstack.ports.answers import NO_ANSWER, AnswerPart, AnswerRequest, Citation, Passage
 
 __all__ = ["ENGLISH_STOPWORDS", "RELATED", "ExtractiveAnswerEngine"]
@@ -86,47 +88,6 @@ _ABBREVIATION_WORDS = """
     inc ltd co corp jan feb mar apr jun jul aug sep sept oct nov dec art sec ch ref resp
 """
 _ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
-
-#: everyday equivalents in questions and manuals: a question term also matches these (stemmed)
-_RELATED_WORDS = {
-    "buy": "purchase bought",
-    "bought": "purchase buy",
-    "purchase": "buy bought",
-    "covered": "warranty guarantee",
-    "cover": "warranty guarantee",
-    "guarantee": "warranty",
-    "warranty": "guarantee",
-    "heavy": "weight weigh",
-    "weigh": "weight",
-    "weight": "weigh heavy",
-    "loud": "sound noise",
-    "noise": "sound loud",
-    "noisy": "sound noise loud",
-    "volts": "voltage",
-    "volt": "voltage",
-    "voltage": "volt",
-    "watts": "power",
-    "watt": "power",
-    "last": "run runs runtime",
-    "lasts": "run runs runtime",
-    "lead": "cable cord",
-    "cord": "cable",
-    "cable": "cord",
-    "bin": "container",
-    "container": "bin",
-    "rinse": "wash",
-    "wash": "rinse clean",
-    "recharge": "charge charging",
-    "frequently": "every often",
-    "often": "every",
-    "length": "long",
-    "warm": "temperature",
-    "hot": "temperature",
-    "cold": "temperature",
-    "temperatures": "temperature",
-    "price": "cost",
-    "cost": "price",
-}
 
 
 def _set(words: str) -> frozenset[str]:
@@ -227,7 +188,7 @@ def _terms(words: Sequence[str], stopwords: frozenset[str]) -> dict[str, None]:
 #: the table above, stemmed: question term -> the terms it also matches
 RELATED: dict[str, frozenset[str]] = {
     _stem(word): frozenset(_stem(w) for w in related.split())
-    for word, related in _RELATED_WORDS.items()
+    for word, related in RELATED_WORDS.items()
 }
 
 
