@@ -49,6 +49,9 @@ API_KEY_SETTING = "AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY"
 BASE_URL_SETTING = "AVATARSTACK_AVATAR__LIVEAVATAR__BASE_URL"
 #: no LiveAvatar answer we read is larger than this
 MAX_BODY_BYTES = 1024 * 1024
+_PAGE_SIZE = 100
+#: a bound on pagination, in case ``next`` never ends
+_MAX_PAGES = 50
 #: the longest wait between two attempts, whatever backoff or Retry-After say
 MAX_BACKOFF_SECONDS = 10.0
 _STATE_WORDS = (
@@ -171,6 +174,76 @@ class LiveAvatarHttp:
             )
         except Retryable as failure:
             raise self._gave_up(endpoint, failure, attempts) from None
+
+    async def session_post(
+        self,
+        path: str,
+        endpoint: Endpoint,
+        session_id: str,
+        token: str | None,
+        body: dict[str, Any],
+    ) -> None:
+        """A per-session POST: with the session token, else (or when LiveAvatar refuses the
+        token) with the API key and the ``session_id`` in the body."""
+        if token is not None:
+            try:
+                await self.call(
+                    "POST",
+                    path,
+                    endpoint,
+                    auth=Auth(session_token=token),
+                    body=body,
+                    require_data=False,
+                )
+                return
+            except SessionTokenRejectedError:
+                log.info(
+                    "liveavatar_session_token_refused",
+                    session_id=session_id,
+                    endpoint=endpoint.label,
+                )
+        await self.call("POST", path, endpoint, auth=API_KEY, body=body, require_data=False)
+
+    async def pages(
+        self, path: str, endpoint: Endpoint, params: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every ``results`` item of a paginated list (``{count, next, previous, results}``)."""
+        items: list[dict[str, Any]] = []
+        for page in range(1, _MAX_PAGES + 1):
+            data = await self.call(
+                "GET",
+                path,
+                endpoint,
+                params={**(params or {}), "page": str(page), "page_size": str(_PAGE_SIZE)},
+            )
+            results = data.get("results") if isinstance(data, dict) else None
+            if not isinstance(results, list):
+                raise UpstreamError(
+                    f"LiveAvatar answered the {endpoint.label} without a list of results"
+                )
+            items.extend(item for item in results if isinstance(item, dict))
+            if not data.get("next") or not results:
+                break
+        return items
+
+    async def discard(self, session_id: str, token: str | None) -> None:
+        """Stop a session whose start failed half-way, so nothing is left running (or billed)."""
+        try:
+            await self.session_post(
+                "/v1/sessions/stop",
+                STOP,
+                session_id,
+                token,
+                {"session_id": session_id, "reason": "USER_CLOSED"},
+            )
+        except (ConflictError, NotFoundError):
+            pass
+        except AvatarstackError as exc:
+            log.warning(
+                "liveavatar_failed_start_not_stopped", session_id=session_id, error=exc.code
+            )
+        else:
+            log.info("liveavatar_failed_start_stopped", session_id=session_id)
 
     async def _once(
         self,
