@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pluggy import HookImpl
 
 from avatarstack import hookimpl
 from avatarstack.adapters.http.routing import PUBLIC, Route
@@ -142,6 +143,75 @@ def test_collect_returns_things_in_registration_order() -> None:
             register(_route("/a"))
 
     pm = make_plugin_manager(load_entrypoints=False, plugins=[("a", A())])
-    found = collect(pm, "register_routes", key=lambda r: f"{r.method} {r.path}", kind="route")
+    found = _routes(pm)
     assert list(found)[-1] == "GET /a"
     assert "GET /healthz" in found
+
+
+def _routes(pm: Any) -> dict[str, Route]:
+    found: dict[str, Route] = collect(
+        pm, "register_routes", key=lambda r: f"{r.method} {r.path}", kind="route"
+    )
+    return found
+
+
+def _registering(path: str, *, tryfirst: bool = False, trylast: bool = False) -> object:
+    class Plugin:
+        @hookimpl(tryfirst=tryfirst, trylast=trylast)
+        def register_routes(self, register: Callable[[Route], None]) -> None:
+            register(_route(path))
+
+    return Plugin()
+
+
+def test_tryfirst_and_trylast_implementations_are_called_in_pluggy_order() -> None:
+    plugins = [
+        ("late", _registering("/late", trylast=True)),
+        ("plain", _registering("/plain")),
+        ("early", _registering("/early", tryfirst=True)),
+    ]
+    pm = make_plugin_manager(load_entrypoints=False, plugins=plugins)
+    found = _routes(pm)
+    keys = list(found)
+    assert keys[0] == "GET /early"
+    assert keys[-1] == "GET /late"
+    assert keys.index("GET /healthz") < keys.index("GET /plain")  # built-ins first, then others
+
+
+def test_a_hook_wrapper_wraps_each_call_and_sees_the_register_callback() -> None:
+    seen: list[str] = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def register_routes(self, register: Callable[[Route], None]) -> Any:
+            seen.append("before")
+            result = yield
+            seen.append("after")
+            return result
+
+    pm = make_plugin_manager(
+        load_entrypoints=False, plugins=[("wrapper", Wrapper()), ("a", _registering("/a"))]
+    )
+    found = _routes(pm)
+    assert "GET /a" in found
+    implementing = {i.plugin_name for i in pm.hook.register_routes.get_hookimpls()} - {"wrapper"}
+    assert seen == ["before", "after"] * len(implementing)
+
+
+def test_hook_call_monitoring_and_tracing_see_every_call() -> None:
+    pm = make_plugin_manager(load_entrypoints=False, plugins=[("a", _registering("/a"))])
+    called: list[tuple[str, list[str]]] = []
+    traced: list[str] = []
+
+    def before(hook_name: str, impls: Sequence[HookImpl], kwargs: Mapping[str, Any]) -> None:
+        assert callable(kwargs["register"])
+        called.append((hook_name, [impl.plugin_name for impl in impls]))
+
+    undo = pm.add_hookcall_monitoring(before, lambda *args: None)
+    pm.trace.root.setwriter(traced.append)
+    pm.enable_tracing()
+    _routes(pm)
+    undo()
+    assert ("register_routes", ["a"]) in called
+    assert ("register_routes", ["ops"]) in called
+    assert any("register_routes" in line for line in traced)

@@ -157,15 +157,30 @@ def collect(
     kind: str,
     **kwargs: Any,
 ) -> dict[str, T]:
-    """Call one ``register_<things>(register, …)`` hook and return the things by name.
+    """Call one ``register_<things>(register, …)`` hook through pluggy; the things by name.
 
-    Each implementation gets its own ``register`` callback, so a duplicate name is reported
-    with the two plugins that registered it.
+    The hook is called once per implementing plugin, each time through
+    :meth:`pluggy.PluginManager.subset_hook_caller` with every *other* implementing plugin left
+    out. Each call is therefore an ordinary pluggy hook call: hook wrappers (``wrapper=True`` or
+    ``hookwrapper=True``) wrap it, and hook-call monitoring and tracing
+    (``pm.add_hookcall_monitoring``, ``pm.enable_tracing``) see it. Calling per plugin is what
+    lets each implementation get its own ``register`` callback, so a duplicate name is reported
+    with the two plugins that registered it; a wrapper therefore runs once per implementing
+    plugin, not once per :func:`collect`.
+
+    Plugins are called, and their things returned, ``tryfirst`` implementations first and
+    ``trylast`` ones last, as pluggy orders them; within one priority in registration order
+    (built-ins first, then entry points, then extra plugins), the documented order in which
+    parsers are tried and routes added.
     """
     found: dict[str, tuple[T, str]] = {}
     hook = getattr(pm.hook, hook_name)
-    for impl in hook.get_hookimpls():  # registration order
-        plugin_name = impl.plugin_name
+    implementations = [
+        impl for impl in hook.get_hookimpls() if not (impl.hookwrapper or impl.wrapper)
+    ]
+    priority = {impl.plugin_name: _priority(impl) for impl in implementations}
+    order = sorted(dict.fromkeys(priority), key=priority.__getitem__)  # stable: registration
+    for plugin_name in order:
 
         def register(item: T, _plugin: str = plugin_name) -> None:
             name = key(item)
@@ -175,6 +190,11 @@ def collect(
                 )
             found[name] = (item, _plugin)
 
-        arguments = {"register": register, **kwargs}
-        impl.function(*[arguments[arg] for arg in impl.argnames])
+        others = [impl.plugin for impl in implementations if impl.plugin_name != plugin_name]
+        caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
+        caller(register=register, **kwargs)
     return {name: item for name, (item, _) in found.items()}
+
+
+def _priority(impl: pluggy.HookImpl) -> int:
+    return 0 if impl.tryfirst else 2 if impl.trylast else 1
