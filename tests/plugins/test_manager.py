@@ -54,9 +54,9 @@ def names(pm: Any) -> set[str]:
 
 def test_builtins_are_registered_as_plugins() -> None:
     pm = make_plugin_manager(load_entrypoints=False)
-    (ops,) = [info for info in pm.describe() if info.name == "ops"]
-    assert ops.builtin
-    assert ops.hooks == ("register_routes",)
+    (routes,) = [info for info in pm.describe() if info.name == "routes"]
+    assert routes.builtin
+    assert routes.hooks == ("register_routes",)
 
 
 def test_installed_entry_points_load_with_their_distribution_version(
@@ -85,8 +85,8 @@ def test_two_plugins_with_one_name_are_refused_naming_both() -> None:
     class First:
         pass
 
-    with pytest.raises(PluginError, match="two plugins are named 'ops'"):
-        make_plugin_manager(load_entrypoints=False, plugins=[("ops", First())])
+    with pytest.raises(PluginError, match="two plugins are named 'routes'"):
+        make_plugin_manager(load_entrypoints=False, plugins=[("routes", First())])
 
 
 def test_a_plugin_with_an_unknown_hook_is_refused() -> None:
@@ -213,5 +213,5 @@ def test_hook_call_monitoring_and_tracing_see_every_call() -> None:
     _routes(pm)
     undo()
     assert ("register_routes", ["a"]) in called
-    assert ("register_routes", ["ops"]) in called
+    assert ("register_routes", ["routes"]) in called
     assert any("register_routes" in line for line in traced)

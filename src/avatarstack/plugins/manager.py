@@ -23,12 +23,7 @@ ENTRY_POINT_GROUP = "avatarstack"
 
 #: the framework's own features, registered through the same hooks as third-party plugins
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "avatarstack.plugins.builtin.ops",
-    "avatarstack.plugins.builtin.identity",
-    "avatarstack.plugins.builtin.avatar",
-    "avatarstack.plugins.builtin.knowledge",
-    "avatarstack.plugins.builtin.realtime",
-    "avatarstack.plugins.builtin.console",
+    "avatarstack.plugins.builtin.routes",
     "avatarstack.plugins.builtin.textavatar",
     "avatarstack.plugins.builtin.liveavatar",
     "avatarstack.plugins.builtin.heygen",
