@@ -42,7 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
-from avatarstack.adapters.broadcast.hub import HubSubscription, SubscriptionHub
+from avatarstack.adapters.fanout import HubSubscription, SubscriptionHub
 from avatarstack.adapters.postgres import (
     _UNAVAILABLE,
     _translate,
