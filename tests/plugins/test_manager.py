@@ -9,14 +9,17 @@ from typing import Any
 
 import pytest
 from pluggy import HookImpl
+from pydantic import BaseModel, SecretStr
 
 from avatarstack import hookimpl
 from avatarstack.adapters.http.routing import PUBLIC, Route
+from avatarstack.bootstrap.settings import Settings
 from avatarstack.plugins.manager import (
     BUILTIN_PLUGINS,
     PluginError,
     collect,
     make_plugin_manager,
+    settings_view,
 )
 
 
@@ -215,3 +218,88 @@ def test_hook_call_monitoring_and_tracing_see_every_call() -> None:
     assert ("register_routes", ["a"]) in called
     assert ("register_routes", ["routes"]) in called
     assert any("register_routes" in line for line in traced)
+
+
+# ------------------------------------------------------------------ narrow settings views
+
+
+class _Seen:
+    """A plugin that records the ``settings`` its embedder hook receives."""
+
+    def __init__(self, **attributes: Any) -> None:
+        self.seen: list[Any] = []
+        for name, value in attributes.items():
+            setattr(self, name, value)
+
+    @hookimpl
+    def register_embedders(self, register: Callable[[Any], None], settings: Any) -> None:
+        self.seen.append(settings)
+
+
+class AcmeSettings(BaseModel):
+    api_key: SecretStr | None = None
+    timeout_seconds: float = 10.0
+
+
+def _embedders(plugin: object, settings: Settings) -> None:
+    pm = make_plugin_manager(load_entrypoints=False, plugins=[("acme", plugin)])
+    collect(pm, "register_embedders", key=lambda e: e.name, kind="embedder", settings=settings)
+
+
+def test_a_plugin_gets_its_own_validated_section_and_nothing_else() -> None:
+    plugin = _Seen(settings_model=AcmeSettings)
+    settings = Settings(
+        secret_key=SecretStr("s" * 40),
+        plugins={"acme": {"api_key": "k", "timeout_seconds": "2.5"}, "other": {"api_key": "x"}},
+    )
+    _embedders(plugin, settings)
+    (seen,) = plugin.seen
+    assert isinstance(seen, AcmeSettings)
+    assert seen.api_key is not None
+    assert seen.api_key.get_secret_value() == "k"
+    assert seen.timeout_seconds == 2.5
+
+
+def test_an_invalid_plugin_setting_names_its_variable() -> None:
+    plugin = _Seen(settings_model=AcmeSettings)
+    settings = Settings(plugins={"acme": {"timeout_seconds": "soon"}})
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'acme' has invalid settings: AVATARSTACK_PLUGINS__ACME__TIMEOUT_SECONDS: ",
+    ):
+        _embedders(plugin, settings)
+
+
+def test_a_plugin_may_add_shared_settings_but_not_other_sections() -> None:
+    class WithDataDir(BaseModel):
+        data_dir: Path
+        options: AcmeSettings
+
+    plugin = _Seen(
+        settings_model=WithDataDir,
+        settings_section={"data_dir": "data_dir", "options": "plugins.acme"},
+    )
+    _embedders(plugin, Settings(data_dir=Path("/srv/data")))
+    assert plugin.seen[0].data_dir == Path("/srv/data")
+    for forbidden in ("secret_key", "oauth.github", "plugins.other"):
+        greedy = _Seen(settings_model=AcmeSettings, settings_section=forbidden)
+        with pytest.raises(PluginError, match=f"may read only its own settings.*{forbidden}"):
+            _embedders(greedy, Settings())
+
+
+def test_a_plugin_without_a_model_gets_its_section_as_a_mapping() -> None:
+    plugin = _Seen()
+    _embedders(plugin, Settings(plugins={"acme": {"model_dir": "/m"}, "other": {"key": "x"}}))
+    (seen,) = plugin.seen
+    assert dict(seen) == {"model_dir": "/m"}
+    assert seen.plugins == {"acme": seen}  # what plugins reading settings.plugins[...] used
+    assert not hasattr(seen, "secret_key")
+
+
+def test_built_in_plugins_get_only_their_own_section() -> None:
+    pm = make_plugin_manager(load_entrypoints=False)
+    settings = Settings(secret_key=SecretStr("s" * 40))
+    assert settings_view(pm, "github", settings) is settings.oauth.github
+    assert settings_view(pm, "liveavatar", settings) is settings.avatar.liveavatar
+    answers = settings_view(pm, "answers", settings)
+    assert set(type(answers).model_fields) == {"engine", "openai"}  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import json
 import mimetypes
 import signal
 import sys
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,7 +44,12 @@ from avatarstack.core.accounts import MEMBER, ROLES
 from avatarstack.core.identity import Profile, RequestContext
 from avatarstack.core.jobs import JobAnnouncer
 from avatarstack.core.knowledge import GoldenMetrics, KnowledgeService
-from avatarstack.plugins.manager import PluginError, make_plugin_manager
+from avatarstack.plugins.manager import (
+    PluginError,
+    PluginManager,
+    make_plugin_manager,
+    settings_view,
+)
 from avatarstack.ports.errors import (
     AvatarstackError,
     IndexInUseError,
@@ -78,6 +83,11 @@ def load_settings(**overrides: Any) -> Settings:
 def _variable(loc: tuple[int | str, ...]) -> str:
     """The variable of a settings field: ("kb", "embedder") → AVATARSTACK_KB__EMBEDDER."""
     return "AVATARSTACK_" + "__".join(str(part).upper() for part in loc)
+
+
+def _settings_loader(pm: PluginManager, plugin_name: str) -> Callable[[], object]:
+    """A plugin command's ``settings()``: the plugin's own settings, read when it runs."""
+    return lambda: settings_view(pm, plugin_name, load_settings())
 
 
 def _one_line(exc: BaseException) -> click.ClickException:
@@ -132,7 +142,8 @@ class _Cli(click.Group):
             return
         for impl in pm.hook.register_commands.get_hookimpls():
             before = dict(self.commands)
-            impl.function(cli=self)
+            arguments = {"cli": self, "settings": _settings_loader(pm, impl.plugin_name)}
+            impl.function(*[arguments[name] for name in impl.argnames])
             replaced = sorted(n for n, c in before.items() if self.commands.get(n) is not c)
             if replaced:
                 self.commands.update(before)
