@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from pluggy import HookImpl
 from pydantic import BaseModel, SecretStr
 
 from avatarstack import hookimpl
 from avatarstack.adapters.http.routing import PUBLIC, Route
+from avatarstack.bootstrap.cli import cli
 from avatarstack.bootstrap.settings import Settings
 from avatarstack.plugins.manager import (
     BUILTIN_PLUGINS,
@@ -303,3 +305,40 @@ def test_built_in_plugins_get_only_their_own_section() -> None:
     assert settings_view(pm, "liveavatar", settings) is settings.avatar.liveavatar
     answers = settings_view(pm, "answers", settings)
     assert set(type(answers).model_fields) == {"engine", "openai"}  # type: ignore[attr-defined]
+
+
+def test_a_plugin_command_reads_its_own_settings_when_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "hello_plugin.py").write_text(
+        textwrap.dedent(
+            """
+            import click
+            from pydantic import BaseModel
+            from avatarstack import hookimpl
+
+            class HelloSettings(BaseModel):
+                greeting: str = "hello"
+
+            settings_model = HelloSettings
+
+            @hookimpl(tryfirst=True)
+            def register_commands(cli, settings):
+                @cli.command()
+                def hello():
+                    click.echo(f"{settings().greeting} from a plugin")
+            """
+        )
+    )
+    dist = tmp_path / "hello_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hello-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[avatarstack]\nhello = hello_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AVATARSTACK_PLUGINS__HELLO__GREETING", "bonjour")
+    monkeypatch.setattr(cli, "_plugins_added", False)  # load plugins again, into a copy
+    monkeypatch.setattr(cli, "commands", dict(cli.commands))
+    result = CliRunner().invoke(cli, ["hello"])
+    assert result.exit_code == 0, result.output
+    assert "bonjour from a plugin" in result.output

@@ -48,6 +48,7 @@ from avatarstack.plugins.manager import (
     PluginError,
     PluginManager,
     make_plugin_manager,
+    per_plugin,
     settings_view,
 )
 from avatarstack.ports.errors import (
@@ -140,15 +141,14 @@ class _Cli(click.Group):
             message = exc.message if isinstance(exc, click.ClickException) else str(exc)
             click.echo(f"warning: plugin commands are unavailable: {message}", err=True)
             return
-        for impl in pm.hook.register_commands.get_hookimpls():
+        for plugin_name, call in per_plugin(pm, "register_commands"):
             before = dict(self.commands)
-            arguments = {"cli": self, "settings": _settings_loader(pm, impl.plugin_name)}
-            impl.function(*[arguments[name] for name in impl.argnames])
+            call(cli=self, settings=_settings_loader(pm, plugin_name))
             replaced = sorted(n for n, c in before.items() if self.commands.get(n) is not c)
             if replaced:
                 self.commands.update(before)
                 click.echo(
-                    f"warning: plugin {impl.plugin_name!r} tried to replace the command(s) "
+                    f"warning: plugin {plugin_name!r} tried to replace the command(s) "
                     f"{', '.join(replaced)}; its version is ignored",
                     err=True,
                 )

@@ -145,6 +145,37 @@ def _load_entrypoints(pm: PluginManager, allow: set[str] | None) -> None:
             pm.distributions[ep.name] = (ep.dist.name, ep.dist.version)
 
 
+def per_plugin(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, pluggy.HookCaller]]:
+    """One pluggy caller per plugin implementing ``hook_name``, in call order.
+
+    Each caller is :meth:`pluggy.PluginManager.subset_hook_caller` with every *other*
+    implementing plugin left out, so calling it is an ordinary pluggy hook call: hook wrappers
+    (``wrapper=True`` or ``hookwrapper=True``) wrap it, and hook-call monitoring and tracing
+    (``pm.add_hookcall_monitoring``, ``pm.enable_tracing``) see it. Calling plugin by plugin is
+    what lets each one get arguments of its own (its ``register`` callback, its settings); a
+    wrapper therefore runs once per implementing plugin.
+
+    ``tryfirst`` plugins come first and ``trylast`` ones last, as pluggy orders them; within
+    one priority in registration order (built-ins first, then entry points, then extra
+    plugins), the documented order in which parsers are tried and routes added.
+    """
+    hook = getattr(pm.hook, hook_name)
+    implementations = [
+        impl for impl in hook.get_hookimpls() if not (impl.hookwrapper or impl.wrapper)
+    ]
+    priority = {impl.plugin_name: _priority(impl) for impl in implementations}
+    order = sorted(dict.fromkeys(priority), key=priority.__getitem__)  # stable: registration
+    return [
+        (
+            name,
+            pm.subset_hook_caller(
+                hook_name, [impl.plugin for impl in implementations if impl.plugin_name != name]
+            ),
+        )
+        for name in order
+    ]
+
+
 def collect(
     pm: PluginManager,
     hook_name: str,
@@ -156,31 +187,16 @@ def collect(
 ) -> dict[str, T]:
     """Call one ``register_<things>(register, …)`` hook through pluggy; the things by name.
 
-    The hook is called once per implementing plugin, each time through
-    :meth:`pluggy.PluginManager.subset_hook_caller` with every *other* implementing plugin left
-    out. Each call is therefore an ordinary pluggy hook call: hook wrappers (``wrapper=True`` or
-    ``hookwrapper=True``) wrap it, and hook-call monitoring and tracing
-    (``pm.add_hookcall_monitoring``, ``pm.enable_tracing``) see it. Calling per plugin is what
-    lets each implementation get its own ``register`` callback, so a duplicate name is reported
-    with the two plugins that registered it; a wrapper therefore runs once per implementing
-    plugin, not once per :func:`collect`.
-
-    Plugins are called, and their things returned, ``tryfirst`` implementations first and
-    ``trylast`` ones last, as pluggy orders them; within one priority in registration order
-    (built-ins first, then entry points, then extra plugins), the documented order in which
-    parsers are tried and routes added.
+    The hook is called plugin by plugin (:func:`per_plugin`: wrappers, monitoring and
+    ``tryfirst``/``trylast`` work as in any pluggy call), and each plugin gets its own
+    ``register`` callback, so a duplicate name is reported with the two plugins that registered
+    it. Things are returned in the order they were registered.
 
     ``settings`` (the application's settings) is never handed over whole: each plugin gets
     ``settings=`` :func:`settings_view` of it, its own section only.
     """
     found: dict[str, tuple[T, str]] = {}
-    hook = getattr(pm.hook, hook_name)
-    implementations = [
-        impl for impl in hook.get_hookimpls() if not (impl.hookwrapper or impl.wrapper)
-    ]
-    priority = {impl.plugin_name: _priority(impl) for impl in implementations}
-    order = sorted(dict.fromkeys(priority), key=priority.__getitem__)  # stable: registration
-    for plugin_name in order:
+    for plugin_name, call in per_plugin(pm, hook_name):
 
         def register(item: T, _plugin: str = plugin_name) -> None:
             name = key(item)
@@ -190,11 +206,9 @@ def collect(
                 )
             found[name] = (item, _plugin)
 
-        others = [impl.plugin for impl in implementations if impl.plugin_name != plugin_name]
-        caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
         if settings is not None:
             kwargs["settings"] = settings_view(pm, plugin_name, settings)
-        caller(register=register, **kwargs)
+        call(register=register, **kwargs)
     return {name: item for name, (item, _) in found.items()}
 
 
