@@ -68,7 +68,8 @@ def _lock_folder(folder: Path) -> IO[str]:
         raise IndexInUseError(
             f"the embedded Chroma folder {folder} is in use by {holder}; embedded Chroma is not "
             "safe for several processes: run one process, or run a Chroma server and set "
-            "AVATARSTACK_KB__CHROMA_URL"
+            "AVATARSTACK_KB__CHROMA_URL",
+            holder=holder,
         ) from None
     handle.seek(0)
     handle.truncate()
