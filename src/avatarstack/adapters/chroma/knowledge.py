@@ -410,6 +410,11 @@ class ChromaKnowledgeStore:
     async def ping(self) -> None:
         await self._run("ping", lambda client: client.heartbeat())
 
+    async def claim(self) -> None:
+        """An embedded folder is opened and locked now; a server is left for its first use."""
+        if self.embedded_path is not None:
+            await self.ping()
+
     async def close(self) -> None:
         """Forget the client and release the embedded folder's lock."""
         with self._lock:
