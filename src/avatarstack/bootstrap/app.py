@@ -16,7 +16,7 @@ from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.app import build_http_app
 from avatarstack.adapters.http.auth import bearer_policy
 from avatarstack.adapters.http.console import CONSOLE, DEFAULT_UPLOAD_TYPES, ConsoleConfig
-from avatarstack.adapters.http.routes.realtime import REALTIME, RealtimeConfig, RealtimeHub
+from avatarstack.adapters.http.realtime.hub import REALTIME, RealtimeConfig, RealtimeHub
 from avatarstack.adapters.http.routing import Route
 from avatarstack.adapters.parsers import upload_types
 from avatarstack.bootstrap.container import Container, build_container
