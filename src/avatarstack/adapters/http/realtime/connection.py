@@ -3,7 +3,8 @@
 A :class:`Connection` runs three tasks:
 
 * the **reader** validates client frames (pydantic envelopes) and dispatches each by its type
-  through :attr:`Connection.handlers` (an explicit table) to a handler that calls the services;
+  through ``handlers.HANDLERS`` (an explicit table: type → handler) to a handler that calls the
+  services;
 * the **pump** sends conversation events: woken by broadcaster notices (from any instance) it
   re-reads storage after the last ``seq`` it sent, so every event goes out exactly once and in
   order, also after a reconnect (``conversation.open {after_seq}``);
@@ -24,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -32,6 +32,7 @@ from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
 from avatarstack.adapters.http.realtime.commands import AttachedSessions
+from avatarstack.adapters.http.realtime.handlers import HANDLERS
 from avatarstack.adapters.http.realtime.hub import RealtimeHub
 from avatarstack.adapters.http.realtime.protocol import (
     CLOSE_AUTH_TIMEOUT,
@@ -43,20 +44,14 @@ from avatarstack.adapters.http.realtime.protocol import (
     PERMISSION,
     PROTOCOL_VERSION,
     AuthData,
-    AvatarEventData,
-    AvatarSessionData,
     Closing,
     Envelope,
-    MessageData,
-    OpenData,
-    StartData,
     event_frame,
     frame,
 )
-from avatarstack.core.conversations import check_after_seq, user_topic
 from avatarstack.core.conversations import conversation_topic as topic_of
+from avatarstack.core.conversations import user_topic
 from avatarstack.core.identity import SESSIONS_ENDED, Principal
-from avatarstack.ports.avatar import SessionRequest
 from avatarstack.ports.errors import (
     AuthenticationError,
     AvatarstackError,
@@ -65,9 +60,6 @@ from avatarstack.ports.errors import (
 )
 
 log = structlog.get_logger("avatarstack.realtime")
-
-#: a handler of one client frame type
-Handler = Callable[[Envelope], Awaitable[None]]
 
 
 class _Bucket:
@@ -108,22 +100,9 @@ class Connection:
         self._closed = False
         self._slow = False
         #: bumped by every conversation.open: a pump pass of an older open stops sending
-        self._opened = 0
+        self.opened = 0
         #: the avatar sessions whose commands this socket carries
         self.attached = AttachedSessions(hub, self)
-        #: client frame type → its handler
-        self.handlers: dict[str, Handler] = {
-            "auth": self._on_auth,
-            "ping": self._on_ping,
-            "conversation.open": self._on_conversation_open,
-            "user.message": self._on_user_message,
-            "avatar.start": self._on_avatar_start,
-            "avatar.interrupt": self._on_avatar_interrupt,
-            "avatar.stop": self._on_avatar_stop,
-            "avatar.attach": self._on_avatar_attach,
-            "avatar.detach": self._on_avatar_detach,
-            "avatar.event": self._on_avatar_event,
-        }
 
     @property
     def accepting(self) -> bool:
@@ -210,9 +189,9 @@ class Connection:
             token = AuthData.model_validate(envelope.data).token
         except (ValueError, ValidationError):
             raise Closing(CLOSE_UNAUTHENTICATED, "the first frame must be auth {token}") from None
-        await self._auth(token)
+        await self.authenticate(token)
 
-    async def _auth(self, token: str) -> None:
+    async def authenticate(self, token: str) -> None:
         try:
             principal = await self.hub.identity.authenticate(token)
         except SessionEndedError:
@@ -232,7 +211,7 @@ class Connection:
             await asyncio.sleep(self.config.recheck_seconds)
             assert self.token is not None
             try:
-                await self._auth(self.token)
+                await self.authenticate(self.token)
             except Closing as closing:
                 await self.close(closing.code, closing.reason)
                 return
@@ -290,10 +269,10 @@ class Connection:
             conversation_id = self.conversation_id
             if conversation_id is None:
                 continue
-            opened = self._opened
+            opened = self.opened
             while True:
                 events = await self.hub.conversations.read_after(conversation_id, self.last_seq)
-                if opened != self._opened:
+                if opened != self.opened:
                     self.wake.set()  # (re)opened meanwhile: start over from its after_seq
                     break
                 for event in events:
@@ -305,7 +284,7 @@ class Connection:
                 if len(events) < 200:
                     break
 
-    async def _follow(self, conversation_id: str) -> None:
+    async def follow(self, conversation_id: str) -> None:
         if self._subscription is not None:
             await self._subscription.close()
         subscription = self.hub.conversations.broadcaster.subscribe(topic_of(conversation_id))
@@ -326,7 +305,7 @@ class Connection:
                 self.hub.identity.forget_principals()
                 try:
                     assert self.token is not None
-                    await self._auth(self.token)
+                    await self.authenticate(self.token)
                 except Closing as closing:
                     await self.close(closing.code, closing.reason)
                     return
@@ -387,12 +366,12 @@ class Connection:
         except (ValueError, ValidationError):
             self.send(self._error("bad-frame", "expected {type, id?, data}", None))
             return
-        handler = self.handlers.get(envelope.type)
+        handler = HANDLERS.get(envelope.type)
         if handler is None:
             self.send(self._error("unknown-type", f"unknown type {envelope.type!r}", envelope.id))
             return
         try:
-            await handler(envelope)
+            await handler(self, envelope)
         except Closing:
             raise
         except ValidationError as exc:
@@ -406,119 +385,3 @@ class Connection:
             self.send(self._error(exc.code, exc.detail, envelope.id, errors=errors))
         except AvatarstackError as exc:
             self.send(self._error(exc.code, exc.detail, envelope.id))
-
-    def _user(self) -> str:
-        assert self.principal is not None
-        return self.principal.user.id
-
-    def _need_conversation(self) -> str:
-        if self.conversation_id is None:
-            raise InvalidInputError("open a conversation first (conversation.open)")
-        return self.conversation_id
-
-    async def _on_auth(self, envelope: Envelope) -> None:
-        await self._auth(AuthData.model_validate(envelope.data).token)
-        self.send(
-            frame(
-                "ready",
-                {"protocol": PROTOCOL_VERSION, "user_id": self._user()},
-                reply_to=envelope.id,
-            )
-        )
-
-    async def _on_ping(self, envelope: Envelope) -> None:
-        self.send(frame("pong", reply_to=envelope.id))
-
-    async def _on_conversation_open(self, envelope: Envelope) -> None:
-        data = OpenData.model_validate(envelope.data)
-        service = self.hub.conversations
-        conversation = await service.open(self._user(), data.conversation_id)
-        after = data.after_seq or 0
-        check_after_seq(after, conversation.last_seq)
-        self.conversation_id = conversation.id
-        self.last_seq = after
-        self._opened += 1
-        await self._follow(conversation.id)  # subscribe first, then catch up: no gap
-        self.send(
-            frame(
-                "conversation.opened",
-                {"last_seq": conversation.last_seq, "after_seq": after},
-                conversation_id=conversation.id,
-                reply_to=envelope.id,
-            )
-        )
-        self.wake.set()
-
-    async def _on_user_message(self, envelope: Envelope) -> None:
-        data = MessageData.model_validate(envelope.data)
-        conversation_id = self._need_conversation()
-        await self.hub.conversations.post_message(
-            self._user(), conversation_id, data.client_id, data.text
-        )
-        self.wake.set()
-
-    async def _on_avatar_start(self, envelope: Envelope) -> None:
-        data = StartData.model_validate(envelope.data)
-        conversation_id = self._need_conversation()
-        event, livekit = await self.hub.conversations.start_avatar(
-            self._user(), conversation_id, SessionRequest(**data.model_dump())
-        )
-        if livekit is not None:
-            # the browser's credentials go to this socket only; they are never stored
-            self.send(
-                frame(
-                    "avatar.credentials",
-                    {"session_id": event.data.get("session_id"), "livekit": livekit},
-                    conversation_id=conversation_id,
-                    reply_to=envelope.id,
-                )
-            )
-        self.wake.set()
-
-    async def _on_avatar_interrupt(self, envelope: Envelope) -> None:
-        await self.hub.conversations.interrupt(self._user(), self._need_conversation())
-        self.wake.set()
-
-    async def _on_avatar_stop(self, envelope: Envelope) -> None:
-        await self.hub.conversations.stop_avatar(self._user(), self._need_conversation())
-        self.wake.set()
-
-    # ------------------------------------------------------------------ the avatar's commands
-
-    async def _on_avatar_attach(self, envelope: Envelope) -> None:
-        """This socket's page joined the session's LiveKit room and will publish the
-        session's commands (``avatar.command``) on its data channel."""
-        data = AvatarSessionData.model_validate(envelope.data)
-        await self.attached.attach(self._user(), data.session_id)
-        self.send(
-            frame(
-                "avatar.attached",
-                {"session_id": data.session_id},
-                conversation_id=self.conversation_id,
-                reply_to=envelope.id,
-            )
-        )
-
-    async def _on_avatar_detach(self, envelope: Envelope) -> None:
-        data = AvatarSessionData.model_validate(envelope.data)
-        self.attached.detach(data.session_id)
-        self.send(
-            frame(
-                "avatar.detached",
-                {"session_id": data.session_id},
-                conversation_id=self.conversation_id,
-                reply_to=envelope.id,
-            )
-        )
-
-    async def _on_avatar_event(self, envelope: Envelope) -> None:
-        """One ``agent-response`` event the page received in the avatar's room."""
-        data = AvatarEventData.model_validate(envelope.data)
-        message = await self.hub.conversations.avatar_event(
-            self._user(),
-            data.session_id,
-            data.event,
-            voice_answers=self.config.voice_answers,
-        )
-        if message is not None:
-            self.wake.set()

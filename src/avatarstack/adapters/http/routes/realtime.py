@@ -1,8 +1,9 @@
 """The realtime WebSocket route, ``GET /api/v1/ws`` (protocol v1, docs/realtime.md).
 
 The protocol itself lives in :mod:`avatarstack.adapters.http.realtime`: ``protocol`` (frames,
-close codes), ``hub`` (per-application state), ``connection`` (one socket's state machine) and
-``commands`` (the avatar commands a socket carries).
+close codes), ``hub`` (per-application state), ``connection`` (one socket's state machine),
+``handlers`` (the client frames' handlers and the table that dispatches them) and ``commands``
+(the avatar commands a socket carries).
 """
 
 from __future__ import annotations
