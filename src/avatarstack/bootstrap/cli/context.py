@@ -144,6 +144,8 @@ class CliContext:
         ``jobs`` True starts the broadcaster: the jobs this command queues are announced to the
         workers (its own, and on PostgreSQL every instance's), and its workers hear of
         theirs."""
+        # a broken embedder setting ends the command before it touches the database
+        self.container.embedder()
         async with self.services() as container:
             announcer: JobAnnouncer | None = None
             try:
