@@ -6,10 +6,10 @@ import math
 
 from aiohttp import web
 
+from avatarstack.testkit._avatar_fakes import bearer_token, spend
 from avatarstack.testkit.liveavatar._records import (
     ROUTES,
     Fault,
-    bearer_token,
 )
 from avatarstack.testkit.liveavatar._state import _SessionState
 
@@ -42,10 +42,8 @@ class _FaultInjection(_SessionState):
         fault = self._faults.get(route)
         if fault is None:
             return None
-        if fault.times is not None:
-            fault.times -= 1
-            if fault.times <= 0:
-                del self._faults[route]
+        if spend(fault):
+            del self._faults[route]
         return fault
 
     def _injected(self, fault: Fault) -> web.Response:

@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from avatarstack.testkit._avatar_fakes import bearer_token
 from avatarstack.testkit.liveavatar._faults import _FaultInjection
 from avatarstack.testkit.liveavatar._records import (
     FakeSession,
-    bearer_token,
     is_uuid,
 )
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from avatarstack.testkit._avatar_fakes import SessionStatus
+
 #: the one avatar sandbox sessions may use
 WAYNE_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
 #: SessionEndReasonEnum
@@ -241,7 +243,7 @@ class FakeSession:
     #: the token request's body
     config: dict[str, Any]
     created_at: datetime
-    status: Literal["created", "active", "closed"] = "created"
+    status: SessionStatus = "created"
     started_at: datetime | None = None
     last_activity_at: datetime | None = None
     max_duration: float | None = None
@@ -283,12 +285,6 @@ class FakeSession:
     def spoken(self) -> list[str]:
         """What the avatar was told to say or answered, in order."""
         return [e["transcript"] for e in self.transcript if e["role"] == "avatar"]
-
-
-def bearer_token(request: web.Request) -> str | None:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    value = value.strip()
-    return value if scheme.lower() == "bearer" and value else None
 
 
 def canned_reply(text: str, context: FakeContext | None) -> str:

@@ -8,12 +8,12 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from avatarstack.testkit._avatar_fakes import bearer_token
 from avatarstack.testkit.liveavatar._records import (
     END_REASONS,
     FakeContext,
     FakeSession,
     StopCall,
-    bearer_token,
     iso,
 )
 from avatarstack.testkit.liveavatar._validation import _TokenValidation
