@@ -85,6 +85,9 @@ from avatarstack.testkit.liveavatar._records import (
 )
 from avatarstack.testkit.liveavatar._routes import FakeLiveAvatar
 from avatarstack.testkit.liveavatar._state import FakeDataChannel
+from avatarstack.testkit.liveavatar._state import (
+    Listener as Listener,  # importable as before, not in __all__
+)
 
 __all__ = [
     "END_REASONS",
