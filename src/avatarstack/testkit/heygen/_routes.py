@@ -329,16 +329,16 @@ class FakeHeyGen(_HeyGenFaults):
     async def _start_listening(
         self, request: web.Request, caller: Caller, body: dict[str, Any]
     ) -> Any:
-        session = self._active(caller, body)
-        session.listening = True
-        self._touch(session)
-        return {}
+        return self._listen(caller, body, listening=True)
 
     async def _stop_listening(
         self, request: web.Request, caller: Caller, body: dict[str, Any]
     ) -> Any:
+        return self._listen(caller, body, listening=False)
+
+    def _listen(self, caller: Caller, body: dict[str, Any], *, listening: bool) -> Any:
         session = self._active(caller, body)
-        session.listening = False
+        session.listening = listening
         self._touch(session)
         return {}
 
