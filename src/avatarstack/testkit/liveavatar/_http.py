@@ -29,7 +29,7 @@ class _Http(_FaultInjection):
     the credentials, JSON bodies and paging."""
 
     def _routes(self) -> list[web.RouteDef]:
-        """The route table (the REST handlers and the websocket); see ``_routes``."""
+        """The route table (the REST handlers and the websocket), given by FakeLiveAvatar."""
         raise NotImplementedError
 
     def _build_app(self) -> web.Application:

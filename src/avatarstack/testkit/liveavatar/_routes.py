@@ -30,7 +30,7 @@ class FakeLiveAvatar(_TokenValidation, _LiteWebSocket):
 
     See :mod:`avatarstack.testkit.liveavatar` for what it follows and its switches."""
 
-    # ------------------------------------------------------------------ plumbing
+    # ------------------------------------------------------------------ route table
 
     def _routes(self) -> list[web.RouteDef]:
         return [
