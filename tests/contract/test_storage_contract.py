@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from avatarstack.adapters.memory.storage import shipped_migrations
 from avatarstack.adapters.sql import load_migrations
 from avatarstack.ports.errors import ConflictError, DuplicateError, NotFoundError
 from avatarstack.ports.storage import (
@@ -210,6 +211,13 @@ async def test_no_migrations_are_pending_after_migrate(storage: Storage) -> None
 async def test_schema_version_is_the_newest_migration(storage: Storage) -> None:
     newest = load_migrations("avatarstack.adapters.sqlite")[-1].version
     assert await storage.schema_version() == newest
+
+
+def test_every_dialect_ships_the_same_migration_versions() -> None:
+    """A migration has a file in both dialect folders; the in-memory storage records them."""
+    sqlite = [m.version for m in load_migrations("avatarstack.adapters.sqlite")]
+    postgres = [m.version for m in load_migrations("avatarstack.adapters.postgres")]
+    assert sqlite == postgres == shipped_migrations()
 
 
 async def test_ping_returns_when_the_database_answers(storage: Storage) -> None:

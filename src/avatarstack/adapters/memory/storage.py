@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from avatarstack.adapters.memory.repositories._base import _State
 from avatarstack.adapters.memory.repositories.avatars import _AvatarSessions
@@ -39,7 +41,24 @@ from avatarstack.adapters.memory.repositories.knowledge import (
 from avatarstack.ports.errors import StorageUnavailableError
 from avatarstack.ports.storage import PoolStats, StorageTimings, UnitOfWork
 
-MIGRATIONS = ["0001", "0002", "0003", "0004", "0005"]
+_MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def shipped_migrations() -> list[str]:
+    """The versions of the migrations the SQL adapters ship, read from their ``migrations``
+    folders as package data (without importing those adapters): the in-memory storage has no
+    schema but records the same versions, so ``schema_version`` agrees across adapters."""
+    adapters = resources.files("avatarstack.adapters")
+    versions: set[str] = set()
+    for dialect in ("sqlite", "postgres"):
+        for entry in adapters.joinpath(dialect, "migrations").iterdir():
+            match = _MIGRATION_FILE.match(entry.name)
+            if match:
+                versions.add(match[1])
+    return sorted(versions)
+
+
+MIGRATIONS = shipped_migrations()
 
 
 class _UnitOfWork:
