@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -34,8 +34,8 @@ def _rows(width: int, count: int) -> str:
     return ", ".join(f"({_placeholders(1 + i * width, width)})" for i in range(count))
 
 
-def _prefixed(alias: str, columns: str) -> str:
-    return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
+def _prefixed(alias: str, columns: Columns[Any] | str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in str(columns).split(","))
 
 
 def _float(value: Any) -> float | None:
@@ -49,3 +49,32 @@ _MAX_PARAMETERS = 500
 class _Repository:
     def __init__(self, conn: SqlConnection) -> None:
         self._conn = conn
+
+
+class Columns(Generic[M]):
+    """A record's table columns, written once: ``str()`` is the column list (for SELECT and
+    RETURNING), :meth:`insert` the one-row INSERT, :meth:`values` its parameters in column
+    order (JSON columns dumped) and :meth:`record` a row back to the record (JSON columns
+    loaded). Column names equal the record's field names."""
+
+    def __init__(self, model: type[M], names: str, *, json: Iterable[str] = ()) -> None:
+        self.model = model
+        self.names = tuple(name.strip() for name in names.split(","))
+        self.json = tuple(json)
+        self._text = ", ".join(self.names)
+
+    def __str__(self) -> str:
+        return self._text
+
+    def insert(self, table: str) -> str:
+        return f"INSERT INTO {table} ({self}) VALUES ({_placeholders(1, len(self.names))})"
+
+    def values(self, record: M) -> list[Any]:
+        values = [getattr(record, name) for name in self.names]
+        return [
+            _dump(value) if name in self.json else value
+            for name, value in zip(self.names, values, strict=True)
+        ]
+
+    def record(self, row: Mapping[str, Any]) -> M:
+        return _model(self.model, row, self.json)

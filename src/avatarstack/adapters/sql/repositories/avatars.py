@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from avatarstack.adapters.sql.repositories._base import _dump, _model, _Repository
+from avatarstack.adapters.sql.repositories._base import Columns, _Repository
 from avatarstack.ports.errors import NotFoundError
 from avatarstack.ports.storage import AvatarSession
 
@@ -13,45 +12,32 @@ __all__ = ["SqlAvatarSessionRepository"]
 
 
 class SqlAvatarSessionRepository(_Repository):
-    _COLUMNS = (
+    _COLUMNS = Columns(
+        AvatarSession,
         "id, owner_id, provider, provider_session_id, status, started_at, last_activity_at, "
-        "expires_at, ended_at, cost_seconds, data"
+        "expires_at, ended_at, cost_seconds, data",
+        json=("data",),
     )
-
-    def _args(self, session: AvatarSession) -> tuple[Any, ...]:
-        return (
-            session.id,
-            session.owner_id,
-            session.provider,
-            session.provider_session_id,
-            session.status,
-            session.started_at,
-            session.last_activity_at,
-            session.expires_at,
-            session.ended_at,
-            session.cost_seconds,
-            _dump(session.data),
-        )
 
     async def add(self, session: AvatarSession) -> None:
         await self._conn.execute(
             f"INSERT INTO avatar_sessions ({self._COLUMNS}) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            *self._args(session),
+            *self._COLUMNS.values(session),
         )
 
     async def get(self, session_id: str) -> AvatarSession | None:
         row = await self._conn.fetchrow(
             f"SELECT {self._COLUMNS} FROM avatar_sessions WHERE id = $1", session_id
         )
-        return _model(AvatarSession, row, ("data",)) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def update(self, session: AvatarSession) -> None:
         changed = await self._conn.execute(
             "UPDATE avatar_sessions SET owner_id = $2, provider = $3, provider_session_id = $4, "
             "status = $5, started_at = $6, last_activity_at = $7, expires_at = $8, "
             "ended_at = $9, cost_seconds = $10, data = $11 WHERE id = $1",
-            *self._args(session),
+            *self._COLUMNS.values(session),
         )
         if not changed:
             raise NotFoundError(f"avatar session {session.id} does not exist")
@@ -65,11 +51,11 @@ class SqlAvatarSessionRepository(_Repository):
             "ORDER BY started_at, id",
             owner_id,
         )
-        return [_model(AvatarSession, row, ("data",)) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]
 
     async def list_active(self) -> Sequence[AvatarSession]:
         rows = await self._conn.fetch(
             f"SELECT {self._COLUMNS} FROM avatar_sessions WHERE ended_at IS NULL "
             "ORDER BY started_at, id"
         )
-        return [_model(AvatarSession, row, ("data",)) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]

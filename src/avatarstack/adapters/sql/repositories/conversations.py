@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from avatarstack.adapters.sql.repositories._base import _dump, _model, _Repository
+from avatarstack.adapters.sql.repositories._base import Columns, _Repository
 from avatarstack.ports.errors import NotFoundError
 from avatarstack.ports.storage import Conversation, ConversationEvent
 
@@ -14,25 +14,21 @@ __all__ = ["SqlConversationRepository"]
 
 
 class SqlConversationRepository(_Repository):
-    _COLUMNS = "id, user_id, title, last_seq, created_at, updated_at"
-    _EVENT_COLUMNS = "conversation_id, seq, type, data, client_id, created_at"
+    _COLUMNS = Columns(Conversation, "id, user_id, title, last_seq, created_at, updated_at")
+    _EVENT_COLUMNS = Columns(
+        ConversationEvent, "conversation_id, seq, type, data, client_id, created_at", json=("data",)
+    )
 
     async def add(self, conversation: Conversation) -> None:
         await self._conn.execute(
-            f"INSERT INTO conversations ({self._COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
-            conversation.id,
-            conversation.user_id,
-            conversation.title,
-            conversation.last_seq,
-            conversation.created_at,
-            conversation.updated_at,
+            self._COLUMNS.insert("conversations"), *self._COLUMNS.values(conversation)
         )
 
     async def get(self, conversation_id: str) -> Conversation | None:
         row = await self._conn.fetchrow(
             f"SELECT {self._COLUMNS} FROM conversations WHERE id = $1", conversation_id
         )
-        return _model(Conversation, row) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def list_for_user(
         self, user_id: str, *, limit: int = 50, offset: int = 0
@@ -44,7 +40,7 @@ class SqlConversationRepository(_Repository):
             limit,
             offset,
         )
-        return [_model(Conversation, row) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]
 
     async def append_event(
         self,
@@ -71,7 +67,7 @@ class SqlConversationRepository(_Repository):
                 client_id,
             )
             if row is not None:
-                return _model(ConversationEvent, row, ("data",))
+                return self._EVENT_COLUMNS.record(row)
         seq = int(locked["last_seq"]) + 1
         await self._conn.execute(
             "UPDATE conversations SET last_seq = $2, updated_at = $3 WHERE id = $1",
@@ -88,14 +84,7 @@ class SqlConversationRepository(_Repository):
             created_at=now,
         )
         await self._conn.execute(
-            f"INSERT INTO conversation_events ({self._EVENT_COLUMNS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            event.conversation_id,
-            event.seq,
-            event.type,
-            _dump(event.data),
-            event.client_id,
-            event.created_at,
+            self._EVENT_COLUMNS.insert("conversation_events"), *self._EVENT_COLUMNS.values(event)
         )
         return event
 
@@ -109,4 +98,4 @@ class SqlConversationRepository(_Repository):
             after_seq,
             limit,
         )
-        return [_model(ConversationEvent, row, ("data",)) for row in rows]
+        return [self._EVENT_COLUMNS.record(row) for row in rows]

@@ -8,6 +8,7 @@ from typing import Any
 
 from avatarstack.adapters.sql.repositories._base import (
     _MAX_PARAMETERS,
+    Columns,
     _dump,
     _model,
     _prefixed,
@@ -21,30 +22,25 @@ __all__ = ["SqlChunkRepository", "SqlDocumentRepository"]
 
 
 class SqlDocumentRepository(_Repository):
-    _COLUMNS = "id, title, owner_id, current_version, created_at, updated_at, deleted_at"
-    _VERSION_COLUMNS = (
+    _COLUMNS = Columns(
+        Document, "id, title, owner_id, current_version, created_at, updated_at, deleted_at"
+    )
+    _VERSION_COLUMNS = Columns(
+        DocumentVersion,
         "document_id, version, content_hash, filename, media_type, size_bytes, status, error, "
-        "meta, file_sha256, created_at"
+        "meta, file_sha256, created_at",
+        json=("meta",),
     )
 
     async def add(self, document: Document) -> None:
-        await self._conn.execute(
-            f"INSERT INTO documents ({self._COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            document.id,
-            document.title,
-            document.owner_id,
-            document.current_version,
-            document.created_at,
-            document.updated_at,
-            document.deleted_at,
-        )
+        await self._conn.execute(self._COLUMNS.insert("documents"), *self._COLUMNS.values(document))
 
     async def get(self, document_id: str) -> Document | None:
         row = await self._conn.fetchrow(
             f"SELECT {self._COLUMNS} FROM documents WHERE id = $1 AND deleted_at IS NULL",
             document_id,
         )
-        return _model(Document, row) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def list(self, *, limit: int = 50, offset: int = 0) -> Sequence[Document]:
         rows = await self._conn.fetch(
@@ -53,7 +49,7 @@ class SqlDocumentRepository(_Repository):
             limit,
             offset,
         )
-        return [_model(Document, row) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]
 
     async def set_current_version(self, document_id: str, version: int, now: datetime) -> None:
         changed = await self._conn.execute(
@@ -78,19 +74,8 @@ class SqlDocumentRepository(_Repository):
 
     async def add_version(self, version: DocumentVersion) -> None:
         await self._conn.execute(
-            f"INSERT INTO document_versions ({self._VERSION_COLUMNS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            version.document_id,
-            version.version,
-            version.content_hash,
-            version.filename,
-            version.media_type,
-            version.size_bytes,
-            version.status,
-            version.error,
-            _dump(version.meta),
-            version.file_sha256,
-            version.created_at,
+            self._VERSION_COLUMNS.insert("document_versions"),
+            *self._VERSION_COLUMNS.values(version),
         )
 
     async def get_version(self, document_id: str, version: int) -> DocumentVersion | None:
@@ -100,7 +85,7 @@ class SqlDocumentRepository(_Repository):
             document_id,
             version,
         )
-        return _model(DocumentVersion, row, ("meta",)) if row else None
+        return self._VERSION_COLUMNS.record(row) if row else None
 
     async def list_versions(self, document_id: str) -> Sequence[DocumentVersion]:
         rows = await self._conn.fetch(
@@ -108,7 +93,7 @@ class SqlDocumentRepository(_Repository):
             "WHERE document_id = $1 ORDER BY version",
             document_id,
         )
-        return [_model(DocumentVersion, row, ("meta",)) for row in rows]
+        return [self._VERSION_COLUMNS.record(row) for row in rows]
 
     async def find_version_by_hash(
         self, document_id: str, content_hash: str
@@ -119,7 +104,7 @@ class SqlDocumentRepository(_Repository):
             document_id,
             content_hash,
         )
-        return _model(DocumentVersion, row, ("meta",)) if row else None
+        return self._VERSION_COLUMNS.record(row) if row else None
 
     async def update_version_status(
         self,
@@ -184,7 +169,7 @@ class SqlDocumentRepository(_Repository):
             "ORDER BY v.created_at DESC, v.version DESC, v.document_id DESC LIMIT 1",
             value,
         )
-        return _model(DocumentVersion, row, ("meta",)) if row else None
+        return self._VERSION_COLUMNS.record(row) if row else None
 
     async def find_by_file(self, file_sha256: str) -> DocumentVersion | None:
         return await self._find_live_version(
@@ -201,7 +186,7 @@ class SqlDocumentRepository(_Repository):
             f"SELECT {self._COLUMNS} FROM documents "
             "WHERE deleted_at IS NULL AND current_version IS NOT NULL ORDER BY created_at, id"
         )
-        return [_model(Document, row) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]
 
     async def count(self) -> int:
         row = await self._conn.fetchrow(

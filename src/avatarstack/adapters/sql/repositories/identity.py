@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from avatarstack.adapters.sql.repositories._base import _dump, _model, _Repository
+from avatarstack.adapters.sql.repositories._base import Columns, _dump, _model, _Repository
 from avatarstack.ports.errors import NotFoundError
 from avatarstack.ports.storage import (
     AuditEvent,
@@ -31,32 +31,23 @@ __all__ = [
 
 
 class SqlUserRepository(_Repository):
-    _COLUMNS = (
-        "id, email, display_name, password_hash, email_verified, is_active, created_at, updated_at"
+    _COLUMNS = Columns(
+        User,
+        "id, email, display_name, password_hash, email_verified, is_active, created_at, updated_at",
     )
 
     async def add(self, user: User) -> None:
-        await self._conn.execute(
-            f"INSERT INTO users ({self._COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            user.id,
-            user.email,
-            user.display_name,
-            user.password_hash,
-            user.email_verified,
-            user.is_active,
-            user.created_at,
-            user.updated_at,
-        )
+        await self._conn.execute(self._COLUMNS.insert("users"), *self._COLUMNS.values(user))
 
     async def get(self, user_id: str) -> User | None:
         row = await self._conn.fetchrow(f"SELECT {self._COLUMNS} FROM users WHERE id = $1", user_id)
-        return _model(User, row) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def get_by_email(self, email: str) -> User | None:
         row = await self._conn.fetchrow(
             f"SELECT {self._COLUMNS} FROM users WHERE email = $1", email
         )
-        return _model(User, row) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def update(self, user: User) -> None:
         changed = await self._conn.execute(
@@ -79,7 +70,7 @@ class SqlUserRepository(_Repository):
             limit,
             offset,
         )
-        return [_model(User, row) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]
 
     async def count(self) -> int:
         row = await self._conn.fetchrow("SELECT COUNT(*) AS n FROM users")
@@ -100,18 +91,13 @@ class SqlRoleRepository(_Repository):
 
 
 class SqlIdentityRepository(_Repository):
-    _COLUMNS = "id, user_id, provider, subject, email, email_verified, created_at"
+    _COLUMNS = Columns(
+        Identity, "id, user_id, provider, subject, email, email_verified, created_at"
+    )
 
     async def add(self, identity: Identity) -> None:
         await self._conn.execute(
-            f"INSERT INTO identities ({self._COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            identity.id,
-            identity.user_id,
-            identity.provider,
-            identity.subject,
-            identity.email,
-            identity.email_verified,
-            identity.created_at,
+            self._COLUMNS.insert("identities"), *self._COLUMNS.values(identity)
         )
 
     async def get_by_subject(self, provider: str, subject: str) -> Identity | None:
@@ -120,32 +106,29 @@ class SqlIdentityRepository(_Repository):
             provider,
             subject,
         )
-        return _model(Identity, row) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def list_for_user(self, user_id: str) -> Sequence[Identity]:
         rows = await self._conn.fetch(
             f"SELECT {self._COLUMNS} FROM identities WHERE user_id = $1 ORDER BY created_at, id",
             user_id,
         )
-        return [_model(Identity, row) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]
 
     async def delete(self, identity_id: str) -> bool:
         return bool(await self._conn.execute("DELETE FROM identities WHERE id = $1", identity_id))
 
 
 class SqlOneTimeTokenRepository(_Repository):
-    _COLUMNS = "token_hash, purpose, user_id, data, created_at, expires_at, used_at"
+    _COLUMNS = Columns(
+        OneTimeToken,
+        "token_hash, purpose, user_id, data, created_at, expires_at, used_at",
+        json=("data",),
+    )
 
     async def add(self, token: OneTimeToken) -> None:
         await self._conn.execute(
-            f"INSERT INTO one_time_tokens ({self._COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            token.token_hash,
-            token.purpose,
-            token.user_id,
-            _dump(token.data),
-            token.created_at,
-            token.expires_at,
-            token.used_at,
+            self._COLUMNS.insert("one_time_tokens"), *self._COLUMNS.values(token)
         )
 
     async def consume(self, token_hash: str, purpose: str, now: datetime) -> OneTimeToken | None:
@@ -157,7 +140,7 @@ class SqlOneTimeTokenRepository(_Repository):
             purpose,
             now,
         )
-        return _model(OneTimeToken, row, ("data",)) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def revoke_for_user(self, user_id: str, purpose: str, now: datetime) -> int:
         return await self._conn.execute(
@@ -173,26 +156,20 @@ class SqlOneTimeTokenRepository(_Repository):
 
 
 class SqlSessionRepository(_Repository):
-    _COLUMNS = "id, user_id, created_at, last_used_at, expires_at, revoked_at, user_agent, ip"
+    _COLUMNS = Columns(
+        AuthSession, "id, user_id, created_at, last_used_at, expires_at, revoked_at, user_agent, ip"
+    )
 
     async def add(self, session: AuthSession) -> None:
         await self._conn.execute(
-            f"INSERT INTO auth_sessions ({self._COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            session.id,
-            session.user_id,
-            session.created_at,
-            session.last_used_at,
-            session.expires_at,
-            session.revoked_at,
-            session.user_agent,
-            session.ip,
+            self._COLUMNS.insert("auth_sessions"), *self._COLUMNS.values(session)
         )
 
     async def get(self, session_id: str) -> AuthSession | None:
         row = await self._conn.fetchrow(
             f"SELECT {self._COLUMNS} FROM auth_sessions WHERE id = $1", session_id
         )
-        return _model(AuthSession, row) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def list_active(self, user_id: str, now: datetime) -> Sequence[AuthSession]:
         rows = await self._conn.fetch(
@@ -202,7 +179,7 @@ class SqlSessionRepository(_Repository):
             user_id,
             now,
         )
-        return [_model(AuthSession, row) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]
 
     async def touch(self, session_id: str, now: datetime) -> None:
         await self._conn.execute(
@@ -227,23 +204,18 @@ class SqlSessionRepository(_Repository):
 
 
 class SqlRefreshTokenRepository(_Repository):
-    _COLUMNS = "token_hash, session_id, created_at, expires_at, used_at"
+    _COLUMNS = Columns(RefreshToken, "token_hash, session_id, created_at, expires_at, used_at")
 
     async def add(self, token: RefreshToken) -> None:
         await self._conn.execute(
-            f"INSERT INTO refresh_tokens ({self._COLUMNS}) VALUES ($1, $2, $3, $4, $5)",
-            token.token_hash,
-            token.session_id,
-            token.created_at,
-            token.expires_at,
-            token.used_at,
+            self._COLUMNS.insert("refresh_tokens"), *self._COLUMNS.values(token)
         )
 
     async def get(self, token_hash: str) -> RefreshToken | None:
         row = await self._conn.fetchrow(
             f"SELECT {self._COLUMNS} FROM refresh_tokens WHERE token_hash = $1", token_hash
         )
-        return _model(RefreshToken, row) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def use(self, token_hash: str, now: datetime) -> RefreshToken | None:
         row = await self._conn.fetchrow(
@@ -253,7 +225,7 @@ class SqlRefreshTokenRepository(_Repository):
             token_hash,
             now,
         )
-        return _model(RefreshToken, row) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def delete_expired(self, now: datetime) -> int:
         return await self._conn.execute("DELETE FROM refresh_tokens WHERE expires_at <= $1", now)

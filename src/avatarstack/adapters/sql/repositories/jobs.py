@@ -6,43 +6,31 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from avatarstack.adapters.sql.repositories._base import _dump, _model, _placeholders, _Repository
+from avatarstack.adapters.sql.repositories._base import (
+    Columns,
+    _dump,
+    _placeholders,
+    _Repository,
+)
 from avatarstack.ports.storage import Job
 
 __all__ = ["SqlJobRepository"]
 
 
 class SqlJobRepository(_Repository):
-    _COLUMNS = (
+    _COLUMNS = Columns(
+        Job,
         "id, kind, payload, status, progress, attempts, max_attempts, run_at, worker_id, "
-        "lease_expires_at, error, result, owner_id, created_at, updated_at"
+        "lease_expires_at, error, result, owner_id, created_at, updated_at",
+        json=("payload", "result"),
     )
-    _JSON = ("payload", "result")
 
     async def enqueue(self, job: Job) -> None:
-        await self._conn.execute(
-            f"INSERT INTO jobs ({self._COLUMNS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            job.id,
-            job.kind,
-            _dump(job.payload),
-            job.status,
-            job.progress,
-            job.attempts,
-            job.max_attempts,
-            job.run_at,
-            job.worker_id,
-            job.lease_expires_at,
-            job.error,
-            _dump(job.result),
-            job.owner_id,
-            job.created_at,
-            job.updated_at,
-        )
+        await self._conn.execute(self._COLUMNS.insert("jobs"), *self._COLUMNS.values(job))
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._conn.fetchrow(f"SELECT {self._COLUMNS} FROM jobs WHERE id = $1", job_id)
-        return _model(Job, row, self._JSON) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def claim(
         self,
@@ -69,7 +57,7 @@ class SqlJobRepository(_Repository):
             f"RETURNING {self._COLUMNS}",
             *args,
         )
-        return _model(Job, row, self._JSON) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def heartbeat(
         self,
@@ -141,7 +129,7 @@ class SqlJobRepository(_Repository):
             owner_id,
             limit,
         )
-        return [_model(Job, row, self._JSON) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]
 
     async def list_recent(
         self, *, kinds: Sequence[str] | None = None, limit: int = 50
@@ -158,4 +146,4 @@ class SqlJobRepository(_Repository):
             "ORDER BY created_at DESC, id DESC LIMIT $1",
             *args,
         )
-        return [_model(Job, row, self._JSON) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]

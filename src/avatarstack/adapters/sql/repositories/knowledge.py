@@ -10,7 +10,7 @@ from typing import Any
 
 from avatarstack.adapters.sql.repositories._base import (
     _MAX_PARAMETERS,
-    _dump,
+    Columns,
     _float,
     _model,
     _placeholders,
@@ -39,39 +39,25 @@ __all__ = [
 
 
 class SqlGenerationRepository(_Repository):
-    _COLUMNS = (
+    _COLUMNS = Columns(
+        IndexGeneration,
         "id, status, embedder, dimensions, document_versions, chunk_count, metrics, error, "
-        "job_id, created_at, updated_at"
+        "job_id, created_at, updated_at",
+        json=("document_versions", "metrics"),
     )
-    _JSON = ("document_versions", "metrics")
-
-    def _args(self, generation: IndexGeneration) -> tuple[Any, ...]:
-        return (
-            generation.id,
-            generation.status,
-            generation.embedder,
-            generation.dimensions,
-            _dump(generation.document_versions),
-            generation.chunk_count,
-            _dump(generation.metrics),
-            generation.error,
-            generation.job_id,
-            generation.created_at,
-            generation.updated_at,
-        )
 
     async def add(self, generation: IndexGeneration) -> None:
         await self._conn.execute(
             f"INSERT INTO kb_generations ({self._COLUMNS}) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            *self._args(generation),
+            *self._COLUMNS.values(generation),
         )
 
     async def get(self, generation_id: str) -> IndexGeneration | None:
         row = await self._conn.fetchrow(
             f"SELECT {self._COLUMNS} FROM kb_generations WHERE id = $1", generation_id
         )
-        return _model(IndexGeneration, row, self._JSON) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def list(self, *, limit: int = 50) -> Sequence[IndexGeneration]:
         rows = await self._conn.fetch(
@@ -79,14 +65,14 @@ class SqlGenerationRepository(_Repository):
             "ORDER BY created_at DESC, id DESC LIMIT $1",
             limit,
         )
-        return [_model(IndexGeneration, row, self._JSON) for row in rows]
+        return [self._COLUMNS.record(row) for row in rows]
 
     async def update(self, generation: IndexGeneration) -> None:
         changed = await self._conn.execute(
             "UPDATE kb_generations SET status = $2, embedder = $3, dimensions = $4, "
             "document_versions = $5, chunk_count = $6, metrics = $7, error = $8, job_id = $9, "
             "updated_at = $10 WHERE id = $1",
-            *self._args(generation)[:9],
+            *self._COLUMNS.values(generation)[:9],
             generation.updated_at,
         )
         if not changed:
@@ -108,7 +94,7 @@ class SqlGenerationRepository(_Repository):
             "FROM kb_active_generation a JOIN kb_generations g ON g.id = a.generation_id "
             "WHERE a.singleton = 1"
         )
-        return _model(IndexGeneration, row, self._JSON) if row else None
+        return self._COLUMNS.record(row) if row else None
 
     async def set_active(self, generation_id: str, now: datetime) -> None:
         # Lock the generation so its status cannot change under the switch; the upsert of the
