@@ -249,6 +249,11 @@ def report(f: Figures, args: argparse.Namespace) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="End-to-end answer accuracy over the WebSocket.")
+    parser.add_argument(
+        "--unseen",
+        action="store_true",
+        help="ask the paraphrased half in a wording nothing was tuned against",
+    )
     parser.add_argument("--seed", type=int, default=7, help="corpus seed (7, as retrieval.py)")
     parser.add_argument("--products", type=int, default=24, help="manuals (24)")
     parser.add_argument("--show-misses", type=int, default=0, help="print N wrong answers")
@@ -258,7 +263,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
-    corpus = make_corpus(seed=args.seed, products=args.products)
+    corpus = make_corpus(seed=args.seed, products=args.products, unseen=args.unseen)
     email = f"answers-{secrets.token_hex(4)}@example.com"
     with tempfile.TemporaryDirectory(prefix="avs-answers-") as tmp:
         work = Path(tmp)

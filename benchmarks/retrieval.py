@@ -559,6 +559,11 @@ def report(rows: Sequence[Row], corpus: Corpus) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--unseen",
+        action="store_true",
+        help="ask the paraphrased half in a wording nothing was tuned against",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--products", type=int, default=24)
     parser.add_argument("--minilm", action="store_true", help="add the MiniLM pipelines")
@@ -592,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     defaults = KbSettings()
     if args.overlap is None:
         args.overlap = defaults.chunk_overlap_chars
-    corpus = make_corpus(seed=args.seed, products=args.products)
+    corpus = make_corpus(seed=args.seed, products=args.products, unseen=args.unseen)
     minilm = minilm_embedder() if args.minilm else None
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="avs-retrieval-") as tmp:

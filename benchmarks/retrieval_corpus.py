@@ -212,7 +212,9 @@ FILLER = [
 @dataclass(frozen=True)
 class Fact:
     """One figure of a manual: its section, the sentence stating it, the answer phrase in that
-    sentence, and two ways to ask for it (direct wording, paraphrase)."""
+    sentence, and three ways to ask for it: direct wording, a paraphrase, and an *unseen*
+    paraphrase written after avatarstack's related-terms table, never tuned against (the
+    ``--unseen`` runs of ``retrieval.py`` and ``answers.py`` ask it instead of the paraphrase)."""
 
     key: str
     section: str
@@ -220,6 +222,7 @@ class Fact:
     phrase: str
     direct: str
     paraphrase: str
+    unseen: str
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"runs for {runtime} hours",
             f"How many hours does the {product} run on a full charge?",
             f"How long does the battery of the {product} last on one charge?",
+            f"What battery life does the {product} have?",
         ),
         Fact(
             "charge",
@@ -308,6 +312,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"takes {charge} hours",
             f"How long does charging an empty battery of the {product} take?",
             f"How much time does the {product} need to recharge completely?",
+            f"How long until the {product} battery is full again?",
         ),
         Fact(
             "voltage",
@@ -316,6 +321,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"rated at {voltage} V",
             f"What voltage is the battery pack of the {product} rated at?",
             f"How many volts does the {product} battery have?",
+            f"Which voltage does the lithium-ion pack of the {product} supply?",
         ),
         Fact(
             "power",
@@ -324,6 +330,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"power: {power} W",
             f"What is the rated motor power of the {product}?",
             f"How many watts does the motor of the {product} draw?",
+            f"How powerful is the motor of the {product}?",
         ),
         Fact(
             "weight",
@@ -332,6 +339,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"accessories: {weight} kg",
             f"What is the net weight of the {product}?",
             f"How heavy is the {product} without its accessories?",
+            f"What does the {product} weigh?",
         ),
         Fact(
             "noise",
@@ -340,6 +348,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"normal mode: {noise} dB",
             f"What is the sound power level of the {product} in normal mode?",
             f"How loud is the {product} when it runs normally?",
+            f"How much noise does the {product} make?",
         ),
         Fact(
             "dust",
@@ -348,6 +357,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"the {dust} litre mark",
             f"At which mark should the dust container of the {product} be emptied?",
             f"When is the bin of the {product} full enough to empty it?",
+            f"How full may the dust container of the {product} get before I empty it?",
         ),
         Fact(
             "interval",
@@ -356,6 +366,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"every {interval} weeks",
             f"How often should the foam filter of the {product} be washed?",
             f"How frequently do I need to rinse the {product} filter?",
+            f"How many weeks may pass between filter washes on the {product}?",
         ),
         Fact(
             "warranty",
@@ -364,6 +375,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"warranty of {warranty} years",
             f"How many years of warranty come with the {product}?",
             f"For how long is the {product} covered after I buy it?",
+            f"What guarantee does the {product} come with?",
         ),
         Fact(
             "service",
@@ -373,6 +385,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"after {suction} operating hours",
             f"After how many operating hours should the motor of the {product} be inspected?",
             f"When does the {product} need a motor check at a service centre?",
+            f"When should the motor of the {product} be serviced?",
         ),
         Fact(
             "cable",
@@ -381,6 +394,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"is {cable} m long",
             f"How long is the charging cable of the {product}?",
             f"What length is the {product} charger lead?",
+            f"How long is the power cord of the {product}?",
         ),
         Fact(
             "temp",
@@ -389,6 +403,7 @@ def _facts(rng: random.Random, product: str, version: int, base: dict[str, float
             f"between 10 and {temp} °C",
             f"At what temperatures may the battery of the {product} be charged?",
             f"How warm may the room be when I charge the {product}?",
+            f"What room temperature is needed to charge the {product}?",
         ),
     ]
 
@@ -549,10 +564,16 @@ def _manual(rng: random.Random, product: str, version: int, figures: dict[str, f
 
 
 def make_corpus(
-    seed: int = 7, products: int = 24, questions_per_manual: int = 10, updated: int = 8
+    seed: int = 7,
+    products: int = 24,
+    questions_per_manual: int = 10,
+    updated: int = 8,
+    *,
+    unseen: bool = False,
 ) -> Corpus:
     """``products`` manuals (≥ 20 by default 24), ``questions_per_manual`` questions each (half
-    paraphrased), and version 2 of ``updated`` manuals with new warranty and runtime figures."""
+    paraphrased; with ``unseen``, in the wording nothing was tuned against), and version 2 of
+    ``updated`` manuals with new warranty and runtime figures."""
     rng = random.Random(seed)
     names = _products(rng, products)
     manuals: list[Manual] = []
@@ -571,7 +592,9 @@ def make_corpus(
             questions.append(
                 Question(
                     id=f"{stem(manual)}:{key}",
-                    question=fact.paraphrase if kind == "paraphrase" else fact.direct,
+                    question=(fact.unseen if unseen else fact.paraphrase)
+                    if kind == "paraphrase"
+                    else fact.direct,
                     product=product,
                     manual=stem(manual),
                     phrase=fact.phrase,

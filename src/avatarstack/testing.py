@@ -19,29 +19,33 @@ authentication), which the test may stop, freeze and thaw; skipped where Postgre
 installed.
 
 Needs ``pytest-aiohttp`` (the ``test`` extra) for ``aiohttp_client``.
+
+Being a ``pytest11`` plugin, this module loads into every pytest session of anyone who installs
+avatarstack, used or not: it imports only pytest (and pytest-asyncio, a pytest plugin itself) at
+import time, and each fixture imports the application, the container or the fake servers when a
+test asks for it (``tests/unit/test_testing_plugin.py`` holds it to that).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pytest
-from dependency_injector import providers
 
-from avatarstack.bootstrap import Settings, build_container, create_app
-from avatarstack.plugins.manager import make_plugin_manager
-from avatarstack.testkit.oauth import FakeGitHub, FakeGoogle
-from avatarstack.testkit.postgres import PostgresCluster, postgres_binaries, start_postgres_cluster
+if TYPE_CHECKING:
+    from avatarstack.bootstrap.settings import Settings
+    from avatarstack.testkit.oauth import FakeGitHub, FakeGoogle
+    from avatarstack.testkit.postgres import PostgresCluster
 
 try:  # pytest-asyncio runs these in its strict mode too; plain pytest.fixture needs auto mode
     from pytest_asyncio import fixture as async_fixture
 except ImportError:  # pragma: no cover - pytest-aiohttp depends on pytest-asyncio
     async_fixture = pytest.fixture  # type: ignore[assignment]
 
-SettingsFactory = Callable[..., Settings]
-ClientFactory = Callable[..., Awaitable[Any]]
+SettingsFactory: TypeAlias = "Callable[..., Settings]"
+ClientFactory: TypeAlias = Callable[..., Awaitable[Any]]
 
 
 @pytest.fixture
@@ -50,6 +54,8 @@ def avatarstack_settings(tmp_path: Path) -> SettingsFactory:
     knowledge index, overrides as keyword arguments
     (``avatarstack_settings(http={"max_body_bytes": 1024})``; ``kb={}`` selects embedded
     Chroma in the data folder)."""
+
+    from avatarstack.bootstrap.settings import Settings
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -73,6 +79,10 @@ def avatarstack_client(aiohttp_client: Any, avatarstack_settings: SettingsFactor
     ``plugins`` are extra ``(name, plugin)`` pairs; ``providers_`` replaces container providers
     by name (``{"clock": ManualClock(), "password_hasher": cheap_hasher}``); other keyword
     arguments are settings. ``client.server.app[CONTAINER]`` is the container."""
+    from dependency_injector import providers
+
+    from avatarstack.bootstrap import build_container, create_app
+    from avatarstack.plugins.manager import make_plugin_manager
 
     async def make(
         *,
@@ -94,6 +104,8 @@ def avatarstack_client(aiohttp_client: Any, avatarstack_settings: SettingsFactor
 @async_fixture
 async def fake_google() -> AsyncIterator[FakeGoogle]:
     """A running fake Google (OpenID Connect) server; stopped after the test."""
+    from avatarstack.testkit.oauth import FakeGoogle
+
     async with FakeGoogle() as server:
         yield server
 
@@ -101,6 +113,8 @@ async def fake_google() -> AsyncIterator[FakeGoogle]:
 @async_fixture
 async def fake_github() -> AsyncIterator[FakeGitHub]:
     """A running fake GitHub (OAuth app + REST API) server; stopped after the test."""
+    from avatarstack.testkit.oauth import FakeGitHub
+
     async with FakeGitHub() as server:
         yield server
 
@@ -108,6 +122,8 @@ async def fake_github() -> AsyncIterator[FakeGitHub]:
 @pytest.fixture
 def throwaway_postgres() -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster of this test's own, which it may stop or freeze; deleted after."""
+    from avatarstack.testkit.postgres import postgres_binaries, start_postgres_cluster
+
     if postgres_binaries() is None:
         pytest.skip("PostgreSQL is not installed (initdb not found)")
     cluster = start_postgres_cluster()

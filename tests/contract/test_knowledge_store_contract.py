@@ -7,6 +7,7 @@ exact brute-force search, and an outage of the server turning into ``Unavailable
 from __future__ import annotations
 
 import math
+import os
 import random
 import secrets
 import socket
@@ -15,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from avatarstack.adapters.chroma import ChromaKnowledgeStore
+from avatarstack.adapters.chroma import ChromaKnowledgeStore, folder_holder
 from avatarstack.adapters.memory.knowledge import MemoryKnowledgeStore
 from avatarstack.ports.errors import (
     ConflictError,
+    IndexInUseError,
     InvalidInputError,
     NotFoundError,
     UnavailableError,
@@ -305,6 +307,20 @@ async def test_an_invalid_generation_id_is_refused_before_reaching_chroma(tmp_pa
 
     with pytest.raises(InvalidInputError):
         await store.create("bad id/with spaces", embedder=EMBEDDER, dimensions=DIMENSIONS)
+
+
+async def test_a_held_embedded_folder_names_its_holder(tmp_path: Path) -> None:
+    folder = tmp_path / "chroma"
+    first = ChromaKnowledgeStore.embedded(folder)
+    await first.ping()
+    try:
+        with pytest.raises(IndexInUseError) as raised:
+            await ChromaKnowledgeStore.embedded(folder).ping()
+        assert raised.value.holder == f"pid {os.getpid()}"
+        assert folder_holder(folder) == f"pid {os.getpid()}"
+    finally:
+        await first.close()
+    assert folder_holder(folder) is None
 
 
 async def test_a_stopped_server_makes_every_call_unavailable() -> None:

@@ -292,7 +292,44 @@ async def test_a_named_lock_makes_check_then_write_sequences_take_turns(storage:
 
 
 async def test_different_lock_names_do_not_wait_for_each_other(storage: Storage) -> None:
+    """One holder keeps lock "a" while a second holder takes "b" and commits. Where units of
+    work run at once (PostgreSQL, with or without PgBouncer) the second finishes while "a" is
+    still held, and a third asking for "a" itself waits meanwhile (so the test would see a
+    block); where units of work already take turns (memory, SQLite: ``lock`` has nothing left
+    to do) all three still finish, one after the other."""
+    runs_units_at_once = storage.name == "postgresql"
+    events: list[str] = []
+    a_held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(name: str, until: asyncio.Event | None = None) -> None:
+        async with committed(storage) as uow:
+            await uow.lock(name)
+            events.append(f"{name} taken")
+            if until is not None:
+                a_held.set()
+                await until.wait()
+        events.append(f"{name} released")
+
+    holder = asyncio.create_task(hold("a", until=release))
+    await asyncio.wait_for(a_held.wait(), 10)
+    other_name = asyncio.create_task(hold("b"))
+    same_name = asyncio.create_task(hold("a"))
+    try:
+        if runs_units_at_once:
+            await asyncio.wait_for(asyncio.shield(other_name), 10)  # not held up by "a"
+            await asyncio.sleep(0.2)
+            assert not same_name.done()  # "a" itself is still held
+            assert events == ["a taken", "b taken", "b released"]
+    finally:
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holder, other_name, same_name), 10)
+    assert sorted(events) == sorted(["a taken", "a released"] * 2 + ["b taken", "b released"])
+
+
+async def test_taking_a_held_lock_again_in_the_same_unit_of_work_is_fine(
+    storage: Storage,
+) -> None:
     async with committed(storage) as uow:
         await uow.lock("a")
         await uow.lock("b")
-        await uow.lock("a")  # taking a held lock again in the same unit of work is fine
+        await uow.lock("a")

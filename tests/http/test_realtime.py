@@ -179,6 +179,9 @@ async def test_garbage_unknown_and_binary_frames_get_error_events(client: Any) -
     error = await tab.until("error")
     assert error["data"]["code"] == "unknown-type"
     assert error["data"]["reply_to"] == "t1"
+    await tab.send("conversation_open", {}, id="t2")  # only the documented names dispatch
+    error = await tab.until("error")
+    assert (error["data"]["code"], error["data"]["reply_to"]) == ("unknown-type", "t2")
     await tab.send("user.message", {"client_id": "x", "text": "hi"}, id="u1")
     assert (await tab.until("error"))["data"]["reply_to"] == "u1"  # no conversation open
     await tab.send("user.message", {"text": ""}, id="u2")

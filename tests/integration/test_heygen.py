@@ -810,7 +810,7 @@ class _NoCommands:
 
 def avatar_providers(settings: Settings, clock: ManualClock) -> dict[str, AvatarProvider]:
     pm = PluginManager()
-    pm.register_plugin(heygen_plugin, "heygen-under-test")
+    pm.register_plugin(heygen_plugin, "heygen-under-test", builtin=True)
     return collect(
         pm,
         "register_avatar_providers",

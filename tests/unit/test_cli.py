@@ -57,14 +57,14 @@ def test_plugins_lists_the_builtins_as_json(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["plugins", "--json"])
     assert result.exit_code == 0, result.output
     listed = {p["name"]: p for p in json.loads(result.output)}
-    assert listed["ops"]["hooks"] == ["register_routes"]
-    assert listed["ops"]["version"] == __version__
+    assert listed["routes"]["hooks"] == ["register_routes"]
+    assert listed["routes"]["version"] == __version__
 
 
 def test_plugins_prints_a_table(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["plugins"])
     assert result.exit_code == 0
-    assert "ops" in result.output
+    assert "routes" in result.output
     assert "register_routes" in result.output
 
 

@@ -41,7 +41,7 @@ from avatarstack.adapters.embedders.sentence_transformers import SentenceTransfo
 from avatarstack.bootstrap.container import pick_embedder
 from avatarstack.bootstrap.settings import Settings
 from avatarstack.plugins.builtin import model_embedders
-from avatarstack.plugins.manager import collect, make_plugin_manager
+from avatarstack.plugins.manager import PluginError, collect, make_plugin_manager, settings_view
 from avatarstack.ports.embeddings import Embedder
 from avatarstack.ports.errors import UnavailableError, UpstreamError
 
@@ -661,7 +661,11 @@ def test_invalid_sentence_transformers_dimensions_are_refused(tmp_path: Path) ->
         data_dir=tmp_path,
         plugins={"sentence_transformers": {"model": "org/model", "dimensions": "many"}},
     )
-    with pytest.raises(ValueError, match="SENTENCE_TRANSFORMERS__DIMENSIONS must be a positive"):
+    with pytest.raises(
+        PluginError,
+        match=r"'model_embedders' has invalid settings: "
+        r"AVATARSTACK_PLUGINS__SENTENCE_TRANSFORMERS__DIMENSIONS: .*integer",
+    ):
         registered(settings)
 
 
@@ -684,7 +688,14 @@ def fetch_cli(
     def cli() -> None:
         pass
 
-    model_embedders.register_commands(cli)
+    pm = make_plugin_manager(load_entrypoints=False)
+
+    def load() -> model_embedders.ModelEmbeddersSettings:
+        view = settings_view(pm, "model_embedders", Settings())
+        assert isinstance(view, model_embedders.ModelEmbeddersSettings)
+        return view
+
+    model_embedders.register_commands(cli, settings=load)
     return cli
 
 

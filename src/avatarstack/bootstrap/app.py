@@ -16,11 +16,13 @@ from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.app import build_http_app
 from avatarstack.adapters.http.auth import bearer_policy
 from avatarstack.adapters.http.console import CONSOLE, DEFAULT_UPLOAD_TYPES, ConsoleConfig
-from avatarstack.adapters.http.routes.realtime import REALTIME, RealtimeConfig, RealtimeHub
+from avatarstack.adapters.http.realtime.hub import REALTIME, RealtimeConfig, RealtimeHub
 from avatarstack.adapters.http.routing import Route
+from avatarstack.adapters.parsers import upload_types
 from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings
+from avatarstack.bootstrap.startup import migrate_or_refuse, prepare_knowledge
 from avatarstack.core.avatars import AvatarService
 from avatarstack.core.conversations import ConversationService, user_topic
 from avatarstack.core.identity import IdentityService
@@ -28,17 +30,12 @@ from avatarstack.core.jobs import JobAnnouncer, JobListener, Worker
 from avatarstack.plugins.manager import PluginError, collect
 from avatarstack.ports.broadcast import Broadcaster
 from avatarstack.ports.documents import DocumentParser
-from avatarstack.ports.errors import AvatarstackError, StorageError
+from avatarstack.ports.errors import AvatarstackError
 from avatarstack.ports.storage import Job, new_id
 
 CONTAINER = web.AppKey("avatarstack_container", Container)
 
 log = structlog.get_logger("avatarstack")
-
-
-class PendingMigrationsError(StorageError):
-    code = "pending-migrations"
-    title = "Database schema is out of date"
 
 
 def create_app(
@@ -107,22 +104,11 @@ def create_app(
     app[keys.METRICS].watch_avatars(avatars.stats)
     app[keys.METRICS].watch_realtime(hub.stats)
     app[CONTAINER] = container
-    auto_migrate = (not settings.is_production) if migrate is None else migrate
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await container.init_resources()  # type: ignore[misc]
         try:
-            if auto_migrate:
-                applied = await storage.migrate()
-                if applied:
-                    log.info("migrations_applied", versions=applied, storage=storage.name)
-            else:
-                pending = await storage.pending_migrations()
-                if pending:
-                    raise PendingMigrationsError(
-                        f"migrations {', '.join(pending)} are pending; "
-                        "run `avatarstack migrate` before `avatarstack serve`"
-                    )
+            await migrate_or_refuse(storage, settings, migrate=migrate)
             await prepare_knowledge(container)
             # the objects made while starting live as long as the app: leave them out of the
             # collector's full passes, which otherwise pause the loop for 60-80 ms each
@@ -133,7 +119,7 @@ def create_app(
                 await avatars.reconcile()
             except AvatarstackError as exc:  # the vendor may be down; the loop reconciles again
                 log.warning("avatar_reconcile_failed", error=exc.code)
-            loops = [
+            housekeeping = [
                 asyncio.create_task(
                     _maintain(identity, settings.maintenance_interval),
                     name="avatarstack-maintenance",
@@ -143,28 +129,30 @@ def create_app(
                     name="avatarstack-avatars",
                 ),
             ]
-            stop_worker = asyncio.Event()
             # committed jobs wake the workers of every instance (this one included)
             announcer = JobAnnouncer(broadcaster)
             conversations.on_job_queued(announcer)
             knowledge.on_job_queued(announcer)
-            workers = [make_answer_worker(container)]
-            if run_worker:
-                workers.append(make_worker(container))
-            for worker in workers:
-                loops.append(
-                    asyncio.create_task(worker.run(stop_worker), name="avatarstack-worker")
+            # workers finish their current jobs when told to stop; the loops above are cancelled
+            stop_workers = asyncio.Event()
+            answer_worker = make_answer_worker(container)
+            job_worker = make_worker(container) if run_worker else None
+            workers = [
+                asyncio.create_task(answer_worker.run(stop_workers), name="avatarstack-answers"),
+            ]
+            if job_worker is not None:
+                workers.append(
+                    asyncio.create_task(job_worker.run(stop_workers), name="avatarstack-worker")
                 )
             try:
                 yield
             finally:
-                stop_worker.set()
-                for loop in loops:
-                    if loop.get_name() != "avatarstack-worker":
-                        loop.cancel()
-                for loop in loops:
+                stop_workers.set()
+                for task in housekeeping:
+                    task.cancel()
+                for task in (*housekeeping, *workers):
                     with contextlib.suppress(asyncio.CancelledError):
-                        await loop
+                        await task
                 await announcer.drain()
                 await conversations.close()
         finally:
@@ -173,19 +161,6 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     return app
-
-
-async def prepare_knowledge(container: Container) -> None:
-    """Startup checks of the knowledge base: an embedded Chroma folder is opened (and locked:
-    a second process fails here with a clear message), and an active generation built by
-    another embedder than the configured one is refused."""
-    store = container.knowledge_store()
-    if getattr(store, "embedded_path", None) is not None:
-        await store.ping()
-    await container.knowledge().check_embedder()
-    ping = getattr(container.embedder(), "ping", None)
-    if ping is not None:  # model embedders load their model: a missing one names the fetch step
-        await ping()
 
 
 def make_worker(container: Container, *, listener: JobListener | None = None) -> Worker:
@@ -282,11 +257,7 @@ def make_console_config(
     settings: Settings, parsers: Sequence[DocumentParser] = ()
 ) -> ConsoleConfig:
     console = settings.console
-    types = dict.fromkeys(
-        item
-        for parser in parsers
-        for item in (*(f".{e.lstrip('.')}" for e in parser.extensions), *parser.media_types)
-    )
+    types = upload_types(parsers)
     return ConsoleConfig(
         enabled=console.enabled,
         avatar_provider=settings.avatar.provider,

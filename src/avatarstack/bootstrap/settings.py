@@ -17,6 +17,13 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# defined with the plugins that read them; re-exported (``as``) for existing imports
+from avatarstack.plugins.builtin.settings import GitHubSettings as GitHubSettings
+from avatarstack.plugins.builtin.settings import GoogleSettings as GoogleSettings
+from avatarstack.plugins.builtin.settings import HeyGenSettings as HeyGenSettings
+from avatarstack.plugins.builtin.settings import LiveAvatarSettings as LiveAvatarSettings
+from avatarstack.plugins.builtin.settings import OpenAISettings as OpenAISettings
+
 MIN_SECRET_BYTES = 32
 
 
@@ -163,27 +170,6 @@ class MailSettings(BaseModel):
     model_config = {"populate_by_name": True}
 
 
-class GoogleSettings(BaseModel):
-    client_id: str | None = Field(None, description="Enables Google sign-in when set.")
-    client_secret: SecretStr | None = Field(None, description="Google OAuth client secret.")
-    server_metadata_url: str = Field(
-        "https://accounts.google.com/.well-known/openid-configuration",
-        description="OpenID discovery document.",
-    )
-
-
-class GitHubSettings(BaseModel):
-    client_id: str | None = Field(None, description="Enables GitHub sign-in when set.")
-    client_secret: SecretStr | None = Field(None, description="GitHub OAuth client secret.")
-    authorize_url: str = Field(
-        "https://github.com/login/oauth/authorize", description="Authorization endpoint."
-    )
-    token_url: str = Field(
-        "https://github.com/login/oauth/access_token", description="Token endpoint."
-    )
-    api_base_url: str = Field("https://api.github.com", description="REST API base URL.")
-
-
 class OAuthSettings(BaseModel):
     google: GoogleSettings = Field(default_factory=GoogleSettings)
     github: GitHubSettings = Field(default_factory=GitHubSettings)
@@ -260,26 +246,6 @@ class KbSettings(BaseModel):
     )
 
 
-class HeyGenSettings(BaseModel):
-    api_key: SecretStr | None = Field(None, description="HeyGen API key (legacy API).")
-    base_url: str = Field("https://api.heygen.com", description="HeyGen API base URL.")
-
-
-class LiveAvatarSettings(BaseModel):
-    api_key: SecretStr | None = Field(None, description="LiveAvatar API key.")
-    base_url: str = Field("https://api.liveavatar.com", description="LiveAvatar API base URL.")
-    context_id: str | None = Field(
-        None, description="LiveAvatar context (persona prompt) used by `talk` in FULL mode."
-    )
-    sandbox: bool = Field(False, description="Free sandbox sessions (Wayne avatar, ~60 s).")
-    voice_answers: Literal["knowledge", "liveavatar"] = Field(
-        "knowledge",
-        description="Who answers the user's speech: `knowledge` (it becomes a user message "
-        "answered from the knowledge base; LiveAvatar's own reply is interrupted) or "
-        "`liveavatar` (LiveAvatar's LLM answers with its context; transcriptions are ignored).",
-    )
-
-
 class AvatarSettings(BaseModel):
     provider: str = Field("text", description="`text`, `liveavatar`, `heygen` or a plugin's.")
     sessions_per_user: int = Field(1, ge=1, le=20, description="Avatar sessions one user may run.")
@@ -300,16 +266,6 @@ class AvatarSettings(BaseModel):
     )
     heygen: HeyGenSettings = Field(default_factory=HeyGenSettings)
     liveavatar: LiveAvatarSettings = Field(default_factory=LiveAvatarSettings)
-
-
-class OpenAISettings(BaseModel):
-    base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible base URL.")
-    api_key: SecretStr | None = Field(None, description="API key for the chat endpoint.")
-    model: str = Field("gpt-4o-mini", description="Chat model name.")
-    timeout_seconds: float = Field(
-        30.0, gt=0, description="Whole-answer limit; the first token must come within a third."
-    )
-    temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature.")
 
 
 class AnswerSettings(BaseModel):

@@ -120,6 +120,11 @@ class IndexInUseError(ConflictError):
     code = "index-in-use"
     title = "The knowledge index is in use"
 
+    def __init__(self, detail: str | None = None, *, holder: str | None = None) -> None:
+        super().__init__(detail)
+        #: who holds the index (``pid N``), when known
+        self.holder = holder
+
 
 class RateLimitedError(AvatarstackError):
     """Too many requests; ``retry_after`` is in seconds (HTTP 429)."""

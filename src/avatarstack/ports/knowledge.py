@@ -85,4 +85,9 @@ class KnowledgeStore(Protocol):
 
     async def ping(self) -> None: ...
 
+    async def claim(self) -> None:
+        """Open now whatever this process must hold alone: an embedded index takes its lock
+        here (:class:`~avatarstack.ports.errors.IndexInUseError` names the process holding
+        it). A store shared by several processes (a server) does nothing."""
+
     async def close(self) -> None: ...

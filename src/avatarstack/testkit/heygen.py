@@ -851,7 +851,8 @@ def _optional_str(body: dict[str, Any], name: str) -> None:
 
 
 def _validate_new(body: dict[str, Any]) -> None:
-    """Strict where clients depend on the server (heygen-api.md, fake spec item 5)."""
+    """Strict where clients depend on the server (HeyGen's ``streaming.new`` reference,
+    https://docs.heygen.com/reference)."""
     if body.get("version") != "v2":
         raise _invalid('version must be "v2" (v1 raw WebRTC sessions are no longer supported)')
     for name in ("avatar_id", "avatar_name", "knowledge_base_id", "knowledge_id"):

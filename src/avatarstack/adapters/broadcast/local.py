@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from avatarstack.adapters.broadcast.hub import HubSubscription, SubscriptionHub
+from avatarstack.adapters.fanout import HubSubscription, SubscriptionHub
 from avatarstack.ports.broadcast import DEFAULT_MAX_QUEUE, Notice, check_topic, encode_payload
 from avatarstack.ports.errors import UnavailableError
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from avatarstack.adapters.chroma.knowledge import LOCK_FILE, _lock_folder
-from avatarstack.ports.errors import ConflictError, StorageError
+from avatarstack.ports.errors import IndexInUseError, StorageError
 
 __all__ = ["copy_embedded", "folder_holder", "holding_folder"]
 
@@ -29,8 +29,8 @@ def folder_holder(folder: Path) -> str | None:
         return None
     try:
         handle = _lock_folder(folder)
-    except ConflictError as exc:
-        return exc.detail.split(" is in use by ", 1)[1].split(";", 1)[0]
+    except IndexInUseError as exc:
+        return exc.holder or "another process"
     handle.close()
     return None
 
@@ -41,7 +41,7 @@ def holding_folder(folder: Path) -> Iterator[bool]:
     running process holds it (the block then runs beside that process)."""
     handle: IO[str] | None = None
     if folder.is_dir():
-        with contextlib.suppress(ConflictError):
+        with contextlib.suppress(IndexInUseError):
             handle = _lock_folder(folder)
     try:
         yield handle is not None

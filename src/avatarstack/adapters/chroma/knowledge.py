@@ -68,7 +68,8 @@ def _lock_folder(folder: Path) -> IO[str]:
         raise IndexInUseError(
             f"the embedded Chroma folder {folder} is in use by {holder}; embedded Chroma is not "
             "safe for several processes: run one process, or run a Chroma server and set "
-            "AVATARSTACK_KB__CHROMA_URL"
+            "AVATARSTACK_KB__CHROMA_URL",
+            holder=holder,
         ) from None
     handle.seek(0)
     handle.truncate()
@@ -408,6 +409,11 @@ class ChromaKnowledgeStore:
 
     async def ping(self) -> None:
         await self._run("ping", lambda client: client.heartbeat())
+
+    async def claim(self) -> None:
+        """An embedded folder is opened and locked now; a server is left for its first use."""
+        if self.embedded_path is not None:
+            await self.ping()
 
     async def close(self) -> None:
         """Forget the client and release the embedded folder's lock."""

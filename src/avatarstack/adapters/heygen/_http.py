@@ -1,5 +1,6 @@
-"""HTTP plumbing for HeyGen's legacy streaming API: one lazy aiohttp session, the envelope,
-retries for idempotent calls, and transport failures mapped to port errors.
+"""HTTP plumbing for HeyGen's legacy streaming API on top of the shared
+:mod:`avatarstack.adapters.vendorhttp`: HeyGen's envelope and credentials, retries for idempotent
+calls, and transport failures mapped to port errors in HeyGen's words.
 
 What the wire looks like (HeyGen's Streaming API reference,
 https://docs.heygen.com/reference): JSON over HTTPS, success is a 2xx with
@@ -16,10 +17,6 @@ that is not a JSON object become :class:`UpstreamError`. No message ever contain
 
 from __future__ import annotations
 
-import asyncio
-import json
-import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,6 +24,14 @@ from typing import Any, Literal
 import aiohttp
 import structlog
 
+from avatarstack.adapters.vendorhttp import (
+    NOT_JSON,
+    Answer,
+    Retryable,
+    VendorHttp,
+    clean_message,
+    with_retries,
+)
 from avatarstack.ports.errors import UnavailableError, UpstreamError
 
 log = structlog.get_logger("avatarstack.heygen")
@@ -37,8 +42,6 @@ API_KEY_SETTING = "AVATARSTACK_AVATAR__HEYGEN__API_KEY"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 #: HeyGen's body ``code`` for a bad, missing or used credential (sent with HTTP 401)
 UNAUTHORIZED_CODE = 400112
-_MESSAGE_LIMIT = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +89,7 @@ class HeyGenRefusal(Exception):
 def _clean_message(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    text = _CONTROL.sub(" ", value).strip()
-    if len(text) > _MESSAGE_LIMIT:
-        text = text[: _MESSAGE_LIMIT - 1] + "…"
-    return text or None
+    return clean_message(value) or None
 
 
 def _int_code(value: Any) -> int | None:
@@ -102,15 +102,8 @@ def _int_code(value: Any) -> int | None:
     return None
 
 
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:  # an HTTP date: not worth parsing for a hint
-        return None
-
-
 class HeyGenHttp:
-    """One ``aiohttp.ClientSession`` for the provider, created on first use, closed by ``close()``.
+    """HeyGen's API over the shared :class:`~avatarstack.adapters.vendorhttp.VendorHttp`.
 
     ``retries`` extra attempts with exponential backoff and jitter are made for idempotent calls
     only, and only after a timeout, a connection failure or a 5xx answer.
@@ -124,24 +117,15 @@ class HeyGenHttp:
             base = base[:-3]
         self.base_url = base
         self.vendor = vendor
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retries = max(0, retries)
         self._backoff = max(0.0, backoff)
-        self._random = secrets.SystemRandom()  # jitter
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                headers={"Accept": "application/json"},
-                raise_for_status=False,
-            )
-        return self._session
-
-    def _delay(self, attempt: int) -> float:
-        ceiling = self._backoff * (2**attempt)
-        return self._random.uniform(ceiling / 2, ceiling)
+        self._http = VendorHttp(
+            vendor,
+            timeout=timeout,
+            max_body_bytes=MAX_BODY_BYTES,
+            headers={"Accept": "application/json"},
+            broken_hint="; try again, and report it if it keeps happening",
+        )
 
     async def call(
         self,
@@ -158,66 +142,56 @@ class HeyGenHttp:
         name = endpoint.rsplit("/", 1)[-1]
         url = f"{self.base_url}/{endpoint}"
         attempts = 1 + (self._retries if idempotent else 0)
-        headers = credential.headers()
-        request_timeout = aiohttp.ClientTimeout(total=time_limit) if time_limit else None
-        payload = dict(body) if body is not None and method == "POST" else None
-        if method == "POST" and payload is None:
-            payload = {}
-        failure = ""
-        last_exc: BaseException | None = None
-        for attempt in range(attempts):
+        timeout = aiohttp.ClientTimeout(total=time_limit) if time_limit else None
+        payload = (dict(body) if body is not None else {}) if method == "POST" else None
+
+        async def once() -> Answer:
             try:
-                async with self._client().request(
+                return await self._http.send(
                     method,
                     url,
-                    json=payload,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=request_timeout or self._timeout,
-                ) as response:
-                    status = response.status
-                    retry_after = response.headers.get("Retry-After")
-                    raw = await response.content.read(MAX_BODY_BYTES + 1)
-            except TimeoutError as exc:
-                seconds = (request_timeout or self._timeout).total
-                failure, last_exc = f"did not answer {name} within {seconds:g} s", exc
-            except aiohttp.ClientConnectionError as exc:
-                failure, last_exc = f"cannot be reached ({type(exc).__name__})", exc
-            except aiohttp.ClientError as exc:
-                log.warning("heygen_broken_answer", endpoint=name, error=type(exc).__name__)
-                raise UpstreamError(
-                    f"{self.vendor} sent a broken HTTP answer to {name}; try again, and report "
-                    "it if it keeps happening"
-                ) from exc
-            else:
-                if status < 500:
-                    return self._parse(name, status, raw, credential, retry_after)
-                failure, last_exc = f"answered {name} with HTTP {status}", None
-            if attempt + 1 < attempts:
-                delay = self._delay(attempt)
-                log.info("heygen_request_retry", endpoint=name, attempt=attempt + 1, reason=failure)
-                await asyncio.sleep(delay)
-        log.warning("heygen_unavailable", endpoint=name, attempts=attempts, reason=failure)
-        tries = f" ({attempts} attempts)" if attempts > 1 else ""
-        raise UnavailableError(
-            f"{self.vendor} is unavailable: it {failure}{tries}; try again later"
-        ) from last_exc
+                    what=name,
+                    headers=credential.headers(),
+                    body=payload,
+                    time_limit=timeout,
+                )
+            except UpstreamError as exc:
+                cause = type(exc.__cause__).__name__
+                log.warning("heygen_broken_answer", endpoint=name, error=cause)
+                raise
 
-    def _parse(
-        self, name: str, status: int, raw: bytes, credential: Credential, retry_after: str | None
-    ) -> dict[str, Any]:
-        if len(raw) > MAX_BODY_BYTES:
-            raise UpstreamError(
-                f"{self.vendor} answered {name} with more than {MAX_BODY_BYTES} bytes"
-            )
+        def retrying(attempt: int, failure: Retryable, delay: float) -> None:
+            reason = self._failure(name, failure, timeout)
+            log.info("heygen_request_retry", endpoint=name, attempt=attempt, reason=reason)
+
         try:
-            body: Any = json.loads(raw) if raw.strip() else None
-        except ValueError:  # UnicodeDecodeError is a ValueError too
-            body = _NOT_JSON
+            answer = await with_retries(
+                once, attempts=attempts, first_delay=self._backoff, on_retry=retrying
+            )
+        except Retryable as failure:
+            reason = self._failure(name, failure, timeout)
+            log.warning("heygen_unavailable", endpoint=name, attempts=attempts, reason=reason)
+            tries = f" ({attempts} attempts)" if attempts > 1 else ""
+            raise UnavailableError(
+                f"{self.vendor} is unavailable: it {reason}{tries}; try again later"
+            ) from failure.__cause__
+        return self._parse(name, answer, credential)
+
+    def _failure(self, name: str, failure: Retryable, timeout: aiohttp.ClientTimeout | None) -> str:
+        if failure.reason == "timeout":
+            seconds = (timeout or self._http.client_timeout).total
+            return f"did not answer {name} within {seconds:g} s"
+        if failure.reason == "unreachable":
+            return f"cannot be reached ({type(failure.__cause__).__name__})"
+        return f"answered {name} with HTTP {failure.status}"
+
+    def _parse(self, name: str, answer: Answer, credential: Credential) -> dict[str, Any]:
+        body = self._http.decode(answer, name)
+        status = answer.status
         if 200 <= status < 300:
-            if body is _NOT_JSON or not isinstance(body, dict):
+            if body is NOT_JSON or not isinstance(body, dict):
                 log.warning("heygen_malformed_answer", endpoint=name, status=status)
-                what = "a body that is not JSON" if body is _NOT_JSON else "no JSON object"
+                what = "a body that is not JSON" if body is NOT_JSON else "no JSON object"
                 raise UpstreamError(
                     f"{self.vendor} answered {name} (HTTP {status}) with {what}; its API may "
                     "have changed — report this with the time it happened"
@@ -228,13 +202,8 @@ class HeyGenHttp:
             code = _int_code(body.get("code"))
             message = _clean_message(body.get("message") or body.get("error"))
         refusal = HeyGenRefusal(name, status, code, message, via=credential.kind)
-        refusal.retry_after = _seconds(retry_after)
+        refusal.retry_after = answer.retry_after
         raise refusal
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-_NOT_JSON: Any = object()
+        await self._http.close()

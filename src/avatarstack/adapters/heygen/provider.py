@@ -6,13 +6,14 @@ token, ``version: "v2"`` = LiveKit) → ``streaming.start``. The browser joins t
 the returned ``url`` + ``access_token``; the server drives ``task`` / ``interrupt`` /
 ``keep_alive`` / ``stop`` over REST.
 
-Credentials (``heygen-api.md`` §2), as HeyGen's own SDK and its backend pattern (SDK PR #69) use
-them: the API key (``x-api-key``) mints tokens and reads the lists; each session's calls carry
-that session's one-time token as ``Authorization: Bearer``. The doc also says a backend may call
-every endpoint with the API key, so when we hold no token for a session (after a restart) or
-HeyGen rejects it (reported at the one-hour mark), the call is repeated once with the API key —
-a 401 means nothing was done, so even ``task`` is safe to repeat. Session tokens live only in
-memory, are dropped when the session ends and are never logged.
+Credentials, as HeyGen's own SDK and its backend pattern (SDK PR #69) use them: the API key
+(``x-api-key``) mints tokens and reads the lists; each session's calls carry that session's
+one-time token as ``Authorization: Bearer``. HeyGen's API reference
+(https://docs.heygen.com/reference) also says a backend may call every endpoint with the API
+key, so when we hold no token for a session (after a restart) or HeyGen rejects it (reported at
+the one-hour mark), the call is repeated once with the API key — a 401 means nothing was done,
+so even ``task`` is safe to repeat. Session tokens live only in memory, are dropped when the
+session ends and are never logged.
 
 Events are derived, not received (HeyGen sends ``avatar_start_talking``/``…stop_talking`` to
 the browser over LiveKit only): ``speaking`` when a task starts, ``idle`` after its duration
@@ -21,20 +22,20 @@ the browser over LiveKit only): ``speaking`` when a task starts, ``idle`` after 
 when HeyGen answers that the session is closed (``400006``). HeyGen closes idle or over-long
 sessions silently, so that ``closed`` arrives with the next call (``keep_alive`` runs
 regularly); its reason (``idle_timeout``/``max_duration``) is inferred from the clock.
+
+The HTTP calls go through ``_http`` (on the shared ``adapters/vendorhttp``), their 4xx answers
+become port errors in ``_errors``, the session state and derived events live in ``_sessions``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from avatarstack.adapters.heygen import _parse
+from avatarstack.adapters.heygen._errors import refusal_error
 from avatarstack.adapters.heygen._http import (
     API_KEY_SETTING,
     Credential,
@@ -42,10 +43,10 @@ from avatarstack.adapters.heygen._http import (
     HeyGenRefusal,
     log,
 )
+from avatarstack.adapters.heygen._sessions import SessionBook, SessionState
 from avatarstack.core.speech import check_speech, estimate_speech_seconds
 from avatarstack.ports.avatar import (
     AvatarEvent,
-    AvatarEventType,
     AvatarInfo,
     LiveKitCredentials,
     ProviderSession,
@@ -57,8 +58,6 @@ from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import (
     AvatarstackError,
     ConflictError,
-    NotFoundError,
-    RateLimitedError,
     UpstreamError,
 )
 
@@ -112,40 +111,6 @@ STREAMING_LANGUAGES: tuple[str, ...] = (
     "vi",
     "zh",
 )
-#: ended sessions remembered (for a late ``events()`` or a repeated ``stop``)
-_ENDED_SESSIONS_KEPT = 1000
-
-# body codes seen in the wild (heygen-api.md §6); messages matter where codes are unknown
-_STATE_WRONG = 400006
-_AVATAR_NOT_FOUND = 10013
-_TTS_FAILED = 400009
-_NO_API_ACCESS = 400599
-_CONCURRENT = re.compile(r"concurrent\s+(session\s+)?limit", re.IGNORECASE)
-_WRONG_STATE = re.compile(r"not in (the )?correct state|session state wrong", re.IGNORECASE)
-_UNKNOWN_SESSION = re.compile(
-    r"session\b[^.]*\b(not found|not exist|does not exist|unknown)", re.IGNORECASE
-)
-_AVATAR_MISSING = re.compile(r"avatar\b[^.]*\bnot found", re.IGNORECASE)
-
-
-@dataclass(eq=False)
-class _Session:
-    """What the provider knows about one session (its token stays out of every repr)."""
-
-    session_id: str
-    token: str | None = field(repr=False)
-    started_at: datetime
-    idle_timeout: float
-    max_duration: float | None
-    last_activity: datetime
-    #: when the queued speech ends (speaking counts as activity)
-    busy_until: datetime
-    #: None ends the stream (the provider was closed)
-    queue: asyncio.Queue[AvatarEvent | None] = field(default_factory=asyncio.Queue)
-    closed: AvatarEvent | None = None
-    speaking: tuple[str, float] | None = None
-    pending: deque[tuple[str, float]] = field(default_factory=deque)
-    worker: asyncio.Task[None] | None = None
 
 
 class HeyGenAvatarProvider:
@@ -179,14 +144,16 @@ class HeyGenAvatarProvider:
         self.name = name
         self._api_key = Credential("api_key", api_key)
         self._clock = clock
-        self._speech_time_scale = max(0.0, speech_time_scale)
         self._timeout = timeout
         self._start_timeout = start_timeout if start_timeout is not None else max(timeout, 30.0)
         self._http = HeyGenHttp(
             base_url, timeout=timeout, retries=retries, backoff=backoff, vendor="HeyGen"
         )
-        self._sessions: dict[str, _Session] = {}
-        self._ended: deque[str] = deque()
+        self._book = SessionBook(
+            clock,
+            speech_time_scale=max(0.0, speech_time_scale),
+            default_idle_timeout=DEFAULT_IDLE_TIMEOUT,
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -242,7 +209,7 @@ class HeyGenAvatarProvider:
                 token, "v1/streaming.new", body, idempotent=False, time_limit=self._start_timeout
             )
         except HeyGenRefusal as refusal:
-            raise self._error(
+            raise refusal_error(
                 refusal, "create a session", avatar_id=request.avatar_id, starting=True
             ) from refusal
         created = _parse.new_session(envelope)  # without an id there is nothing to stop
@@ -262,15 +229,15 @@ class HeyGenAvatarProvider:
                     time_limit=self._start_timeout,
                 )
             except HeyGenRefusal as refusal:
-                raise self._error(
+                raise refusal_error(
                     refusal, "start the session", session_id=created.session_id, starting=True
                 ) from refusal
         except BaseException:
             await self._abandon(created.session_id, session_token)
             raise
         now = self._clock.now()
-        self._remember(
-            _Session(
+        self._book.remember(
+            SessionState(
                 session_id=created.session_id,
                 token=session_token if token_ok else None,
                 started_at=now,
@@ -297,7 +264,7 @@ class HeyGenAvatarProvider:
     async def speak(self, provider_session_id: str, text: str, mode: SpeakMode) -> str:
         check_speech(text, mode, self.max_text_length, "HeyGen")
         cleaned = text.strip()
-        state = self._usable(provider_session_id)
+        state = self._book.usable(provider_session_id)
         envelope = await self._session_call(
             provider_session_id,
             state,
@@ -317,13 +284,13 @@ class HeyGenAvatarProvider:
             log.warning("heygen_task_without_id", session_id=provider_session_id)
         if seconds is None:
             seconds = estimate_speech_seconds(cleaned)
-        state = state or self._adopt(provider_session_id)
-        self._touch(state, seconds)
-        self._queue_speech(state, task_id, seconds)
+        state = state or self._book.adopt(provider_session_id)
+        self._book.touch(state, seconds)
+        self._book.queue_speech(state, task_id, seconds)
         return task_id
 
     async def interrupt(self, provider_session_id: str) -> None:
-        state = self._usable(provider_session_id)
+        state = self._book.usable(provider_session_id)
         await self._session_call(
             provider_session_id,
             state,
@@ -332,12 +299,12 @@ class HeyGenAvatarProvider:
             idempotent=True,
             action="interrupt the avatar",
         )
-        state = state or self._adopt(provider_session_id)
-        self._touch(state)
-        self._silence(state)
+        state = state or self._book.adopt(provider_session_id)
+        self._book.touch(state)
+        self._book.silence(state)
 
     async def keep_alive(self, provider_session_id: str) -> None:
-        state = self._usable(provider_session_id)
+        state = self._book.usable(provider_session_id)
         await self._session_call(
             provider_session_id,
             state,
@@ -346,10 +313,10 @@ class HeyGenAvatarProvider:
             idempotent=True,
             action="keep the session alive",
         )
-        self._touch(state or self._adopt(provider_session_id))
+        self._book.touch(state or self._book.adopt(provider_session_id))
 
     async def stop(self, provider_session_id: str) -> None:
-        state = self._sessions.get(provider_session_id)
+        state = self._book.get(provider_session_id)
         if state is not None and state.closed is not None:
             return  # we stopped it, or HeyGen told us it ended
         try:
@@ -365,11 +332,11 @@ class HeyGenAvatarProvider:
             log.info("heygen_stop_already_ended", session_id=provider_session_id)
             return
         if state is not None:
-            self._close(state, "stopped")
+            self._book.close(state, "stopped")
         log.info("heygen_session_stopped", session_id=provider_session_id)
 
     async def events(self, provider_session_id: str) -> AsyncIterator[AvatarEvent]:
-        state = self._sessions.get(provider_session_id)
+        state = self._book.get(provider_session_id)
         if state is None:
             raise ConflictError(
                 f"HeyGen session {provider_session_id} was not started through this provider; "
@@ -394,17 +361,17 @@ class HeyGenAvatarProvider:
         sessions are not stopped at HeyGen — the caller stops what it no longer needs). A
         clean-up ``stop`` still in flight gets up to ``timeout`` seconds to finish."""
         self._closed = True
-        for state in self._sessions.values():
+        for state in self._book.sessions.values():
             if state.closed is None:
                 state.queue.put_nowait(None)
         if self._background:  # stops of sessions whose start failed: let them finish
             await asyncio.wait(set(self._background), timeout=self._timeout)
-        workers = [s.worker for s in self._sessions.values() if s.worker is not None]
+        workers = [s.worker for s in self._book.sessions.values() if s.worker is not None]
         workers += list(self._background)
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        for state in self._sessions.values():
+        for state in self._book.sessions.values():
             state.worker = None
         await self._http.close()
 
@@ -414,7 +381,7 @@ class HeyGenAvatarProvider:
         try:
             return await self._http.call("GET", endpoint, credential=self._api_key, idempotent=True)
         except HeyGenRefusal as refusal:
-            raise self._error(refusal, action) from refusal
+            raise refusal_error(refusal, action) from refusal
 
     async def _create_token(self) -> str:
         try:
@@ -426,7 +393,7 @@ class HeyGenAvatarProvider:
                 idempotent=False,
             )
         except HeyGenRefusal as refusal:
-            raise self._error(refusal, "create a session token", starting=True) from refusal
+            raise refusal_error(refusal, "create a session token", starting=True) from refusal
         return _parse.session_token(envelope)
 
     async def _post_as(
@@ -468,7 +435,7 @@ class HeyGenAvatarProvider:
     async def _session_call(
         self,
         session_id: str,
-        state: _Session | None,
+        state: SessionState | None,
         endpoint: str,
         body: dict[str, Any],
         *,
@@ -481,83 +448,13 @@ class HeyGenAvatarProvider:
         except HeyGenRefusal as refusal:
             if state is not None and token is not None and refusal.via == "api_key":
                 state.token = None  # HeyGen rejected it before we fell back
-            error = self._error(refusal, action, session_id=session_id)
+            error = refusal_error(refusal, action, session_id=session_id)
             if state is not None and isinstance(error, ConflictError):
-                self._closed_by_vendor(state)
+                self._book.closed_by_vendor(state)
             raise error from refusal
         if state is not None and token is not None and not token_ok:
             state.token = None
         return envelope
-
-    def _error(
-        self,
-        refusal: HeyGenRefusal,
-        action: str,
-        *,
-        session_id: str | None = None,
-        avatar_id: str | None = None,
-        starting: bool = False,
-    ) -> AvatarstackError:
-        """The port error for a 4xx answer, with a sentence a person can act on."""
-        message = refusal.message or ""
-        said = refusal.describe()
-        if refusal.unauthorized:
-            log.warning("heygen_api_key_rejected", endpoint=refusal.endpoint)
-            return UpstreamError(
-                f"HeyGen rejected the API key when asked to {action} ({said}); set "
-                f"{API_KEY_SETTING} to an active key from HeyGen → Settings → API "
-                "(a LiveAvatar key does not work with this API)"
-            )
-        if refusal.code == _NO_API_ACCESS or refusal.status == 403:
-            return UpstreamError(
-                f"HeyGen refused to {action} ({said}): the account of {API_KEY_SETTING} has "
-                "no API access to streaming avatars; check its plan"
-            )
-        if refusal.code == _AVATAR_NOT_FOUND or _AVATAR_MISSING.search(message):
-            which = f" {avatar_id!r}" if avatar_id else " (the account default)"
-            return NotFoundError(
-                f"HeyGen has no interactive avatar{which} for this API key; choose one from "
-                "the avatar list"
-            )
-        if _CONCURRENT.search(message):
-            return RateLimitedError(
-                "HeyGen's limit of concurrent sessions for this API key is reached (trial keys "
-                "allow 3); stop sessions you no longer need, or wait until HeyGen closes idle "
-                "ones",
-                retry_after=refusal.retry_after or 30.0,
-            )
-        if refusal.status == 429:
-            return RateLimitedError(
-                f"HeyGen is rate limiting us; try to {action} again later",
-                retry_after=refusal.retry_after or 5.0,
-            )
-        if refusal.code == _STATE_WRONG or _WRONG_STATE.search(message):
-            if starting:
-                return UpstreamError(
-                    f"HeyGen closed the new session before it started ({said}); try again"
-                )
-            return ConflictError(
-                f"HeyGen session {session_id} is closed or not started; start a new session"
-            )
-        if session_id is not None and _UNKNOWN_SESSION.search(message):
-            if starting:
-                return UpstreamError(f"HeyGen lost the new session before it started ({said})")
-            return ConflictError(
-                f"HeyGen has no session {session_id} (never started, or ended long ago); start "
-                "a new session"
-            )
-        if refusal.code == _TTS_FAILED:
-            return UpstreamError(
-                f"HeyGen's text-to-speech failed when asked to {action} ({said}); check the "
-                "voice and its provider settings at HeyGen"
-            )
-        log.warning(
-            "heygen_request_refused",
-            endpoint=refusal.endpoint,
-            status=refusal.status,
-            code=refusal.code,
-        )
-        return UpstreamError(f"HeyGen refused to {action} ({said})")
 
     async def _abandon(self, session_id: str, token: str | None) -> None:
         """Stop a session whose start failed, even when the caller is being cancelled."""
@@ -577,124 +474,6 @@ class HeyGenAvatarProvider:
         log.info("heygen_session_abandoned", session_id=session_id)
 
     # ------------------------------------------------------------------ session state + events
-
-    def _remember(self, state: _Session) -> None:
-        self._sessions[state.session_id] = state
-
-    def _adopt(self, session_id: str) -> _Session:
-        """Follow a session started elsewhere (e.g. before a restart) once a call succeeds."""
-        state = self._sessions.get(session_id)
-        if state is None:
-            now = self._clock.now()
-            state = _Session(
-                session_id=session_id,
-                token=None,
-                started_at=now,
-                idle_timeout=float(DEFAULT_IDLE_TIMEOUT),
-                max_duration=None,
-                last_activity=now,
-                busy_until=now,
-            )
-            self._remember(state)
-        return state
-
-    def _usable(self, session_id: str) -> _Session | None:
-        state = self._sessions.get(session_id)
-        if state is not None and state.closed is not None:
-            raise ConflictError(
-                f"HeyGen session {session_id} has ended ({state.closed.reason}); start a new "
-                "session"
-            )
-        return state
-
-    def _touch(self, state: _Session, speech_seconds: float = 0.0) -> None:
-        now = self._clock.now()
-        state.last_activity = now
-        state.busy_until = max(now, state.busy_until) + timedelta(seconds=speech_seconds)
-
-    def _closed_by_vendor(self, state: _Session) -> str:
-        """HeyGen says the session is over: infer why from the clock, then close it here."""
-        if state.closed is not None:
-            return state.closed.reason or "closed"
-        now = self._clock.now()
-        idle_since = max(state.last_activity, state.busy_until)
-        if state.max_duration is not None and now >= state.started_at + timedelta(
-            seconds=state.max_duration
-        ):
-            reason = "max_duration"
-        elif now >= idle_since + timedelta(seconds=state.idle_timeout):
-            reason = "idle_timeout"
-        else:
-            reason = "closed_by_vendor"
-        log.info("heygen_session_closed_by_vendor", session_id=state.session_id, reason=reason)
-        self._close(state, reason)
-        return reason
-
-    def _close(self, state: _Session, reason: str) -> None:
-        if state.closed is not None:
-            return
-        self._silence(state)
-        state.token = None
-        state.closed = self._event(state, "closed", reason=reason)
-        state.queue.put_nowait(state.closed)
-        self._ended.append(state.session_id)
-        while len(self._ended) > _ENDED_SESSIONS_KEPT:
-            self._sessions.pop(self._ended.popleft(), None)
-
-    def _event(
-        self,
-        state: _Session,
-        kind: AvatarEventType,
-        *,
-        task_id: str | None = None,
-        reason: str | None = None,
-        duration: float | None = None,
-    ) -> AvatarEvent:
-        return AvatarEvent(
-            type=kind,
-            provider_session_id=state.session_id,
-            task_id=task_id,
-            reason=reason,
-            duration_seconds=duration,
-            at=self._clock.now(),
-        )
-
-    def _emit(self, state: _Session, kind: Literal["speaking", "idle"], **values: Any) -> None:
-        state.queue.put_nowait(self._event(state, kind, **values))
-
-    def _queue_speech(self, state: _Session, task_id: str, seconds: float) -> None:
-        """HeyGen speaks async tasks one after another: ``speaking`` now if the avatar is idle,
-        else when the tasks before it are done."""
-        if state.speaking is not None:
-            state.pending.append((task_id, seconds))
-            return
-        state.speaking = (task_id, seconds)
-        self._emit(state, "speaking", task_id=task_id, duration=seconds)
-        state.worker = asyncio.get_running_loop().create_task(
-            self._speech(state), name=f"heygen-speech-{state.session_id}"
-        )
-
-    async def _speech(self, state: _Session) -> None:
-        while state.speaking is not None:
-            task_id, seconds = state.speaking
-            await asyncio.sleep(seconds * self._speech_time_scale)
-            self._emit(state, "idle", task_id=task_id)
-            state.speaking = state.pending.popleft() if state.pending else None
-            if state.speaking is not None:
-                next_id, next_seconds = state.speaking
-                self._emit(state, "speaking", task_id=next_id, duration=next_seconds)
-        state.worker = None
-
-    def _silence(self, state: _Session) -> None:
-        """The avatar stopped mid-task (interrupt or end): ``idle`` for the cut task; queued
-        tasks are dropped (they never started, so they get no events)."""
-        if state.worker is not None:
-            state.worker.cancel()
-            state.worker = None
-        if state.speaking is not None:
-            self._emit(state, "idle", task_id=state.speaking[0], reason="interrupted")
-            state.speaking = None
-        state.pending.clear()
 
 
 def _idle_timeout(requested: int | None) -> int:

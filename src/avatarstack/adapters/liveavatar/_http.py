@@ -1,5 +1,6 @@
-"""HTTP plumbing of the LiveAvatar adapter: one lazy aiohttp session, the response envelope,
-retries, and the mapping of LiveAvatar's answers onto the avatar port's error contract.
+"""HTTP plumbing of the LiveAvatar adapter on top of the shared
+:mod:`avatarstack.adapters.vendorhttp`: the response envelope, retries, and the mapping of
+LiveAvatar's answers onto the avatar port's error contract.
 
 LiveAvatar answers ``{"code", "data", "message"}``. On success ``code`` is 1000 in production and
 100 in the docs, so it is never checked; ``data`` is. Errors are a 4xx with ``{"code": 4000,
@@ -16,17 +17,21 @@ token, a header or a request body.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import random
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
 import structlog
 
+from avatarstack.adapters.vendorhttp import (
+    MESSAGE_CHARS,
+    NOT_JSON,
+    Answer,
+    Retryable,
+    VendorHttp,
+    clean_message,
+    with_retries,
+)
 from avatarstack.ports.errors import (
     AvatarstackError,
     ConflictError,
@@ -44,11 +49,11 @@ API_KEY_SETTING = "AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY"
 BASE_URL_SETTING = "AVATARSTACK_AVATAR__LIVEAVATAR__BASE_URL"
 #: no LiveAvatar answer we read is larger than this
 MAX_BODY_BYTES = 1024 * 1024
+_PAGE_SIZE = 100
+#: a bound on pagination, in case ``next`` never ends
+_MAX_PAGES = 50
 #: the longest wait between two attempts, whatever backoff or Retry-After say
 MAX_BACKOFF_SECONDS = 10.0
-#: how much of a vendor message goes into our error messages
-_MESSAGE_CHARS = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _STATE_WORDS = (
     "closed",
     "ended",
@@ -101,21 +106,6 @@ class SessionTokenRejectedError(UpstreamError):
     """LiveAvatar refused a session token (expired or revoked); the API key may still work."""
 
 
-class _Retryable(Exception):
-    """A failure worth another attempt (internal: it never leaves this module)."""
-
-    def __init__(
-        self,
-        reason: Literal["timeout", "unreachable", "server", "throttled"],
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
-
-
 class LiveAvatarHttp:
     """The adapter's only door to LiveAvatar: ``call`` one endpoint and get its ``data``."""
 
@@ -139,24 +129,12 @@ class LiveAvatarHttp:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._http = VendorHttp("LiveAvatar", timeout=timeout, max_body_bytes=MAX_BODY_BYTES)
         self._closed = False
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise UnavailableError("the LiveAvatar provider has been shut down")
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._client_timeout, raise_for_status=False
-            )
-        return self._session
 
     async def close(self) -> None:
         self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     async def call(
         self,
@@ -174,31 +152,98 @@ class LiveAvatarHttp:
         ``require_data``: a ``data`` of null is an UpstreamError (it is normal for keep-alive
         and stop, whose ``data`` carries nothing)."""
         attempts = 1 + (self.retries if endpoint.idempotent else 0)
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self._once(method, path, endpoint, auth, body, params, require_data)
-            except _Retryable as retryable:
-                if attempt >= attempts:
-                    raise self._gave_up(endpoint, retryable, attempts) from None
-                delay = self._delay(attempt, retryable.retry_after)
-                log.warning(
-                    "liveavatar_retry",
-                    endpoint=endpoint.label,
-                    attempt=attempt,
-                    reason=retryable.reason,
-                    status=retryable.status,
-                    delay=round(delay, 3),
-                )
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        base = self.backoff * 2.0 ** (attempt - 1)
-        # jitter spreads retries of many sessions; it is not security-sensitive
-        delay = base + random.uniform(0, base)  # noqa: S311
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return min(delay, MAX_BACKOFF_SECONDS)
+        def retrying(attempt: int, failure: Retryable, delay: float) -> None:
+            log.warning(
+                "liveavatar_retry",
+                endpoint=endpoint.label,
+                attempt=attempt,
+                reason=failure.reason,
+                status=failure.status,
+                delay=round(delay, 3),
+            )
+
+        try:
+            return await with_retries(
+                lambda: self._once(method, path, endpoint, auth, body, params, require_data),
+                attempts=attempts,
+                # the first wait is between backoff and twice it, then doubled each time
+                first_delay=2 * self.backoff,
+                max_delay=MAX_BACKOFF_SECONDS,
+                on_retry=retrying,
+            )
+        except Retryable as failure:
+            raise self._gave_up(endpoint, failure, attempts) from None
+
+    async def session_post(
+        self,
+        path: str,
+        endpoint: Endpoint,
+        session_id: str,
+        token: str | None,
+        body: dict[str, Any],
+    ) -> None:
+        """A per-session POST: with the session token, else (or when LiveAvatar refuses the
+        token) with the API key and the ``session_id`` in the body."""
+        if token is not None:
+            try:
+                await self.call(
+                    "POST",
+                    path,
+                    endpoint,
+                    auth=Auth(session_token=token),
+                    body=body,
+                    require_data=False,
+                )
+                return
+            except SessionTokenRejectedError:
+                log.info(
+                    "liveavatar_session_token_refused",
+                    session_id=session_id,
+                    endpoint=endpoint.label,
+                )
+        await self.call("POST", path, endpoint, auth=API_KEY, body=body, require_data=False)
+
+    async def pages(
+        self, path: str, endpoint: Endpoint, params: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every ``results`` item of a paginated list (``{count, next, previous, results}``)."""
+        items: list[dict[str, Any]] = []
+        for page in range(1, _MAX_PAGES + 1):
+            data = await self.call(
+                "GET",
+                path,
+                endpoint,
+                params={**(params or {}), "page": str(page), "page_size": str(_PAGE_SIZE)},
+            )
+            results = data.get("results") if isinstance(data, dict) else None
+            if not isinstance(results, list):
+                raise UpstreamError(
+                    f"LiveAvatar answered the {endpoint.label} without a list of results"
+                )
+            items.extend(item for item in results if isinstance(item, dict))
+            if not data.get("next") or not results:
+                break
+        return items
+
+    async def discard(self, session_id: str, token: str | None) -> None:
+        """Stop a session whose start failed half-way, so nothing is left running (or billed)."""
+        try:
+            await self.session_post(
+                "/v1/sessions/stop",
+                STOP,
+                session_id,
+                token,
+                {"session_id": session_id, "reason": "USER_CLOSED"},
+            )
+        except (ConflictError, NotFoundError):
+            pass
+        except AvatarstackError as exc:
+            log.warning(
+                "liveavatar_failed_start_not_stopped", session_id=session_id, error=exc.code
+            )
+        else:
+            log.info("liveavatar_failed_start_stopped", session_id=session_id)
 
     async def _once(
         self,
@@ -210,49 +255,27 @@ class LiveAvatarHttp:
         params: Mapping[str, str] | None,
         require_data: bool,
     ) -> Any:
+        if self._closed:
+            raise UnavailableError("the LiveAvatar provider has been shut down")
         headers = {"Accept": "application/json"}
         if auth.session_token is not None:
             headers["Authorization"] = f"Bearer {auth.session_token}"
         else:
             headers["X-API-KEY"] = self._api_key
-        try:
-            async with self._client().request(
-                method,
-                self.base_url + path,
-                json=dict(body) if body is not None else None,
-                params=params,
-                headers=headers,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-                raw = await _read_limited(response)
-        except TimeoutError as exc:
-            raise _Retryable("timeout") from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise _Retryable("unreachable") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"LiveAvatar sent a broken HTTP answer to the {endpoint.label}"
-            ) from exc
-        if status >= 500:
-            raise _Retryable("server", status)
+        what = f"the {endpoint.label}"
+        answer: Answer = await self._http.send(
+            method, self.base_url + path, what=what, headers=headers, body=body, params=params
+        )
+        status = answer.status
         if status == 429:
-            raise _Retryable("throttled", status, retry_after or 1.0)
-        if len(raw) > MAX_BODY_BYTES:
-            raise UpstreamError(
-                f"LiveAvatar answered the {endpoint.label} with more than {MAX_BODY_BYTES} bytes"
-            )
-        try:
-            parsed: Any = json.loads(raw) if raw.strip() else None
-        except ValueError:  # UnicodeDecodeError is a ValueError too
-            parsed = _NOT_JSON
+            raise Retryable("throttled", status, answer.retry_after or 1.0)
+        parsed = self._http.decode(answer, what)
         if 200 <= status < 300:
             return self._data(endpoint, status, parsed, require_data)
-        raise self._refusal(endpoint, status, parsed, raw, auth)
+        raise self._refusal(endpoint, status, parsed, answer.raw, auth)
 
     def _data(self, endpoint: Endpoint, status: int, parsed: Any, require_data: bool) -> Any:
-        if parsed is _NOT_JSON:
+        if parsed is NOT_JSON:
             log.warning("liveavatar_malformed_answer", endpoint=endpoint.label, status=status)
             raise UpstreamError(
                 f"LiveAvatar answered the {endpoint.label} with HTTP {status} but no valid JSON"
@@ -341,9 +364,7 @@ class LiveAvatarHttp:
             f"LiveAvatar refused the {endpoint.label} with HTTP {status}: {message}"
         )
 
-    def _gave_up(
-        self, endpoint: Endpoint, retryable: _Retryable, attempts: int
-    ) -> AvatarstackError:
+    def _gave_up(self, endpoint: Endpoint, retryable: Retryable, attempts: int) -> AvatarstackError:
         tries = f"{attempts} attempts" if attempts > 1 else "1 attempt, not retried"
         if retryable.reason == "throttled":
             return RateLimitedError(
@@ -370,16 +391,7 @@ class LiveAvatarHttp:
 
     def _clean(self, message: str, auth: Auth) -> str:
         """A vendor message safe to show: one line, short, without our credentials."""
-        message = _CONTROL.sub(" ", message).strip()
-        for secret in (self._api_key, auth.session_token):
-            if secret:
-                message = message.replace(secret, "***")
-        if len(message) > _MESSAGE_CHARS:
-            message = message[: _MESSAGE_CHARS - 1] + "…"
-        return message or "no message"
-
-
-_NOT_JSON = object()
+        return clean_message(message, secrets=(self._api_key, auth.session_token)) or "no message"
 
 
 def _vendor_message(parsed: Any, raw: bytes) -> str:
@@ -405,28 +417,6 @@ def _vendor_message(parsed: Any, raw: bytes) -> str:
         error = parsed.get("error")
         if isinstance(error, str):
             return error
-    if parsed is _NOT_JSON or parsed is None:
-        return raw[:_MESSAGE_CHARS].decode("utf-8", "replace")
+    if parsed is NOT_JSON or parsed is None:
+        return raw[:MESSAGE_CHARS].decode("utf-8", "replace")
     return ""
-
-
-async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
-    """The whole body, or its first ``MAX_BODY_BYTES + 1`` bytes when it is larger."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            break
-    return b"".join(chunks)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None

@@ -128,5 +128,8 @@ class MemoryKnowledgeStore:
     async def ping(self) -> None:
         return None
 
+    async def claim(self) -> None:
+        return None  # nothing is shared between processes
+
     async def close(self) -> None:
         return None

@@ -1,7 +1,8 @@
 """OAuth login providers: Google (OpenID Connect), GitHub (OAuth 2 + REST API), any OIDC issuer.
 
-Each provider owns one ``aiohttp`` session, created on first use and closed by ``close()``.
-JOSE (JWKS, ID token signatures and claims) is done by ``joserfc``.
+Built on authlib: each provider owns one ``AsyncOAuth2Client`` (httpx2), created on first use
+and closed by ``close()``; authlib's ``CodeIDToken`` checks ID token claims, and joserfc (the
+JOSE library authlib uses) verifies their signatures.
 """
 
 from avatarstack.adapters.oauth.github import GitHubOAuthProvider

@@ -1,21 +1,23 @@
 """GitHub sign-in: OAuth 2 with PKCE, then the REST API for the user and their e-mails.
 
-GitHub is not an OpenID Connect issuer: the identity comes from ``GET /user`` (the numeric
-``id`` is the subject; the ``login`` can be renamed) and the e-mail from ``GET /user/emails``,
-where only the entry that is both ``primary`` and ``verified`` counts.
+authlib builds the authorization URL and exchanges the code (see ``_http``); GitHub answers a
+refused exchange with HTTP 200 and an ``error`` field, which authlib reports as an OAuth error.
+GitHub is not an OpenID Connect issuer, so there is no ID token to check: the identity comes
+from ``GET /user`` (the numeric ``id`` is the subject; the ``login`` can be renamed) and the
+e-mail from ``GET /user/emails``, where only the entry that is both ``primary`` and ``verified``
+counts. These two REST calls are GitHub's own API, not OAuth, and stay here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
 from avatarstack.adapters.oauth._http import (
     DEFAULT_TIMEOUT,
     OAuthHttpClient,
+    TokenRefused,
     log,
-    oauth_error_code,
 )
 from avatarstack.ports.errors import AuthenticationError, UpstreamError
 from avatarstack.ports.oauth import AuthorizationRequest, OAuthProfile
@@ -48,12 +50,13 @@ class GitHubOAuthProvider:
         self.name = name
         self.display_name = display_name
         self.client_id = client_id
-        self._client_secret = client_secret
         self.authorize_url = authorize_url
         self.token_url = token_url
         self.api_base_url = api_base_url.rstrip("/")
         self.scopes = tuple(scopes)
-        self._http = OAuthHttpClient(name, display_name, timeout=timeout)
+        self._http = OAuthHttpClient(
+            name, display_name, client_id=client_id, client_secret=client_secret, timeout=timeout
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, client_id={self.client_id!r})"
@@ -61,16 +64,14 @@ class GitHubOAuthProvider:
     async def authorization_url(self, request: AuthorizationRequest) -> str:
         if request.code_challenge_method != "S256":
             raise ValueError("only the S256 PKCE method is supported")
-        params = {
-            "client_id": self.client_id,
-            "redirect_uri": request.redirect_uri,
-            "scope": " ".join(self.scopes),
-            "state": request.state,
-            "code_challenge": request.code_challenge,
-            "code_challenge_method": "S256",
-        }
-        separator = "&" if urlsplit(self.authorize_url).query else "?"
-        return f"{self.authorize_url}{separator}{urlencode(params)}"
+        return self._http.authorization_url(
+            self.authorize_url,
+            redirect_uri=request.redirect_uri,
+            scope=" ".join(self.scopes),
+            state=request.state,
+            code_challenge=request.code_challenge,
+            code_challenge_method="S256",
+        )
 
     async def complete(
         self, *, code: str, code_verifier: str, redirect_uri: str, nonce: str
@@ -99,33 +100,23 @@ class GitHubOAuthProvider:
     # ------------------------------------------------------------------ steps
 
     async def _exchange(self, code: str, code_verifier: str, redirect_uri: str) -> str:
-        answer = await self._http.request_json(
-            "POST",
-            self.token_url,
-            endpoint="token endpoint",
-            data={
-                "client_id": self.client_id,
-                "client_secret": self._client_secret,
-                "code": code,
-                "redirect_uri": redirect_uri,
-                "code_verifier": code_verifier,
-            },
-            headers={"Accept": "application/json"},
-        )
-        body = answer.body
-        if not isinstance(body, dict):
-            raise UpstreamError(f"{self.display_name} token endpoint answered an unexpected shape")
-        if body.get("error") is not None:
-            code_name = oauth_error_code(body) or "unknown"
-            if code_name in _REJECTED_GRANT_ERRORS:
-                raise AuthenticationError(
-                    f"{self.display_name} rejected the login ({code_name}); please sign in again"
-                )
-            raise UpstreamError(
-                f"{self.display_name} token endpoint refused the request ({code_name})"
+        try:
+            body = await self._http.fetch_token(
+                self.token_url, code=code, code_verifier=code_verifier, redirect_uri=redirect_uri
             )
-        if answer.status != 200:
-            raise UpstreamError(f"{self.display_name} token endpoint answered HTTP {answer.status}")
+        except TokenRefused as refused:
+            if refused.code in _REJECTED_GRANT_ERRORS:
+                raise AuthenticationError(
+                    f"{self.display_name} rejected the login ({refused.code}); please sign in again"
+                ) from None
+            if refused.code is None and refused.status != 200:
+                raise UpstreamError(
+                    f"{self.display_name} token endpoint answered HTTP {refused.status}"
+                ) from None
+            raise UpstreamError(
+                f"{self.display_name} token endpoint refused the request "
+                f"({refused.code or 'unknown'})"
+            ) from None
         token = body.get("access_token")
         token_type = body.get("token_type", "bearer")
         if not isinstance(token, str) or not token:

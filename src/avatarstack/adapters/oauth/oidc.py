@@ -1,32 +1,33 @@
 """OpenID Connect login (authorization code flow with PKCE) for any conforming issuer.
 
-The discovery document and the issuer's signing keys are fetched once and cached; a token signed
-with a key id the cache does not know triggers one refetch of the keys (the issuer rotated them).
-The ID token is checked the way OpenID Connect Core §3.1.3.7 asks: signature with an allowed
-algorithm, ``iss``, ``aud``/``azp``, ``exp``, ``iat`` and ``nonce``. JOSE is done by ``joserfc``.
+authlib sends the authorization request and the code exchange (see ``_http``) and checks the ID
+token's claims the way OpenID Connect Core §3.1.3.7 asks (:class:`authlib.oidc.core.CodeIDToken`:
+``iss``, ``aud``, ``azp``, ``exp``, ``iat``, ``nonce``, ``at_hash``); joserfc, which authlib
+uses for JOSE, verifies the signature with an allowed asymmetric algorithm. This module keeps
+what authlib's plain OAuth 2 client leaves to its caller: the discovery document and the issuer's
+signing keys, fetched once and cached (a token signed with a key id the cache does not know
+triggers one refetch of the keys: the issuer rotated them), the ``max_id_token_age`` policy, and
+the mapping of every failure onto our errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import math
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
+from authlib.oidc.core import CodeIDToken
 from joserfc import jws, jwt
-from joserfc.errors import BadSignatureError, ExpiredTokenError, JoseError
-from joserfc.jwk import Key as JsonWebKey
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
+from joserfc.jwk import Key, KeySet, import_key
 
 from avatarstack.adapters.oauth._http import (
     DEFAULT_TIMEOUT,
     OAuthHttpClient,
+    TokenRefused,
     log,
-    oauth_error_code,
 )
 from avatarstack.ports.errors import AuthenticationError, UpstreamError
 from avatarstack.ports.oauth import AuthorizationRequest, OAuthProfile
@@ -38,6 +39,10 @@ WELL_KNOWN_SUFFIX = "/.well-known/openid-configuration"
 _FORBIDDEN_ALGORITHMS = {"none", "HS256", "HS384", "HS512"}
 #: token endpoint errors that mean "this login attempt is invalid", not "we are misconfigured"
 _REJECTED_GRANT_ERRORS = {"invalid_grant", "redirect_uri_mismatch"}
+#: JWKS key types that verify asymmetric signatures ("oct" keys never do)
+_ASYMMETRIC_KEY_TYPES = {"RSA", "EC", "OKP"}
+#: authorization request parameters this client sets itself
+_RESERVED_PARAMS = {"response_type", "client_id", "redirect_uri", "scope", "state"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +88,21 @@ class OpenIDConnectProvider:
             raise ValueError(f"ID token algorithms must be asymmetric ones, not {forbidden}")
         if "openid" not in scopes:
             raise ValueError("an OpenID Connect login needs the 'openid' scope")
+        reserved = sorted(_RESERVED_PARAMS.intersection(extra_authorize_params or {}))
+        if reserved:
+            raise ValueError(f"extra_authorize_params cannot set {', '.join(reserved)}")
         self.name = name
         self.display_name = display_name
         self.client_id = client_id
-        self._client_secret = client_secret
         self.server_metadata_url = server_metadata_url
         self.scopes = tuple(scopes)
         self.algorithms = tuple(algorithms)
         self.leeway = leeway
         self.max_id_token_age = max_id_token_age
         self.extra_authorize_params = dict(extra_authorize_params or {})
-        self._http = OAuthHttpClient(name, display_name, timeout=timeout)
+        self._http = OAuthHttpClient(
+            name, display_name, client_id=client_id, client_secret=client_secret, timeout=timeout
+        )
         self._metadata: ProviderMetadata | None = None
         self._keys: KeySet | None = None
         self._metadata_lock = asyncio.Lock()
@@ -108,51 +117,45 @@ class OpenIDConnectProvider:
         if request.code_challenge_method != "S256":
             raise ValueError("only the S256 PKCE method is supported")
         metadata = await self.metadata()
-        params = {
+        return self._http.authorization_url(
+            metadata.authorization_endpoint,
+            redirect_uri=request.redirect_uri,
+            scope=" ".join(self.scopes),
+            state=request.state,
+            nonce=request.nonce,
+            code_challenge=request.code_challenge,
+            code_challenge_method="S256",
             **self.extra_authorize_params,
-            "response_type": "code",
-            "client_id": self.client_id,
-            "redirect_uri": request.redirect_uri,
-            "scope": " ".join(self.scopes),
-            "state": request.state,
-            "nonce": request.nonce,
-            "code_challenge": request.code_challenge,
-            "code_challenge_method": "S256",
-        }
-        return _with_query(metadata.authorization_endpoint, params)
+        )
 
     async def complete(
         self, *, code: str, code_verifier: str, redirect_uri: str, nonce: str
     ) -> OAuthProfile:
         metadata = await self.metadata()
-        answer = await self._http.request_json(
-            "POST",
-            metadata.token_endpoint,
-            endpoint="token endpoint",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": redirect_uri,
-                "client_id": self.client_id,
-                "client_secret": self._client_secret,
-                "code_verifier": code_verifier,
-            },
-            headers={"Accept": "application/json"},
-        )
-        if answer.status != 200:
-            error = oauth_error_code(answer.body)
-            if answer.status in {400, 401} and error in _REJECTED_GRANT_ERRORS:
-                raise AuthenticationError(
-                    f"{self.display_name} rejected the login ({error}); please sign in again"
-                )
-            raise UpstreamError(
-                f"{self.display_name} token endpoint refused the request "
-                f"(HTTP {answer.status}, {error or 'no error code'})"
+        try:
+            token = await self._http.fetch_token(
+                metadata.token_endpoint,
+                code=code,
+                code_verifier=code_verifier,
+                redirect_uri=redirect_uri,
             )
-        id_token = answer.body.get("id_token") if isinstance(answer.body, dict) else None
+        except TokenRefused as refused:
+            if refused.code in _REJECTED_GRANT_ERRORS:
+                raise AuthenticationError(
+                    f"{self.display_name} rejected the login ({refused.code}); please sign in again"
+                ) from None
+            raise UpstreamError(
+                f"{self.display_name} token endpoint refused the request ({refused})"
+            ) from None
+        id_token = token.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise UpstreamError(f"{self.display_name} token endpoint returned no id_token")
-        claims = await self.verify_id_token(id_token, nonce=nonce)
+        access_token = token.get("access_token")
+        claims = await self.verify_id_token(
+            id_token,
+            nonce=nonce,
+            access_token=access_token if isinstance(access_token, str) else None,
+        )
         return self.profile_from_claims(claims)
 
     async def close(self) -> None:
@@ -192,22 +195,15 @@ class OpenIDConnectProvider:
                 raise UpstreamError(f"{self.display_name} discovery document names another issuer")
         return metadata
 
-    async def _signing_key(self, metadata: ProviderMetadata, kid: str | None, alg: str) -> Any:
+    async def _signing_keys(self, metadata: ProviderMetadata, kid: str | None, alg: str) -> KeySet:
+        """The issuer's keys, refetched once when none of them is ``kid`` (a key rotation)."""
         keys = self._keys
-        refreshed = False
         if keys is None:
-            keys = await self._refresh_keys(metadata, stale=None)
-            refreshed = True
-        key = _find_key(keys, kid, alg)
-        if key is None and not refreshed:
+            return await self._refresh_keys(metadata, stale=None)
+        if not _has_key(keys, kid, alg):
             log.info("oauth_jwks_refresh", provider=self.name, kid=kid)
             keys = await self._refresh_keys(metadata, stale=keys)
-            key = _find_key(keys, kid, alg)
-        if key is None:
-            raise AuthenticationError(
-                f"{self.display_name} identity token is signed with an unknown key"
-            )
-        return key
+        return keys
 
     async def _refresh_keys(self, metadata: ProviderMetadata, *, stale: KeySet | None) -> KeySet:
         async with self._keys_lock:
@@ -221,14 +217,14 @@ class OpenIDConnectProvider:
         entries = answer.body.get("keys") if isinstance(answer.body, dict) else None
         if answer.status != 200 or not isinstance(entries, list):
             raise UpstreamError(f"{self.display_name} JWKS unavailable (HTTP {answer.status})")
-        keys: list[JsonWebKey] = []
+        keys: list[Key] = []
         for entry in entries:
-            if not isinstance(entry, dict) or entry.get("kty") != "RSA":
-                continue  # only RSA algorithms are accepted; skip other key types
+            if not isinstance(entry, dict) or entry.get("kty") not in _ASYMMETRIC_KEY_TYPES:
+                continue  # only asymmetric algorithms are accepted; skip other key types
             if entry.get("use", "sig") != "sig":
                 continue
             try:
-                keys.append(RSAKey.import_key(entry))
+                keys.append(import_key(entry))
             except (JoseError, ValueError, TypeError):
                 log.warning("oauth_jwks_key_skipped", provider=self.name, kid=entry.get("kid"))
         if not keys:
@@ -237,8 +233,13 @@ class OpenIDConnectProvider:
 
     # ------------------------------------------------------------------ the ID token
 
-    async def verify_id_token(self, id_token: str, *, nonce: str) -> dict[str, Any]:
-        """The claims of ``id_token`` once every check passed; AuthenticationError otherwise."""
+    async def verify_id_token(
+        self, id_token: str, *, nonce: str, access_token: str | None = None
+    ) -> dict[str, Any]:
+        """The claims of ``id_token`` once every check passed; AuthenticationError otherwise.
+
+        ``access_token``, when given, is checked against the token's ``at_hash``.
+        """
         metadata = await self.metadata()
         failed = f"{self.display_name} identity token"
         try:
@@ -248,59 +249,60 @@ class OpenIDConnectProvider:
         alg = header.get("alg")
         if alg not in self.algorithms:
             raise AuthenticationError(f"{failed} uses a signature algorithm that is not allowed")
-        kid = header.get("kid")
-        key = await self._signing_key(metadata, kid if isinstance(kid, str) else None, alg)
+        kid = header.get("kid") if isinstance(header.get("kid"), str) else None
+        keys = await self._signing_keys(metadata, kid, alg)
+        if not _has_key(keys, kid, alg):
+            raise AuthenticationError(f"{failed} is signed with an unknown key")
         try:
-            token = jwt.decode(id_token, key, algorithms=[alg])
+            token = jwt.decode(id_token, keys, algorithms=[alg])
         except BadSignatureError as exc:
             raise AuthenticationError(f"{failed} has an invalid signature") from exc
         except (JoseError, ValueError, TypeError) as exc:
             raise AuthenticationError(f"{failed} cannot be verified") from exc
         claims: dict[str, Any] = dict(token.claims)
-        self._check_claims(claims, metadata, nonce)
+        self._check_claims(claims, token.header, metadata, nonce, access_token)
         return claims
 
     def accepted_issuers(self, metadata: ProviderMetadata) -> list[str]:
         """The ``iss`` values accepted in ID tokens: the discovery document's issuer."""
         return [metadata.issuer]
 
-    def _check_claims(self, claims: dict[str, Any], metadata: ProviderMetadata, nonce: str) -> None:
+    def _check_claims(
+        self,
+        claims: dict[str, Any],
+        header: Mapping[str, Any],
+        metadata: ProviderMetadata,
+        nonce: str,
+        access_token: str | None,
+    ) -> None:
         failed = f"{self.display_name} identity token"
-        for claim in ("exp", "iat", "nbf"):  # NumericDate: a finite number, not a boolean
-            value = claims.get(claim)
-            if claim in claims and not _is_numeric_date(value):
-                raise AuthenticationError(f"{failed} failed its check of {claim}")
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject:
-            raise AuthenticationError(f"{failed} failed its check of sub")
         now = int(time.time())
-        registry = jwt.JWTClaimsRegistry(
-            now=now,
-            leeway=self.leeway,
-            iss={"essential": True, "values": self.accepted_issuers(metadata)},
-            aud={"essential": True, "value": self.client_id},
-            sub={"essential": True},
-            exp={"essential": True},
-            iat={"essential": True},
+        id_token = CodeIDToken(
+            claims,
+            dict(header),
+            options={
+                "iss": {"essential": True, "values": self.accepted_issuers(metadata)},
+                "aud": {"essential": True, "value": self.client_id},
+                "sub": {"essential": True},  # and not blank
+                # authlib compares the nonce only when one is expected: never let it be empty
+                "nonce": {"essential": True, "value": nonce},
+            },
+            params={"nonce": nonce, "client_id": self.client_id, "access_token": access_token},
         )
         try:
-            registry.validate(claims)
+            id_token.validate(now=now, leeway=self.leeway)
         except ExpiredTokenError as exc:
             raise AuthenticationError(f"{failed} has expired") from exc
-        except JoseError as exc:
-            claim = getattr(exc, "claim", None) or "a claim"
-            raise AuthenticationError(f"{failed} failed its check of {claim}") from exc
+        except ClaimError as exc:
+            if exc.claim == "nonce":
+                raise AuthenticationError(f"{failed} does not answer this login (nonce)") from exc
+            if exc.claim == "azp":
+                raise AuthenticationError(f"{failed} was issued to another party (azp)") from exc
+            raise AuthenticationError(f"{failed} failed its check of {exc.claim}") from exc
+        except (JoseError, ValueError, TypeError) as exc:
+            raise AuthenticationError(f"{failed} cannot be verified") from exc
         if claims["iat"] < now - self.max_id_token_age - self.leeway:
             raise AuthenticationError(f"{failed} was issued too long ago")
-        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-        azp = claims.get("azp")
-        if (len(audiences) > 1 or azp is not None) and azp != self.client_id:
-            raise AuthenticationError(f"{failed} was issued to another party (azp)")
-        token_nonce = claims.get("nonce")
-        if not isinstance(token_nonce, str) or not hmac.compare_digest(
-            token_nonce.encode(), nonce.encode()
-        ):
-            raise AuthenticationError(f"{failed} does not answer this login (nonce)")
 
     def profile_from_claims(self, claims: Mapping[str, Any]) -> OAuthProfile:
         """The profile asserted by verified claims (``sub``, ``email``, ``name``)."""
@@ -315,24 +317,15 @@ class OpenIDConnectProvider:
         )
 
 
-def _is_numeric_date(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return math.isfinite(value)
-
-
 def _is_true(value: object) -> bool:
     """OIDC booleans; some issuers (Google among them) have sent the string ``"true"``."""
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
-def _find_key(keys: KeySet, kid: str | None, alg: str) -> Any:
-    candidates = [key for key in keys.keys if key.get("alg") in (None, alg)]
-    if kid is None:
-        return candidates[0] if len(candidates) == 1 else None
-    return next((key for key in candidates if key.kid == kid), None)
-
-
-def _with_query(url: str, params: Mapping[str, str]) -> str:
-    separator = "&" if urlsplit(url).query else "?"
-    return f"{url}{separator}{urlencode(params)}"
+def _has_key(keys: KeySet, kid: str | None, alg: str) -> bool:
+    """Whether joserfc will find a key for a token with this ``kid`` and ``alg``."""
+    try:
+        keys.get_by_kid(kid, {"alg": alg, "use": "sig"})
+    except JoseError:
+        return False
+    return True

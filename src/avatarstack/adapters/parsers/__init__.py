@@ -5,7 +5,7 @@ Parsers are plain picklable objects so :func:`parse_isolated` can run them in a 
 with a wall-clock timeout and a memory limit.
 """
 
-from avatarstack.adapters.parsers.isolated import choose_parser, parse_isolated
+from avatarstack.adapters.parsers.isolated import choose_parser, parse_isolated, upload_types
 from avatarstack.adapters.parsers.pdf import PypdfParser
 from avatarstack.adapters.parsers.pdfium import PdfiumParser
 from avatarstack.adapters.parsers.text import MarkdownParser, PlainTextParser
@@ -17,4 +17,5 @@ __all__ = [
     "PypdfParser",
     "choose_parser",
     "parse_isolated",
+    "upload_types",
 ]

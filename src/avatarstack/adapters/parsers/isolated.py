@@ -104,6 +104,18 @@ def choose_parser(
     )
 
 
+def upload_types(parsers: Iterable[DocumentParser]) -> list[str]:
+    """The file extensions (``.pdf``) and media types the parsers read, each once, in the
+    parsers' order: what the console's upload accepts and ``avatarstack ingest`` lists."""
+    return list(
+        dict.fromkeys(
+            item
+            for parser in parsers
+            for item in (*(f".{e.lstrip('.')}" for e in parser.extensions), *parser.media_types)
+        )
+    )
+
+
 async def parse_isolated(
     parser: DocumentParser,
     data: bytes,

@@ -7,12 +7,12 @@ import contextlib
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -29,7 +29,13 @@ from avatarstack.ports.errors import (
 )
 from avatarstack.ports.storage import PoolStats, StorageTimings, UnitOfWork
 
-__all__ = ["PostgresOptions", "PostgresStorage", "normalise_dsn", "pooled_connection"]
+__all__ = [
+    "PostgresOptions",
+    "PostgresStorage",
+    "connect_with_backoff",
+    "normalise_dsn",
+    "pooled_connection",
+]
 
 DIALECT = Dialect(
     name="postgresql",
@@ -43,6 +49,8 @@ MIGRATION_LOCK_KEY = 0x61767374_6D696772
 _LIBPQ_ONLY = {"channel_binding", "connect_timeout", "application_name_fallback", "pgbouncer"}
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 def normalise_dsn(url: str) -> tuple[str, bool]:
@@ -118,6 +126,35 @@ def _translate(exc: BaseException) -> Exception:
     if isinstance(exc, _UNAVAILABLE):
         return StorageUnavailableError("the database is unreachable")
     return StorageError("database error")
+
+
+async def connect_with_backoff(
+    deadline: float,
+    connect: Callable[[], Awaitable[T]],
+    *,
+    not_ready: Callable[[float, StorageUnavailableError], None],
+) -> T:
+    """``await connect()`` until it works, retrying unavailability with exponential backoff
+    and jitter until ``deadline`` (loop time); after that, or for an error that is not an
+    outage, raise the translated port error. ``not_ready(delay, error)`` is told before each
+    wait (the caller logs it under its own event name)."""
+    loop = asyncio.get_running_loop()
+    delay = 0.2
+    while True:
+        try:
+            return await connect()
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+            error = _translate(exc)
+            if not isinstance(error, StorageUnavailableError) or loop.time() >= deadline:
+                raise error from exc
+            not_ready(delay, error)
+            # never sleep past the deadline: give up on time, with one last attempt
+            await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.0)))
+            delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)  # noqa: S311
+
+
+def _not_ready(delay: float, error: StorageUnavailableError) -> None:
+    log.warning("database_not_ready", retry_in=round(delay, 2), error=str(error))
 
 
 @asynccontextmanager
@@ -247,29 +284,20 @@ class PostgresStorage:
             return
         self._check_tls_files()
         opts = self.options
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + opts.startup_timeout
-        delay = 0.2
-        while True:
-            try:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=opts.min_size,
-                    max_size=opts.max_size,
-                    command_timeout=opts.command_timeout,
-                    timeout=opts.connect_timeout,
-                    statement_cache_size=self.statement_cache_size,
-                    max_inactive_connection_lifetime=opts.max_inactive_connection_lifetime,
-                )
-                return
-            except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
-                error = _translate(exc)
-                if not isinstance(error, StorageUnavailableError) or loop.time() >= deadline:
-                    raise error from exc
-                log.warning("database_not_ready", retry_in=round(delay, 2), error=str(error))
-                # never sleep past the deadline: give up on time, with one last attempt
-                await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.0)))
-                delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)  # noqa: S311
+        deadline = asyncio.get_running_loop().time() + opts.startup_timeout
+        self._pool = await connect_with_backoff(
+            deadline,
+            lambda: asyncpg.create_pool(
+                self._dsn,
+                min_size=opts.min_size,
+                max_size=opts.max_size,
+                command_timeout=opts.command_timeout,
+                timeout=opts.connect_timeout,
+                statement_cache_size=self.statement_cache_size,
+                max_inactive_connection_lifetime=opts.max_inactive_connection_lifetime,
+            ),
+            not_ready=_not_ready,
+        )
 
     async def close(self) -> None:
         if self._pool is not None:

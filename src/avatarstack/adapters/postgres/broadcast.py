@@ -34,18 +34,19 @@ import json
 import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
 
-from avatarstack.adapters.broadcast.hub import HubSubscription, SubscriptionHub
+from avatarstack.adapters.fanout import HubSubscription, SubscriptionHub
 from avatarstack.adapters.postgres import (
     _UNAVAILABLE,
     _translate,
+    connect_with_backoff,
     normalise_dsn,
     pooled_connection,
 )
@@ -66,8 +67,6 @@ from avatarstack.ports.errors import (
 __all__ = ["PostgresBroadcastOptions", "PostgresBroadcaster", "direct_url"]
 
 log = structlog.get_logger("avatarstack.broadcast")
-
-T = TypeVar("T")
 
 #: PostgreSQL rejects NOTIFY payloads of 8000 bytes or more
 _NOTIFY_LIMIT = 8000
@@ -168,7 +167,7 @@ class PostgresBroadcaster:
             deadline = loop.time() + self.options.startup_timeout
             opts = self.options
             if self._pool is None:
-                self._pool = await _retrying(
+                self._pool = await connect_with_backoff(
                     deadline,
                     lambda: asyncpg.create_pool(
                         self._publish_dsn,
@@ -178,9 +177,12 @@ class PostgresBroadcaster:
                         timeout=opts.connect_timeout,
                         statement_cache_size=0 if self.pooled else 100,
                     ),
+                    not_ready=_not_ready,
                 )
             try:
-                listener = await _retrying(deadline, self._connect_listener)
+                listener = await connect_with_backoff(
+                    deadline, self._connect_listener, not_ready=_not_ready
+                )
             except BaseException:
                 await self._close_pool()
                 raise
@@ -363,18 +365,5 @@ class PostgresBroadcaster:
             pool.terminate()
 
 
-async def _retrying(deadline: float, connect: Callable[[], Awaitable[T]]) -> T:
-    """``await connect()`` until it works, retrying unavailability with backoff until
-    ``deadline`` (loop time); raise the translated error after that."""
-    loop = asyncio.get_running_loop()
-    delay = 0.2
-    while True:
-        try:
-            return await connect()
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
-            error = _translate(exc)
-            if not isinstance(error, StorageUnavailableError) or loop.time() >= deadline:
-                raise error from exc
-            log.warning("broadcast_database_not_ready", retry_in=round(delay, 2), error=str(error))
-            await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.0)))
-            delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)  # noqa: S311
+def _not_ready(delay: float, error: StorageUnavailableError) -> None:
+    log.warning("broadcast_database_not_ready", retry_in=round(delay, 2), error=str(error))

@@ -9,28 +9,42 @@ the first answer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel
+
 from avatarstack.adapters.answers import ExtractiveAnswerEngine, OpenAIAnswerEngine
+from avatarstack.plugins.builtin.settings import OpenAISettings
 from avatarstack.plugins.markers import hookimpl
 from avatarstack.ports.answers import AnswerEngine
-
-if TYPE_CHECKING:
-    from avatarstack.bootstrap.settings import Settings
 
 #: the hosted API that always needs a key (self-hosted compatible servers often do not)
 OPENAI_API_HOST = "api.openai.com"
 
 
+class AnswersSettings(BaseModel):
+    """What this plugin reads: the chosen engine's name and the OpenAI-compatible API."""
+
+    engine: str
+    openai: OpenAISettings
+
+
+#: handed to the hook below as ``settings``, from ``AVATARSTACK_ANSWER__ENGINE`` and
+#: ``AVATARSTACK_ANSWER__OPENAI__*``; nothing else
+settings_model = AnswersSettings
+settings_section = {"engine": "answer.engine", "openai": "answer.openai"}
+
+
 @hookimpl
-def register_answer_engines(register: Callable[[AnswerEngine], None], settings: Settings) -> None:
+def register_answer_engines(
+    register: Callable[[AnswerEngine], None], settings: AnswersSettings
+) -> None:
     extractive = ExtractiveAnswerEngine()
     register(extractive)
-    openai = settings.answer.openai
+    openai = settings.openai
     api_key = openai.api_key.get_secret_value() if openai.api_key is not None else None
     if (
-        settings.answer.engine == "openai"
+        settings.engine == "openai"
         and not api_key
         and urlsplit(openai.base_url).hostname == OPENAI_API_HOST
     ):

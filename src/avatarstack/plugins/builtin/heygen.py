@@ -5,25 +5,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from avatarstack.adapters.heygen import HeyGenAvatarProvider
+from avatarstack.plugins.builtin.settings import HeyGenSettings
 from avatarstack.plugins.markers import hookimpl
 from avatarstack.ports.avatar import AvatarProvider, AvatarProviderContext
 
-if TYPE_CHECKING:
-    from avatarstack.bootstrap.settings import Settings
+#: handed to the hooks below as ``settings`` (``AVATARSTACK_AVATAR__HEYGEN__*``), nothing else
+settings_model = HeyGenSettings
+settings_section = "avatar.heygen"
 
 
 @hookimpl
 def register_avatar_providers(
-    register: Callable[[AvatarProvider], None], settings: Settings, context: AvatarProviderContext
+    register: Callable[[AvatarProvider], None],
+    settings: HeyGenSettings,
+    context: AvatarProviderContext,
 ) -> None:
-    heygen = settings.avatar.heygen
-    if heygen.api_key is None or not heygen.api_key.get_secret_value():
+    if settings.api_key is None or not settings.api_key.get_secret_value():
         return
     register(
         HeyGenAvatarProvider(
-            heygen.api_key.get_secret_value(), heygen.base_url, clock=context.clock
+            settings.api_key.get_secret_value(), settings.base_url, clock=context.clock
         )
     )

@@ -4,32 +4,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from avatarstack.adapters.liveavatar import LiveAvatarProvider
+from avatarstack.plugins.builtin.settings import LiveAvatarSettings
 from avatarstack.plugins.markers import hookimpl
 from avatarstack.ports.avatar import AvatarProvider, AvatarProviderContext
 
-if TYPE_CHECKING:
-    from avatarstack.bootstrap.settings import Settings
+#: handed to the hooks below as ``settings`` (``AVATARSTACK_AVATAR__LIVEAVATAR__*``), nothing else
+settings_model = LiveAvatarSettings
+settings_section = "avatar.liveavatar"
 
 
 @hookimpl
 def register_avatar_providers(
     register: Callable[[AvatarProvider], None],
-    settings: Settings,
+    settings: LiveAvatarSettings,
     context: AvatarProviderContext,
 ) -> None:
-    liveavatar = settings.avatar.liveavatar
-    if liveavatar.api_key is None or not liveavatar.api_key.get_secret_value():
+    if settings.api_key is None or not settings.api_key.get_secret_value():
         return
     register(
         LiveAvatarProvider(
-            liveavatar.api_key.get_secret_value(),
-            liveavatar.base_url,
+            settings.api_key.get_secret_value(),
+            settings.base_url,
             commands=context.commands,
             clock=context.clock,
-            context_id=liveavatar.context_id,
-            sandbox=liveavatar.sandbox,
+            context_id=settings.context_id,
+            sandbox=settings.sandbox,
         )
     )

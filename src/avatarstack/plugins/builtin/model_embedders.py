@@ -6,7 +6,7 @@
   default ``<data dir>/models/onnx-minilm``.
 * ``st:<model>`` (:class:`~avatarstack.adapters.embedders.sentence_transformers.
   SentenceTransformersEmbedder`) is registered when ``AVATARSTACK_PLUGINS__SENTENCE_TRANSFORMERS__
-  MODEL`` is set and sentence-transformers is installed. Optional keys: ``DEVICE`` (``cpu``),
+  MODEL`` is set and sentence-transformers is installed. BlankIsUnset keys: ``DEVICE`` (``cpu``),
   ``CACHE_DIR`` (``<data dir>/models/sentence-transformers``), ``DIMENSIONS`` (skips loading the
   model at start-up to learn it), ``BATCH_SIZE``.
 
@@ -19,12 +19,13 @@ a missing model fails with ``UnavailableError`` naming that command.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
 import click
 import structlog
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt
 
 from avatarstack.adapters.embedders import onnx_minilm, sentence_transformers
 from avatarstack.adapters.embedders.onnx_minilm import OnnxMiniLMEmbedder
@@ -33,14 +34,54 @@ from avatarstack.plugins.markers import hookimpl
 from avatarstack.ports.embeddings import Embedder
 from avatarstack.ports.errors import AvatarstackError
 
-if TYPE_CHECKING:
-    from avatarstack.bootstrap.settings import Settings
-
 log = structlog.get_logger("avatarstack.embedders")
 
-#: ``settings.plugins`` keys (``AVATARSTACK_PLUGINS__<KEY>__…``)
-ONNX_SETTINGS = "onnx_minilm"
-ST_SETTINGS = "sentence_transformers"
+
+def _blank_is_unset(value: Any) -> Any:
+    return None if value == "" else value
+
+
+#: an optional setting; an empty variable counts as unset
+BlankIsUnset = BeforeValidator(_blank_is_unset)
+
+
+class OnnxMiniLMSettings(BaseModel):
+    """``AVATARSTACK_PLUGINS__ONNX_MINILM__*``."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_dir: Annotated[Path | None, BlankIsUnset] = None
+
+
+class SentenceTransformersSettings(BaseModel):
+    """``AVATARSTACK_PLUGINS__SENTENCE_TRANSFORMERS__*``."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: Annotated[str | None, BlankIsUnset] = None
+    device: Annotated[str | None, BlankIsUnset] = None
+    cache_dir: Annotated[Path | None, BlankIsUnset] = None
+    dimensions: Annotated[PositiveInt | None, BlankIsUnset] = None
+    batch_size: Annotated[PositiveInt | None, BlankIsUnset] = None
+
+
+class ModelEmbeddersSettings(BaseModel):
+    """What this plugin reads: the data folder and its two sections of plugin settings."""
+
+    data_dir: Path
+    onnx_minilm: OnnxMiniLMSettings = Field(default_factory=OnnxMiniLMSettings)
+    sentence_transformers: SentenceTransformersSettings = Field(
+        default_factory=SentenceTransformersSettings
+    )
+
+
+#: handed to the hooks below as ``settings``, nothing else
+settings_model = ModelEmbeddersSettings
+settings_section = {
+    "data_dir": "data_dir",
+    "onnx_minilm": "plugins.onnx_minilm",
+    "sentence_transformers": "plugins.sentence_transformers",
+}
 
 
 def _installed(package: str) -> bool:
@@ -51,93 +92,89 @@ def _installed(package: str) -> bool:
         return False
 
 
-def _plugin_settings(settings: Settings, key: str) -> Mapping[str, Any]:
-    values = settings.plugins.get(key) or {}
-    return values if isinstance(values, Mapping) else {}
-
-
-def onnx_model_dir(settings: Settings) -> Path:
+def onnx_model_dir(settings: ModelEmbeddersSettings) -> Path:
     """Where ``onnx-minilm`` loads its model from and ``fetch-model`` puts it."""
-    configured = _plugin_settings(settings, ONNX_SETTINGS).get("model_dir")
-    return Path(configured) if configured else settings.data_dir / "models" / "onnx-minilm"
+    configured = settings.onnx_minilm.model_dir
+    return configured or settings.data_dir / "models" / "onnx-minilm"
 
 
-def st_cache_dir(settings: Settings) -> Path:
+def st_cache_dir(settings: ModelEmbeddersSettings) -> Path:
     """The Hugging Face cache folder of the sentence-transformers embedder."""
-    configured = _plugin_settings(settings, ST_SETTINGS).get("cache_dir")
-    return (
-        Path(configured) if configured else settings.data_dir / "models" / "sentence-transformers"
-    )
-
-
-def _positive_int(values: Mapping[str, Any], key: str) -> int | None:
-    raw = values.get(key)
-    if raw in (None, ""):
-        return None
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1:
-        raise ValueError(
-            f"AVATARSTACK_PLUGINS__{ST_SETTINGS.upper()}__{key.upper()} must be a positive "
-            f"integer, not {raw!r}"
-        )
-    return value
+    configured = settings.sentence_transformers.cache_dir
+    return configured or settings.data_dir / "models" / "sentence-transformers"
 
 
 @hookimpl
-def register_embedders(register: Callable[[Embedder], None], settings: Settings) -> None:
+def register_embedders(
+    register: Callable[[Embedder], None], settings: ModelEmbeddersSettings
+) -> None:
     if _installed("onnxruntime") and _installed("tokenizers"):
         register(OnnxMiniLMEmbedder(onnx_model_dir(settings)))
-    st = _plugin_settings(settings, ST_SETTINGS)
-    model = st.get("model")
-    if not model:
+    st = settings.sentence_transformers
+    if not st.model:
         return
     if not _installed("sentence_transformers"):
         log.warning(
             "embedder_unavailable",
-            embedder=f"{sentence_transformers.NAME_PREFIX}{model}",
+            embedder=f"{sentence_transformers.NAME_PREFIX}{st.model}",
             reason=f"sentence-transformers is not installed ({sentence_transformers.INSTALL_HINT})",
         )
         return
     register(
         SentenceTransformersEmbedder(
-            str(model),
-            device=str(st.get("device") or "cpu"),
+            st.model,
+            device=st.device or "cpu",
             cache_dir=st_cache_dir(settings),
-            dimensions=_positive_int(st, "dimensions"),
-            batch_size=_positive_int(st, "batch_size") or sentence_transformers.DEFAULT_BATCH_SIZE,
+            dimensions=st.dimensions,
+            batch_size=st.batch_size or sentence_transformers.DEFAULT_BATCH_SIZE,
         )
     )
 
 
 @hookimpl
-def register_commands(cli: click.Group) -> None:
-    cli.add_command(fetch_model_command)
+def register_commands(cli: click.Group, settings: Callable[[], ModelEmbeddersSettings]) -> None:
+    cli.add_command(_fetch_model_command(settings))
 
 
-@click.command("fetch-model")
-@click.argument("name")
-@click.option(
-    "--dir",
-    "directory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Target folder (default: the folder the embedder loads from, from the settings).",
-)
-@click.option(
-    "--url",
-    default=None,
-    help="onnx-minilm only: download from this URL instead (a mirror, or file:///… for an "
-    "archive copied onto the host); the SHA-256 is checked all the same.",
-)
-@click.option("--force", is_flag=True, help="Download again even when the model is present.")
-def fetch_model_command(name: str, directory: Path | None, url: str | None, force: bool) -> None:
-    """Download the model of embedder NAME for offline use: run it at deploy time.
+def _fetch_model_command(load: Callable[[], ModelEmbeddersSettings]) -> click.Command:
+    """``fetch-model``, reading this plugin's settings through ``load`` when it runs."""
 
-    NAME is `onnx-minilm` or `st:<model>` (a sentence-transformers model such as
-    `st:sentence-transformers/all-MiniLM-L6-v2`), the value of AVATARSTACK_KB__EMBEDDER."""
+    @click.command("fetch-model")
+    @click.argument("name")
+    @click.option(
+        "--dir",
+        "directory",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Target folder (default: the folder the embedder loads from, from the settings).",
+    )
+    @click.option(
+        "--url",
+        default=None,
+        help="onnx-minilm only: download from this URL instead (a mirror, or file:///… for an "
+        "archive copied onto the host); the SHA-256 is checked all the same.",
+    )
+    @click.option("--force", is_flag=True, help="Download again even when the model is present.")
+    def fetch_model_command(
+        name: str, directory: Path | None, url: str | None, force: bool
+    ) -> None:
+        """Download the model of embedder NAME for offline use: run it at deploy time.
+
+        NAME is `onnx-minilm` or `st:<model>` (a sentence-transformers model such as
+        `st:sentence-transformers/all-MiniLM-L6-v2`), the value of AVATARSTACK_KB__EMBEDDER."""
+        fetch_model(load, name, directory, url, force)
+
+    return fetch_model_command
+
+
+def fetch_model(
+    load: Callable[[], ModelEmbeddersSettings],
+    name: str,
+    directory: Path | None,
+    url: str | None,
+    force: bool,
+) -> None:
+    """What ``fetch-model NAME`` does."""
     if name == "hashing":
         click.echo("the hashing embedder needs no model")
         return
@@ -151,10 +188,7 @@ def fetch_model_command(name: str, directory: Path | None, url: str | None, forc
         )
     if is_st and url is not None:
         raise click.UsageError("--url works with onnx-minilm only")
-    # imported here: the CLI module imports the plugin manager, which imports this plugin
-    from avatarstack.bootstrap.cli import load_settings
-
-    settings = load_settings()
+    settings = load()
     try:
         if is_st:
             cache = directory or st_cache_dir(settings)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from avatarstack.adapters.http.auth import principal
 from avatarstack.adapters.http.body import Offset, Seq, model_response, path_id, read_query
-from avatarstack.adapters.http.routes.realtime import REALTIME
+from avatarstack.adapters.http.realtime.hub import REALTIME
 from avatarstack.adapters.http.routing import Route
 
 API = "/api/v1/conversations"
