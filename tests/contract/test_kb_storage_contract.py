@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from array import array
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from storage_support import T0, at, committed, make_document
 
 from avatarstack.ports.errors import DuplicateError, InvalidInputError, NotFoundError
 from avatarstack.ports.storage import (
@@ -27,18 +26,12 @@ from avatarstack.ports.storage import (
     SearchSummary,
     Storage,
     StoredChunk,
-    UnitOfWork,
     decode_vector,
     encode_vector,
     new_id,
 )
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 EMBEDDER = "hashing-v1"
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 def sha(data: bytes) -> str:
@@ -50,25 +43,7 @@ def float32(values: Sequence[float]) -> list[float]:
     return array("f", values).tolist()
 
 
-@asynccontextmanager
-async def committed(storage: Storage) -> AsyncIterator[UnitOfWork]:
-    async with storage.unit_of_work() as uow:
-        yield uow
-        await uow.commit()
-
-
 # --------------------------------------------------------------------------- factories
-
-
-def make_document(**overrides: Any) -> Document:
-    fields: dict[str, Any] = {
-        "id": new_id(),
-        "title": "Handbook",
-        "created_at": T0,
-        "updated_at": T0,
-    }
-    fields.update(overrides)
-    return Document(**fields)
 
 
 def make_version(document_id: str, version: int, **overrides: Any) -> DocumentVersion:

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from dependency_injector import containers, providers
 from pydantic import SecretStr
@@ -34,9 +34,13 @@ from avatarstack.adapters.sqlite import SqliteStorage
 from avatarstack.adapters.system import SystemClock
 from avatarstack.bootstrap.settings import KbSettings, Settings
 from avatarstack.core.avatars import AvatarPolicy, AvatarService
-from avatarstack.core.conversations import ConversationConfig, ConversationService
+from avatarstack.core.conversations import (
+    ConversationConfig,
+    ConversationService,
+    ConversationServiceStorage,
+)
 from avatarstack.core.identity import IdentityPolicy, IdentityService
-from avatarstack.core.knowledge import KnowledgeConfig, KnowledgeService
+from avatarstack.core.knowledge import KnowledgeConfig, KnowledgeService, KnowledgeServiceStorage
 from avatarstack.core.ratelimit import RateLimiter
 from avatarstack.core.text import ChunkerConfig
 from avatarstack.plugins.manager import PluginError, PluginManager, collect, make_plugin_manager
@@ -49,6 +53,9 @@ from avatarstack.ports.knowledge import KnowledgeStore
 from avatarstack.ports.oauth import OAuthProvider
 from avatarstack.ports.storage import Storage
 
+if TYPE_CHECKING:
+    from avatarstack.ports.storage import AvatarStorage, IdentityStorage, JobStorage
+
 
 async def _started_storage(storage: Storage) -> AsyncIterator[Storage]:
     """Resource: open the storage's connections for the life of the container."""
@@ -57,6 +64,26 @@ async def _started_storage(storage: Storage) -> AsyncIterator[Storage]:
         yield storage
     finally:
         await storage.close()
+
+
+if TYPE_CHECKING:
+
+    def _storage_fits_every_service(
+        sqlite: SqliteStorage, postgres: PostgresStorage, memory: MemoryStorage
+    ) -> None:
+        """Never called: the providers below are untyped, so mypy proves here that each adapter
+        is a full Storage and that a full Storage fits the narrow storage protocol each service
+        declares (identity and rate limits, knowledge + jobs, jobs, avatars, conversations)."""
+        adapters: list[Storage] = [sqlite, postgres, memory]
+        for storage in adapters:
+            fits: tuple[
+                IdentityStorage,
+                KnowledgeServiceStorage,
+                JobStorage,
+                AvatarStorage,
+                ConversationServiceStorage,
+            ] = (storage, storage, storage, storage, storage)
+            del fits
 
 
 def _reveal(secret: SecretStr | None) -> str | None:

@@ -38,7 +38,7 @@ from avatarstack.ports.errors import (
     NotFoundError,
     RateLimitedError,
 )
-from avatarstack.ports.storage import AvatarSession, Storage, UnitOfWork, new_id
+from avatarstack.ports.storage import AvatarSession, AvatarStorage, AvatarUnitOfWork, new_id
 
 log = structlog.get_logger("avatarstack.avatars")
 T = TypeVar("T")
@@ -189,7 +189,7 @@ class AvatarService:
     def __init__(
         self,
         *,
-        storage: Storage,
+        storage: AvatarStorage,
         provider: AvatarProvider,
         clock: Clock,
         policy: AvatarPolicy | None = None,
@@ -617,7 +617,7 @@ class AvatarService:
 
 
 async def _locked_live(
-    uow: UnitOfWork,
+    uow: AvatarUnitOfWork,
     session_id: str,
     expect_status: str | None,
     expect_provider_id: str | None,

@@ -22,8 +22,9 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,10 +52,12 @@ from avatarstack.ports.errors import (
 )
 from avatarstack.ports.storage import (
     AvatarSession,
+    AvatarUnitOfWork,
     Conversation,
     ConversationEvent,
+    ConversationUnitOfWork,
     Job,
-    Storage,
+    JobUnitOfWork,
     new_id,
 )
 
@@ -62,11 +65,27 @@ __all__ = [
     "ANSWER_JOB",
     "ConversationConfig",
     "ConversationService",
+    "ConversationServiceStorage",
+    "ConversationServiceUnitOfWork",
     "conversation_topic",
     "user_topic",
 ]
 
 log = structlog.get_logger("avatarstack.conversations")
+
+
+class ConversationServiceUnitOfWork(
+    ConversationUnitOfWork, AvatarUnitOfWork, JobUnitOfWork, Protocol
+):
+    """The conversation log, the avatar sessions (renewals read the session they renew) and
+    the job queue (answers are enqueued with the question that asks them)."""
+
+
+class ConversationServiceStorage(Protocol):
+    """What :class:`ConversationService` needs of a storage (a full ``Storage`` is one)."""
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[ConversationServiceUnitOfWork]: ...
+
 
 ANSWER_JOB = "conversation.answer"
 MAX_MESSAGE_CHARS = 4000
@@ -111,7 +130,7 @@ class ConversationService:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: ConversationServiceStorage,
         clock: Clock,
         broadcaster: Broadcaster,
         knowledge: KnowledgeService,

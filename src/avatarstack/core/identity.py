@@ -48,10 +48,10 @@ from avatarstack.ports.storage import (
     AuditEvent,
     AuthSession,
     Identity,
+    IdentityStorage,
+    IdentityUnitOfWork,
     OneTimeToken,
     RefreshToken,
-    Storage,
-    UnitOfWork,
     User,
     new_id,
 )
@@ -176,7 +176,7 @@ class IdentityService:
     def __init__(
         self,
         *,
-        storage: Storage,
+        storage: IdentityStorage,
         hasher: PasswordHasher,
         tokens: AccessTokens,
         mailer: Mailer,
@@ -213,7 +213,7 @@ class IdentityService:
 
     async def _audit(
         self,
-        uow: UnitOfWork,
+        uow: IdentityUnitOfWork,
         action: str,
         *,
         actor_id: str | None = None,
@@ -254,7 +254,7 @@ class IdentityService:
 
     async def _add_user(
         self,
-        uow: UnitOfWork,
+        uow: IdentityUnitOfWork,
         email: str,
         roles: frozenset[str],
         *,
@@ -289,7 +289,7 @@ class IdentityService:
 
     async def _issue_one_time(
         self,
-        uow: UnitOfWork,
+        uow: IdentityUnitOfWork,
         purpose: str,
         ttl: timedelta,
         *,
@@ -316,12 +316,14 @@ class IdentityService:
             self._dummy_hash = await self._hasher.hash(accounts.new_secret())
         await self._hasher.verify(self._dummy_hash, password)
 
-    async def _profile(self, uow: UnitOfWork, user: User) -> Profile:
+    async def _profile(self, uow: IdentityUnitOfWork, user: User) -> Profile:
         roles = await uow.roles.get(user.id)
         identities = tuple(await uow.identities.list_for_user(user.id))
         return Profile(user=user, roles=roles, identities=identities)
 
-    async def _start_session(self, uow: UnitOfWork, user: User, ctx: RequestContext) -> TokenPair:
+    async def _start_session(
+        self, uow: IdentityUnitOfWork, user: User, ctx: RequestContext
+    ) -> TokenPair:
         now = self._clock.now()
         session = AuthSession(
             id=new_id(),
@@ -345,7 +347,12 @@ class IdentityService:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     async def _token_pair(
-        self, uow: UnitOfWork, user: User, session: AuthSession, *, refresh: str | None = None
+        self,
+        uow: IdentityUnitOfWork,
+        user: User,
+        session: AuthSession,
+        *,
+        refresh: str | None = None,
     ) -> TokenPair:
         now = self._clock.now()
         refresh = refresh or accounts.new_secret()
@@ -424,7 +431,7 @@ class IdentityService:
         the stored hash, never the hash itself)."""
         return accounts.hash_secret(user.password_hash or "")
 
-    async def _verification_link(self, uow: UnitOfWork, user: User) -> str:
+    async def _verification_link(self, uow: IdentityUnitOfWork, user: User) -> str:
         secret = await self._issue_one_time(
             uow,
             VERIFY_EMAIL,
@@ -617,7 +624,7 @@ class IdentityService:
         return pair
 
     async def _live_session(
-        self, uow: UnitOfWork, session_id: str, now: datetime
+        self, uow: IdentityUnitOfWork, session_id: str, now: datetime
     ) -> tuple[AuthSession, User]:
         session = await uow.sessions.get(session_id)
         user = await uow.users.get(session.user_id) if session else None
@@ -632,7 +639,7 @@ class IdentityService:
         return session, user
 
     async def _pair_for(
-        self, uow: UnitOfWork, session_id: str, refresh: str, now: datetime
+        self, uow: IdentityUnitOfWork, session_id: str, refresh: str, now: datetime
     ) -> TokenPair:
         """A new access token with the (already stored) successor refresh token."""
         session, user = await self._live_session(uow, session_id, now)
@@ -897,7 +904,7 @@ class IdentityService:
         self._forget_principals()
         return profile
 
-    async def _another_admin_exists(self, uow: UnitOfWork, user_id: str) -> bool:
+    async def _another_admin_exists(self, uow: IdentityUnitOfWork, user_id: str) -> bool:
         offset = 0
         while True:
             users = await uow.users.list(limit=200, offset=offset)

@@ -49,7 +49,7 @@ from avatarstack.ports.errors import (
     MalformedRequestError,
     UnsupportedMediaTypeError,
 )
-from avatarstack.ports.storage import Job, Storage, new_id
+from avatarstack.ports.storage import Job, JobStorage, new_id
 
 __all__ = [
     "JOBS_TOPIC",
@@ -114,7 +114,7 @@ class JobContext:
         self,
         job: Job,
         *,
-        storage: Storage,
+        storage: JobStorage,
         clock: Clock,
         worker_id: str,
         lease_seconds: float,
@@ -259,7 +259,7 @@ class JobQueue:
     to the workers once it is committed."""
 
     def __init__(
-        self, storage: Storage, clock: Clock, *, broadcaster: Broadcaster | None = None
+        self, storage: JobStorage, clock: Clock, *, broadcaster: Broadcaster | None = None
     ) -> None:
         self._storage = storage
         self._clock = clock
@@ -313,7 +313,7 @@ class Worker:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: JobStorage,
         clock: Clock,
         handlers: Mapping[str, JobHandler],
         *,

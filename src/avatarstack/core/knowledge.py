@@ -26,6 +26,7 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, Protocol
@@ -74,11 +75,11 @@ from avatarstack.ports.storage import (
     GoldenQuestion,
     IndexGeneration,
     Job,
+    JobUnitOfWork,
+    KnowledgeUnitOfWork,
     SearchRecord,
-    Storage,
     StoredChunk,
     StoredLexicalIndex,
-    UnitOfWork,
     new_id,
 )
 
@@ -88,6 +89,8 @@ __all__ = [
     "GoldenMetrics",
     "KnowledgeConfig",
     "KnowledgeService",
+    "KnowledgeServiceStorage",
+    "KnowledgeServiceUnitOfWork",
     "SearchObserver",
     "SearchResult",
     "Upload",
@@ -199,7 +202,9 @@ def _prepare(
     return pages, content_hash(pages, parsed.parser, chunker), chunk_document(pages, chunker)
 
 
-async def _generation_chunks(uow: UnitOfWork, generation: IndexGeneration) -> list[StoredChunk]:
+async def _generation_chunks(
+    uow: KnowledgeUnitOfWork, generation: IndexGeneration
+) -> list[StoredChunk]:
     """The stored chunks of the document versions a generation is built from."""
     chunks: list[StoredChunk] = []
     for document_id, number in sorted(generation.document_versions.items()):
@@ -217,7 +222,7 @@ def index_title(document: Document | None, version: DocumentVersion | None) -> s
     return document.title if document is not None else ""
 
 
-async def _titles(uow: UnitOfWork, chunks: Sequence[StoredChunk]) -> list[str]:
+async def _titles(uow: KnowledgeUnitOfWork, chunks: Sequence[StoredChunk]) -> list[str]:
     """Each chunk's document title (see :func:`index_title`)."""
     titles: dict[tuple[str, int], str] = {}
     for key in dict.fromkeys((c.document_id, c.version) for c in chunks):
@@ -267,12 +272,23 @@ def _clean_title(title: str | None, filename: str) -> str:
 _phrase_key = phrase_key
 
 
+class KnowledgeServiceUnitOfWork(KnowledgeUnitOfWork, JobUnitOfWork, Protocol):
+    """The knowledge repositories and the job queue (ingest and build jobs are enqueued in the
+    transaction that records the upload or the generation)."""
+
+
+class KnowledgeServiceStorage(Protocol):
+    """What :class:`KnowledgeService` needs of a storage (a full ``Storage`` is one)."""
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[KnowledgeServiceUnitOfWork]: ...
+
+
 class KnowledgeService:
     """Use cases of the knowledge base. One instance per application; no global state."""
 
     def __init__(
         self,
-        storage: Storage,
+        storage: KnowledgeServiceStorage,
         store: KnowledgeStore,
         embedder: Embedder,
         clock: Clock,
@@ -454,7 +470,7 @@ class KnowledgeService:
         return None
 
     @staticmethod
-    async def _job_of(uow: UnitOfWork, version: DocumentVersion) -> Job | None:
+    async def _job_of(uow: JobUnitOfWork, version: DocumentVersion) -> Job | None:
         job_id = version.meta.get("job_id")
         return await uow.jobs.get(job_id) if isinstance(job_id, str) else None
 

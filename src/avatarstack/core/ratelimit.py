@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.errors import RateLimitedError
-from avatarstack.ports.storage import Storage
+from avatarstack.ports.storage import IdentityStorage
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +20,7 @@ class Limit:
 
 
 class RateLimiter:
-    def __init__(self, storage: Storage, clock: Clock, *, enabled: bool = True) -> None:
+    def __init__(self, storage: IdentityStorage, clock: Clock, *, enabled: bool = True) -> None:
         self._storage = storage
         self._clock = clock
         self.enabled = enabled
