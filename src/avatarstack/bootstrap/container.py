@@ -2,6 +2,9 @@
 
 Swap any piece with ``container.<provider>.override(providers.Object(thing))`` before the app
 starts — tests and embedding services do exactly that.
+
+Why this file is a little over 500 lines: it is the composition root, one provider per port and
+the small factories they call. Split, a reader would lose the one place that shows what runs.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Environment variables use the prefix ``AVATARSTACK_`` and ``__`` between nested names, e.g.
 ``AVATARSTACK_HTTP__PORT=9000``. A ``.env`` file in the working directory is read too. The
 reference of every setting is ``docs/configuration.md`` (a test keeps the two in sync).
+
+Why this file is a little over 500 lines: it holds every built-in section, so the settings are
+read and checked in one place; the vendors' sections already live with their plugins
+(``plugins/builtin/settings``).
 """
 
 from __future__ import annotations
