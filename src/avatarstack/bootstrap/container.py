@@ -25,6 +25,7 @@ from avatarstack.adapters.broadcast import LocalBroadcaster
 from avatarstack.adapters.broadcast.commands import BroadcastCommandRelay
 from avatarstack.adapters.chroma import ChromaKnowledgeStore, HnswOptions
 from avatarstack.adapters.console import ConsoleMailer
+from avatarstack.adapters.http.links import HttpLinks
 from avatarstack.adapters.http.metrics import HttpMetrics
 from avatarstack.adapters.jwt import JwtAccessTokens
 from avatarstack.adapters.memory import MemoryKnowledgeStore, MemoryStorage
@@ -423,6 +424,8 @@ class Container(containers.DeclarativeContainer):
     )
     broadcaster = providers.Singleton(make_broadcaster, settings=settings)
     broadcaster_resource = providers.Resource(_started_broadcaster, broadcaster=broadcaster)
+    #: the web addresses the identity service puts in mails and redirects
+    links = providers.Singleton(HttpLinks, public_url=settings.provided.resolved_public_url)
     identity = providers.Singleton(
         IdentityService,
         storage=storage,
@@ -432,6 +435,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         limiter=rate_limiter,
         public_url=settings.provided.resolved_public_url,
+        links=links,
         oauth_providers=oauth_providers,
         policy=providers.Factory(make_identity_policy, settings=settings),
         server_key=providers.Callable(make_server_key, settings=settings),

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -41,6 +41,7 @@ from avatarstack.ports.errors import (
     PermissionDeniedError,
     SessionEndedError,
 )
+from avatarstack.ports.links import Links
 from avatarstack.ports.mail import Mailer, MailMessage
 from avatarstack.ports.oauth import AuthorizationRequest, OAuthProvider
 from avatarstack.ports.security import AccessTokens, PasswordHasher
@@ -183,7 +184,7 @@ class IdentityService:
         clock: Clock,
         limiter: RateLimiter,
         public_url: str,
-        api_prefix: str = "/api/v1",
+        links: Links,
         oauth_providers: Mapping[str, OAuthProvider] | None = None,
         policy: IdentityPolicy | None = None,
         server_key: bytes | None = None,
@@ -200,7 +201,8 @@ class IdentityService:
         self._clock = clock
         self._limiter = limiter
         self.public_url = public_url.rstrip("/")
-        self._api = f"{self.public_url}{api_prefix}"
+        #: the addresses put in mails and redirects (the web adapter's paths)
+        self.links = links
         self.oauth_providers: dict[str, OAuthProvider] = dict(oauth_providers or {})
         self.policy = policy or IdentityPolicy()
         self._dummy_hash: str | None = None
@@ -439,7 +441,7 @@ class IdentityService:
             user_id=user.id,
             data={"password": self._password_binding(user)},
         )
-        return f"{self._api}/auth/verify?token={secret}"
+        return self.links.verify_email(secret)
 
     async def verify_email(self, token: str, ctx: RequestContext) -> Profile:
         """Mark the address proven. A password set before the proof survives only when this
@@ -468,7 +470,7 @@ class IdentityService:
                     secret = await self._issue_one_time(
                         uow, PASSWORD_RESET, self.policy.reset_ttl, user_id=user.id
                     )
-                    reset_link = f"{self.public_url}/reset-password#token={secret}"
+                    reset_link = self.links.reset_password(secret)
             profile = await self._profile(uow, user)
             await uow.commit()
         if reset_link is not None:
@@ -803,7 +805,7 @@ class IdentityService:
                 secret = await self._issue_one_time(
                     uow, PASSWORD_RESET, self.policy.reset_ttl, user_id=user.id
                 )
-                link = f"{self.public_url}/reset-password#token={secret}"
+                link = self.links.reset_password(secret)
                 await self._audit(uow, "password_reset_requested", subject_id=user.id, ctx=ctx)
             await uow.commit()
         if link:
@@ -955,17 +957,15 @@ class IdentityService:
 
     # ------------------------------------------------------------------ OAuth
 
-    def callback_url(self, provider: str) -> str:
-        return f"{self._api}/auth/oauth/{provider}/callback"
-
     def _provider(self, name: str) -> OAuthProvider:
         provider = self.oauth_providers.get(name)
         if provider is None:
             raise NotFoundError(f"no login provider named {name!r}")
         return provider
 
-    def safe_redirect(self, redirect_to: str | None) -> str:
-        """Only same-origin targets (PUBLIC_URL) or local paths; anything else is refused."""
+    def safe_redirect(self, redirect_to: str | None, field: str = "redirect_to") -> str:
+        """Only same-origin targets (PUBLIC_URL) or local paths; anything else is refused (an
+        InvalidInputError naming ``field``, where the caller read the target from)."""
         if not redirect_to:
             return "/"
         if redirect_to.startswith("/") and not redirect_to.startswith(("//", "/\\")):
@@ -979,7 +979,7 @@ class IdentityService:
                 return redirect_to
         raise InvalidInputError(
             "redirect_to must stay on this site",
-            [FieldError("query.redirect_to", "use a path or a URL under PUBLIC_URL")],
+            [FieldError(field, "use a path or a URL under PUBLIC_URL")],
         )
 
     async def begin_oauth(
@@ -989,13 +989,16 @@ class IdentityService:
         ctx: RequestContext,
         *,
         link_user_id: str | None = None,
+        redirect_field: str = "redirect_to",
     ) -> OAuthStart:
         """Store a state and return the provider URL plus the browser binding: a secret the
         caller gives the browser (a cookie) and must present at the callback, so a login
-        started in one browser cannot be completed in another (login CSRF)."""
+        started in one browser cannot be completed in another (login CSRF). An off-site
+        ``redirect_to`` is refused as invalid input in ``redirect_field`` (the caller's name
+        for where it came from)."""
         await self._limiter.check("oauth:ip", ctx.ip, self.policy.oauth_per_ip)
         provider = self._provider(provider_name)
-        target = self.safe_redirect(redirect_to)
+        target = self.safe_redirect(redirect_to, redirect_field)
         binding = accounts.new_secret()
         nonce = accounts.new_secret()
         verifier = accounts.new_secret() + accounts.new_secret()[:20]  # 43..128 chars (RFC 7636)
@@ -1016,17 +1019,13 @@ class IdentityService:
             await uow.commit()
         url = await provider.authorization_url(
             AuthorizationRequest(
-                redirect_uri=self.callback_url(provider_name),
+                redirect_uri=self.links.oauth_callback(provider_name),
                 state=state,
                 nonce=nonce,
                 code_challenge=_pkce_challenge(verifier),
             )
         )
         return OAuthStart(url=url, binding=binding, max_age=self.policy.oauth_state_ttl)
-
-    def complete_url(self, fragment: Mapping[str, str]) -> str:
-        parts = "&".join(f"{k}={quote(v, safe='')}" for k, v in fragment.items())
-        return f"{self.public_url}/oauth/complete#{parts}"
 
     async def finish_oauth(
         self,
@@ -1044,8 +1043,8 @@ class IdentityService:
             )
         except AvatarstackError as exc:  # incl. provider outages: the browser gets a page
             log.info("oauth_failed", provider=provider_name, error=exc.code)
-            return self.complete_url({"error": exc.code})
-        return self.complete_url({"code": login_code, "redirect_to": redirect_to})
+            return self.links.oauth_failed(exc.code)
+        return self.links.oauth_complete(login_code=login_code, redirect_to=redirect_to)
 
     async def _finish_oauth(
         self,
@@ -1073,7 +1072,7 @@ class IdentityService:
         profile = await provider.complete(
             code=code,
             code_verifier=str(stored.data["code_verifier"]),
-            redirect_uri=self.callback_url(provider_name),
+            redirect_uri=self.links.oauth_callback(provider_name),
             nonce=str(stored.data["nonce"]),
         )
         now = self._clock.now()

@@ -1286,7 +1286,7 @@ class KnowledgeService:
             raise ConflictError(f"generation {generation_id} is {generation.status}")
         metrics = await self._evaluate_index(generation_id, generation)
         if metrics is None:
-            raise ConflictError("the golden set is empty; PUT /api/v1/kb/golden-set first")
+            raise ConflictError("the golden set is empty; store its questions first")
         async with self._storage.unit_of_work() as uow:
             current = await uow.generations.get(generation_id) or generation
             await uow.generations.update(

@@ -46,11 +46,14 @@ async def oauth_authorize(request: web.Request) -> web.Response:
     query = read_query(request, AuthorizeQuery)
     try:
         start = await identity.begin_oauth(
-            request.match_info["provider"], query.redirect_to, request_context(request)
+            request.match_info["provider"],
+            query.redirect_to,
+            request_context(request),
+            redirect_field="query.redirect_to",
         )
     except (UnavailableError, UpstreamError) as exc:
         # a browser navigation: an outage lands on the front end's error page, not a 5xx
-        raise web.HTTPFound(identity.complete_url({"error": exc.code})) from None
+        raise web.HTTPFound(identity.links.oauth_failed(exc.code)) from None
     redirect = web.HTTPFound(start.url)
     _bind_browser(redirect, identity, start)
     raise redirect
@@ -60,7 +63,7 @@ async def oauth_callback(request: web.Request) -> web.Response:
     identity = request.app[keys.IDENTITY]
     query = read_query(request, CallbackQuery)
     if query.error:
-        raise web.HTTPFound(identity.complete_url({"error": "provider-denied"}))
+        raise web.HTTPFound(identity.links.oauth_failed("provider-denied"))
     target = await identity.finish_oauth(
         request.match_info["provider"],
         query.code,
@@ -89,6 +92,7 @@ async def oauth_link(request: web.Request) -> web.Response:
         body.redirect_to,
         request_context(request),
         link_user_id=principal(request).user.id,
+        redirect_field="body.redirect_to",
     )
     response = model_response(LinkOut(authorize_url=start.url))
     _bind_browser(response, identity, start)
