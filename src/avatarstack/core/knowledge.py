@@ -62,6 +62,7 @@ from avatarstack.ports.clock import Clock
 from avatarstack.ports.documents import DocumentParser, ParsedDocument
 from avatarstack.ports.embeddings import Embedder
 from avatarstack.ports.errors import (
+    AvatarstackError,
     ConflictError,
     FieldError,
     InvalidInputError,
@@ -345,14 +346,15 @@ class KnowledgeService:
             active = await uow.generations.get_active()
         if active is None:
             return
-        if (active.embedder, active.dimensions) != (self._embedder.name, self._embedder.dimensions):
-            raise ConflictError(
-                f"the active index generation {active.id} was built with embedder "
-                f"{active.embedder!r} ({active.dimensions} dimensions) but the configured "
-                f"embedder is {self._embedder.name!r} ({self._embedder.dimensions} dimensions); "
-                "set AVATARSTACK_KB__EMBEDDER back, or build and activate a new generation with "
-                "`avatarstack kb build --activate`"
-            )
+        self._require_own_embedder(
+            active,
+            ConflictError,
+            f"the active index generation {active.id} was built with embedder "
+            f"{active.embedder!r} ({active.dimensions} dimensions) but the configured "
+            f"embedder is {self._embedder.name!r} ({self._embedder.dimensions} dimensions); "
+            "set AVATARSTACK_KB__EMBEDDER back, or build and activate a new generation with "
+            "`avatarstack kb build --activate`",
+        )
 
     # ------------------------------------------------------------------ documents
 
@@ -794,11 +796,12 @@ class KnowledgeService:
             titles = await _titles(uow, chunks)
         texts = [indexed_text(t, c.heading, c.text) for t, c in zip(titles, chunks, strict=True)]
         hashes = [_text_hash(t) for t in texts]
-        if not self._embeds_for(generation):
-            raise InvalidInputError(
-                f"generation {generation_id} is for embedder {generation.embedder!r}, this "
-                f"worker embeds with {self._embedder.name!r}"
-            )
+        self._require_own_embedder(
+            generation,
+            InvalidInputError,
+            f"generation {generation_id} is for embedder {generation.embedder!r}, this "
+            f"worker embeds with {self._embedder.name!r}",
+        )
         await ctx.progress(0.02, "embedding")
         vectors = await self._embed_cached(hashes, texts, ctx, 0.02, 0.6)
         await self._fill_index(generation, chunks, titles, hashes, vectors, ctx)
@@ -851,12 +854,17 @@ class KnowledgeService:
         await self.prune()
         return result
 
-    def _embeds_for(self, generation: IndexGeneration) -> bool:
-        """Whether the configured embedder made (and can extend) this generation's vectors."""
-        return (generation.embedder, generation.dimensions) == (
+    def _require_own_embedder(
+        self, generation: IndexGeneration, error: type[AvatarstackError], message: str
+    ) -> None:
+        """Raise ``error(message)`` unless the configured embedder made (and can extend) this
+        generation's vectors: the same embedder name and the same dimensions. The one check
+        behind startup (``check_embedder``), builds, index restores and activation."""
+        if (generation.embedder, generation.dimensions) != (
             self._embedder.name,
             self._embedder.dimensions,
-        )
+        ):
+            raise error(message)
 
     async def _fill_index(
         self,
@@ -945,12 +953,13 @@ class KnowledgeService:
             )
         missing = [(h, t) for h, t in zip(hashes, texts, strict=True) if h not in vectors]
         if missing:
-            if not self._embeds_for(generation):
-                raise ConflictError(
-                    f"generation {generation_id} needs {len(missing)} embeddings from embedder "
-                    f"{generation.embedder!r} that are not cached; the configured embedder is "
-                    f"{self._embedder.name!r}"
-                )
+            self._require_own_embedder(
+                generation,
+                ConflictError,
+                f"generation {generation_id} needs {len(missing)} embeddings from embedder "
+                f"{generation.embedder!r} that are not cached; the configured embedder is "
+                f"{self._embedder.name!r}",
+            )
             vectors.update(
                 await self._embed_cached(
                     [h for h, _ in missing], [t for _, t in missing], None, 0.0, 1.0
@@ -1034,11 +1043,12 @@ class KnowledgeService:
             generation = await uow.generations.get(generation_id)
         if generation is None:
             raise NotFoundError("generation not found")
-        if not self._embeds_for(generation):
-            raise ConflictError(
-                f"generation {generation_id} was built with embedder {generation.embedder!r}; "
-                f"the configured embedder is {self._embedder.name!r}"
-            )
+        self._require_own_embedder(
+            generation,
+            ConflictError,
+            f"generation {generation_id} was built with embedder {generation.embedder!r}; "
+            f"the configured embedder is {self._embedder.name!r}",
+        )
         if generation.status == "ready":
             info = await self._store.describe(generation_id)
             if info is None or info.count != generation.chunk_count:
