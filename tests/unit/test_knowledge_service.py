@@ -13,7 +13,12 @@ from avatarstack.adapters.embedders import HashingEmbedder
 from avatarstack.adapters.memory import MemoryKnowledgeStore, MemoryStorage
 from avatarstack.adapters.parsers import MarkdownParser, PlainTextParser, PypdfParser, choose_parser
 from avatarstack.core.jobs import Worker
-from avatarstack.core.knowledge import KnowledgeConfig, KnowledgeService, safe_filename
+from avatarstack.core.knowledge import (
+    GoldenQuestionInput,
+    KnowledgeConfig,
+    KnowledgeService,
+    safe_filename,
+)
 from avatarstack.ports.documents import DocumentParser, ParsedDocument
 from avatarstack.ports.errors import ConflictError, InvalidInputError, UnsupportedMediaTypeError
 from avatarstack.testkit.clock import ManualClock
@@ -136,7 +141,11 @@ async def test_the_gate_keeps_the_active_generation_when_the_candidate_regresses
     generation, _ = await kit.service.start_build(activate="yes")
     await kit.run_jobs()
     await kit.service.set_golden_set(
-        [{"question": "topic 1 original wording", "expected_document_id": good.document.id}]
+        [
+            GoldenQuestionInput(
+                question="topic 1 original wording", expected_document_id=good.document.id
+            )
+        ]
     )
     # the expected document is deleted: the candidate cannot find it any more
     await kit.service.delete_document(good.document.id)

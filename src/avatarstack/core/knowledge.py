@@ -164,6 +164,18 @@ class Upload:
 
 
 @dataclass(frozen=True)
+class GoldenQuestionInput:
+    """One question of a golden set to store (:meth:`KnowledgeService.set_golden_set`): the
+    question, and the document and/or phrase a good answer finds. ``id`` keeps the caller's id;
+    None makes a new one. The service normalises the texts and checks the rest."""
+
+    question: str
+    expected_document_id: str | None = None
+    expected_phrase: str | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True)
 class SearchResult:
     generation_id: str | None
     hits: list[SearchHit]
@@ -1241,7 +1253,7 @@ class KnowledgeService:
 
     # ------------------------------------------------------------------ golden set
 
-    async def set_golden_set(self, items: Sequence[Mapping[str, Any]]) -> list[GoldenQuestion]:
+    async def set_golden_set(self, items: Sequence[GoldenQuestionInput]) -> list[GoldenQuestion]:
         if len(items) > _MAX_GOLDEN:
             raise InvalidInputError(f"at most {_MAX_GOLDEN} questions")
         now = self._clock.now()
@@ -1249,9 +1261,9 @@ class KnowledgeService:
         questions: list[GoldenQuestion] = []
         async with self._storage.unit_of_work() as uow:
             for n, item in enumerate(items):
-                question = " ".join(str(item.get("question") or "").split())
-                document_id = item.get("expected_document_id") or None
-                phrase = " ".join(str(item.get("expected_phrase") or "").split()) or None
+                question = " ".join(item.question.split())
+                document_id = item.expected_document_id or None
+                phrase = " ".join((item.expected_phrase or "").split()) or None
                 if not question:
                     errors.append(FieldError(field=f"questions.{n}.question", message="required"))
                 if document_id is None and phrase is None:
@@ -1261,7 +1273,7 @@ class KnowledgeService:
                             message="give expected_document_id, expected_phrase or both",
                         )
                     )
-                if document_id is not None and await uow.documents.get(str(document_id)) is None:
+                if document_id is not None and await uow.documents.get(document_id) is None:
                     errors.append(
                         FieldError(
                             field=f"questions.{n}.expected_document_id", message="unknown document"
@@ -1269,9 +1281,9 @@ class KnowledgeService:
                     )
                 questions.append(
                     GoldenQuestion(
-                        id=str(item.get("id") or new_id()),
+                        id=item.id or new_id(),
                         question=question,
-                        expected_document_id=str(document_id) if document_id else None,
+                        expected_document_id=document_id,
                         expected_phrase=phrase,
                         created_at=now,
                     )

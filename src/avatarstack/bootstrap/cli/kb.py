@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -13,7 +14,7 @@ from rich.table import Table
 from avatarstack.bootstrap.app import make_worker
 from avatarstack.bootstrap.cli.context import CliContext, cli, pass_cli
 from avatarstack.bootstrap.cli.jobs import Progress, claim_index
-from avatarstack.core.knowledge import GoldenMetrics
+from avatarstack.core.knowledge import GoldenMetrics, GoldenQuestionInput
 from avatarstack.ports.storage import IndexGeneration, Job
 
 
@@ -122,6 +123,21 @@ def kb_activate(ctx: CliContext, generation_id: str) -> None:
     click.echo(f"generation {generation_id} is active")
 
 
+def _golden_question(item: dict[str, Any]) -> GoldenQuestionInput:
+    """One object of a ``--golden-set`` file as the service takes it (it checks the rest)."""
+
+    def text(key: str) -> str | None:
+        value = item.get(key)
+        return str(value) if value else None
+
+    return GoldenQuestionInput(
+        question=text("question") or "",
+        expected_document_id=text("expected_document_id"),
+        expected_phrase=text("expected_phrase"),
+        id=text("id"),
+    )
+
+
 @kb.command("eval")
 @click.argument("generation_id", required=False)
 @click.option(
@@ -147,7 +163,7 @@ def kb_eval(ctx: CliContext, generation_id: str | None, golden_file: Path | None
                     items = items.get("questions", [])
                 if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
                     raise click.ClickException("the golden set must be a list of objects")
-                await service.set_golden_set(items)
+                await service.set_golden_set([_golden_question(i) for i in items])
             target = generation_id
             if target is None:
                 _, target = await service.list_generations(limit=1)

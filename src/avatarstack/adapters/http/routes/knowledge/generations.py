@@ -76,7 +76,7 @@ async def evaluate_generation(request: web.Request) -> web.Response:
 async def put_golden_set(request: web.Request) -> web.Response:
     body = await read_json(request, GoldenSetIn, max_bytes=request.app[keys.CONFIG].max_body_bytes)
     questions = await request.app[keys.KNOWLEDGE].set_golden_set(
-        [q.model_dump() for q in body.questions]
+        [q.to_input() for q in body.questions]
     )
     return model_response(
         GoldenSetOut(questions=[GoldenQuestionIn.model_validate(q.model_dump()) for q in questions])

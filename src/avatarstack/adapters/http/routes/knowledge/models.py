@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from avatarstack.adapters.http.body import Offset
-from avatarstack.core.knowledge import Upload
+from avatarstack.core.knowledge import GoldenQuestionInput, Upload
 from avatarstack.ports.storage import Document, DocumentVersion, IndexGeneration, Job
 
 API = "/api/v1/kb"
@@ -195,6 +195,15 @@ class GoldenQuestionIn(BaseModel):
     question: str = Field(min_length=1, max_length=2000)
     expected_document_id: str | None = Field(None, max_length=64)
     expected_phrase: str | None = Field(None, max_length=2000)
+
+    def to_input(self) -> GoldenQuestionInput:
+        """The question as the knowledge service takes it."""
+        return GoldenQuestionInput(
+            question=self.question,
+            expected_document_id=self.expected_document_id,
+            expected_phrase=self.expected_phrase,
+            id=self.id,
+        )
 
 
 class GoldenSetIn(BaseModel):
