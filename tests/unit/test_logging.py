@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 import structlog
 
 from avatarstack.adapters.http.pipeline import CURRENT_REQUEST_ID
@@ -85,4 +86,43 @@ def test_a_background_writer_writes_every_line_in_order_from_its_thread() -> Non
     lines = [json.loads(line) for line in target.getvalue().splitlines()]
     assert [line["number"] for line in lines] == list(range(200))
     assert {line["token"] for line in lines} == {"***"}
+    writer.close()
+
+
+def test_a_failing_command_prints_its_error_after_the_lines_it_logged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Log lines go out through a writer thread while click prints the error itself: a warning
+    logged just before the failure must not land after the one-line error (CI saw serve's
+    'database not ready' warning follow its 'Error: …' line)."""
+    import time
+
+    import click
+    from click.testing import CliRunner
+
+    from avatarstack.bootstrap import logging as logging_module
+    from avatarstack.bootstrap.cli.context import AvatarstackGroup
+
+    class SlowStream(io.StringIO):
+        def write(self, text: str) -> int:
+            time.sleep(0.2)  # a slow terminal: the thread is behind when the command fails
+            return super().write(text)
+
+    out = SlowStream()
+    writer = BackgroundWriter(out)  # type: ignore[arg-type]
+    monkeypatch.setitem(logging_module._writers, id(out), writer)
+
+    @click.group(cls=AvatarstackGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def fails() -> None:
+        writer.write("warning: not ready\n")
+        raise click.ClickException("the database is unreachable")
+
+    result = CliRunner().invoke(group, ["fails"])
+    assert result.exit_code == 1
+    # the error is printed only once the writer has written the warning
+    assert out.getvalue() == "warning: not ready\n"
     writer.close()

@@ -174,6 +174,13 @@ def background_writer(target: TextIO) -> BackgroundWriter:
     return writer
 
 
+def drain_logs(timeout: float = 5.0) -> None:
+    """Wait until every log line queued so far in this process is written: a command that
+    fails prints its one-line error after them, not before a late warning."""
+    for writer in list(_writers.values()):
+        writer.drain(timeout)
+
+
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
     """Configure structlog and the standard library root logger once, from settings. Lines go
     to ``stream`` as they are logged, or by default to standard error, through a

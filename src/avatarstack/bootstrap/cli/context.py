@@ -20,7 +20,7 @@ from pydantic_settings import SettingsError
 
 from avatarstack import __version__
 from avatarstack.bootstrap.container import Container, build_container
-from avatarstack.bootstrap.logging import configure_logging
+from avatarstack.bootstrap.logging import configure_logging, drain_logs
 from avatarstack.bootstrap.settings import Settings
 from avatarstack.bootstrap.startup import migrate_or_refuse, prepare_knowledge
 from avatarstack.core.jobs import JobAnnouncer
@@ -225,7 +225,12 @@ class AvatarstackGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (PluginError, AvatarstackError) as exc:
+            drain_logs()
             raise one_line(exc) from exc
+        except click.ClickException:
+            # log lines are written by a thread: the error line must come after them
+            drain_logs()
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands()
