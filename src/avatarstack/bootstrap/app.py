@@ -23,7 +23,7 @@ from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings
 from avatarstack.bootstrap.startup import migrate_or_refuse, prepare_knowledge
-from avatarstack.core.avatars import AvatarService
+from avatarstack.core.avatars import AvatarMaintenance
 from avatarstack.core.conversations import ConversationService, user_topic
 from avatarstack.core.identity import IdentityService
 from avatarstack.core.jobs import JobAnnouncer, JobListener, Worker
@@ -65,6 +65,7 @@ def create_app(
     storage = container.storage()
     identity = container.identity()
     avatars = container.avatars()
+    avatar_maintenance = container.avatar_maintenance()
     knowledge = container.knowledge()
     store = container.knowledge_store()
     conversations = container.conversations()
@@ -116,7 +117,7 @@ def create_app(
             gc.freeze()
             log.info("app_started", storage=storage.name, version=__version__)
             try:
-                await avatars.reconcile()
+                await avatar_maintenance.reconcile()
             except AvatarstackError as exc:  # the vendor may be down; the loop reconciles again
                 log.warning("avatar_reconcile_failed", error=exc.code)
             housekeeping = [
@@ -125,7 +126,9 @@ def create_app(
                     name="avatarstack-maintenance",
                 ),
                 asyncio.create_task(
-                    _tend_avatars(avatars, conversations, settings.avatar.maintenance_seconds),
+                    _tend_avatars(
+                        avatar_maintenance, conversations, settings.avatar.maintenance_seconds
+                    ),
                     name="avatarstack-avatars",
                 ),
             ]
@@ -301,7 +304,7 @@ RECONCILE_EVERY = 30
 
 
 async def _tend_avatars(
-    avatars: AvatarService, conversations: ConversationService, interval: float
+    maintenance: AvatarMaintenance, conversations: ConversationService, interval: float
 ) -> None:
     """Keep-alive, idle stop and renewal of avatar sessions while the app runs (renewed
     credentials go to the owner's sockets), and every RECONCILE_EVERY ticks a reconciliation
@@ -311,10 +314,10 @@ async def _tend_avatars(
         await asyncio.sleep(interval)
         ticks += 1
         try:
-            for renewal in await avatars.tick():
+            for renewal in await maintenance.tick():
                 await conversations.renewed(renewal)
             if ticks % RECONCILE_EVERY == 0:
-                await avatars.reconcile()
+                await maintenance.reconcile()
         except Exception as exc:  # a database or vendor hiccup must not end the loop
             log.warning("avatar_maintenance_failed", error=str(exc))
 

@@ -37,7 +37,7 @@ from avatarstack.adapters.smtp import SmtpMailer
 from avatarstack.adapters.sqlite import SqliteStorage
 from avatarstack.adapters.system import SystemClock
 from avatarstack.bootstrap.settings import KbSettings, Settings
-from avatarstack.core.avatars import AvatarPolicy, AvatarService
+from avatarstack.core.avatars import AvatarMaintenance, AvatarPolicy, AvatarService
 from avatarstack.core.conversations import (
     ConversationConfig,
     ConversationService,
@@ -466,6 +466,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         policy=providers.Factory(make_avatar_policy, settings=settings),
     )
+    avatar_maintenance = providers.Singleton(AvatarMaintenance, avatars=avatars)
     avatar_resource = providers.Resource(_closing_all, items=avatar_providers)
 
     parsers = providers.Singleton(collect_parsers, pm=plugin_manager)
