@@ -134,7 +134,7 @@ def create_app(
             ]
             # committed jobs wake the workers of every instance (this one included)
             announcer = JobAnnouncer(broadcaster)
-            conversations.on_job_queued(announcer)
+            conversations.log.on_job_queued(announcer)
             knowledge.on_job_queued(announcer)
             # workers finish their current jobs when told to stop; the loops above are cancelled
             stop_workers = asyncio.Event()
@@ -157,7 +157,7 @@ def create_app(
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 await announcer.drain()
-                await conversations.close()
+                await conversations.avatar.close()
         finally:
             await container.shutdown_resources()  # type: ignore[misc]
             log.info("app_stopped")
@@ -208,7 +208,7 @@ def make_answer_worker(container: Container) -> Worker:
     return Worker(
         container.storage(),
         container.clock(),
-        container.conversations().job_handlers(),
+        container.conversations().answers.job_handlers(),
         worker_id=f"answers-{new_id()}",
         concurrency=settings.realtime.answer_workers,
         lease_seconds=lease,
@@ -315,7 +315,7 @@ async def _tend_avatars(
         ticks += 1
         try:
             for renewal in await maintenance.tick():
-                await conversations.renewed(renewal)
+                await conversations.avatar.renewed(renewal)
             if ticks % RECONCILE_EVERY == 0:
                 await maintenance.reconcile()
         except Exception as exc:  # a database or vendor hiccup must not end the loop
