@@ -281,7 +281,7 @@ async def test_a_renewed_avatar_hands_new_credentials_to_the_open_sockets(client
         new_provider_session_id="new",
         livekit=LiveKitCredentials(url="wss://livekit.test", access_token="client-token"),
     )
-    await client.server.app[CONTAINER].conversations().renewed(renewal)
+    await client.server.app[CONTAINER].conversations().avatar.renewed(renewal)
     renewed = await tab.until("avatar.session", renewed=True)
     assert "livekit" not in renewed["data"]  # stored events never hold credentials
     credentials = next((f for f in tab.frames if f["type"] == "avatar.credentials"), None)

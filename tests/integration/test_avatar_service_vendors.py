@@ -1,5 +1,5 @@
-"""The avatar session registry (``AvatarService``) over the real LiveAvatar and legacy HeyGen
-providers, against their fake servers on 127.0.0.1.
+"""The avatar session registry (``AvatarService``, tended by ``AvatarMaintenance``) over the real
+LiveAvatar and legacy HeyGen providers, against their fake servers on 127.0.0.1.
 
 The unit suite proves the registry's rules over the offline text avatar; this one proves they hold
 when a vendor is on the other side: renewal before the vendor's duration cap, idle stop, sessions
@@ -23,7 +23,7 @@ import pytest
 from avatarstack.adapters.heygen import HeyGenAvatarProvider
 from avatarstack.adapters.liveavatar import LiveAvatarProvider
 from avatarstack.adapters.memory import MemoryStorage
-from avatarstack.core.avatars import AvatarPolicy, AvatarService
+from avatarstack.core.avatars import AvatarMaintenance, AvatarPolicy, AvatarService
 from avatarstack.ports.avatar import AvatarProvider, SessionRequest
 from avatarstack.ports.errors import (
     ConflictError,
@@ -257,7 +257,7 @@ async def test_a_session_is_renewed_at_the_vendor_before_its_duration_cap(
     assert session.expires_at == T0 + timedelta(seconds=CAP)
 
     await vendor.advance(CAP - 80)  # within renew_before (90 s) of the cap
-    (renewal,) = await service.tick()
+    (renewal,) = await AvatarMaintenance(service).tick()
 
     new = renewal.new_provider_session_id
     assert renewal.session_id == session.id
@@ -279,7 +279,7 @@ async def test_a_session_is_renewed_at_the_vendor_before_its_duration_cap(
     assert vendor.heard(old) == []
 
     await vendor.advance(100)  # past the old session's cap: the conversation goes on
-    assert await service.tick() == []
+    assert await AvatarMaintenance(service).tick() == []
     assert vendor.running() == {new}
     assert (await service.get("ada", session.id)).status == "active"
 
@@ -294,13 +294,13 @@ async def test_renewal_waits_until_the_utterance_in_progress_has_been_spoken(
 
     await vendor.advance(CAP - 80)
     await service.speak("ada", session.id, "word " * 100, "repeat")  # about 40 s of speech
-    assert await service.tick() == []
+    assert await AvatarMaintenance(service).tick() == []
     assert vendor.running() == {old}
     assert not vendor.saw_stop(old)
     assert (await service.get("ada", session.id)).provider_session_id == old
 
     await vendor.advance(41)  # the utterance is over; the cap is 39 s away
-    (renewal,) = await service.tick()
+    (renewal,) = await AvatarMaintenance(service).tick()
     assert renewal.old_provider_session_id == old
     assert vendor.saw_stop(old)
     assert vendor.running() == {renewal.new_provider_session_id}
@@ -318,13 +318,13 @@ async def test_without_a_spare_vendor_slot_renewal_keeps_the_old_session_and_tri
     assert old is not None
 
     await vendor.advance(CAP - 80)
-    assert await service.tick() == []  # the vendor refused the replacement
+    assert await AvatarMaintenance(service).tick() == []  # the vendor refused the replacement
     assert vendor.running() == {old}
     assert (await service.get("ada", session.id)).provider_session_id == old
 
     vendor.limit_concurrency(2)
     await vendor.advance(10)
-    (renewal,) = await service.tick()
+    (renewal,) = await AvatarMaintenance(service).tick()
     assert vendor.running() == {renewal.new_provider_session_id}
 
 
@@ -340,10 +340,10 @@ async def test_a_session_nobody_uses_is_stopped_at_the_vendor_despite_keep_alive
     assert sid is not None
 
     await vendor.advance(60)
-    await service.tick()
+    await AvatarMaintenance(service).tick()
     assert vendor.keep_alives(sid) == 1  # kept alive at the vendor, but nobody uses it
     await vendor.advance(60)
-    await service.tick()
+    await AvatarMaintenance(service).tick()
 
     assert vendor.saw_stop(sid)
     assert vendor.running() == set()
@@ -362,7 +362,7 @@ async def test_a_session_the_vendor_closed_on_its_own_is_ended_at_the_next_tick(
 
     await vendor.advance(301)  # no keep-alive reached the vendor: its idle timeout closed it
     assert vendor.running() == set()
-    await service.tick()
+    await AvatarMaintenance(service).tick()
 
     ended = await service.get("ada", session.id)
     assert ended.status == "stopped"
@@ -402,7 +402,7 @@ async def test_reconciliation_after_a_crash_stops_orphans_and_ends_lost_rows(
     await crashed.close()  # the process is gone; its sessions run on at the vendor
 
     after = make_service()  # a restarted instance: a new provider that knows no session
-    assert await after.reconcile() == (1, 1)
+    assert await AvatarMaintenance(after).reconcile() == (1, 1)
 
     assert vendor.saw_stop(orphan.provider_session_id)
     assert vendor.running() == {kept.provider_session_id}
@@ -414,7 +414,7 @@ async def test_reconciliation_after_a_crash_stops_orphans_and_ends_lost_rows(
     assert (await after.get("bob", kept.id)).status == "active"
     await after.speak("bob", kept.id, "Welcome back.", "repeat")
     assert vendor.heard(kept.provider_session_id) == ["Welcome back."]
-    assert await after.reconcile() == (0, 0)
+    assert await AvatarMaintenance(after).reconcile() == (0, 0)
 
 
 # =========================================================================== refusals
@@ -494,7 +494,7 @@ async def test_a_session_stopped_while_a_tick_runs_is_not_renewed_behind_the_use
 
     vendor.delay_next_start(0.5)  # ada's renewal waits for the vendor…
     starts = vendor.start_requests()
-    tick = asyncio.create_task(service.tick())
+    tick = asyncio.create_task(AvatarMaintenance(service).tick())
     await until(lambda: vendor.start_requests() > starts)
     await service.stop("bob", bob.id)  # …while bob ends his session
     renewals = await tick
@@ -513,7 +513,7 @@ async def test_two_instances_ticking_at_once_renew_a_session_only_once(
     session = (await one.start("ada", vendor.request)).session
     await vendor.advance(CAP - 80)
 
-    await asyncio.gather(one.tick(), other.tick())
+    await asyncio.gather(AvatarMaintenance(one).tick(), AvatarMaintenance(other).tick())
 
     renewed = await one.get("ada", session.id)
     assert vendor.running() == {renewed.provider_session_id}
@@ -528,7 +528,7 @@ async def test_an_instance_starting_up_leaves_another_instances_start_in_progres
     start = asyncio.create_task(running.start("ada", vendor.request))
     await until(lambda: vendor.start_requests() > starts)
 
-    reconciled = await restarted.reconcile()
+    reconciled = await AvatarMaintenance(restarted).reconcile()
     (started,) = await asyncio.gather(start, return_exceptions=True)
 
     assert reconciled == (0, 0)
@@ -544,4 +544,4 @@ async def test_a_session_shorter_than_renew_before_is_not_replaced_at_every_tick
     await service.start("ada", vendor.request)
 
     await vendor.advance(10)  # the first maintenance pass with the default settings
-    assert await service.tick() == []
+    assert await AvatarMaintenance(service).tick() == []

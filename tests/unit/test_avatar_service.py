@@ -14,7 +14,7 @@ import pytest
 
 from avatarstack.adapters.memory import MemoryStorage
 from avatarstack.adapters.textavatar import TextAvatarProvider
-from avatarstack.core.avatars import AvatarPolicy, AvatarService
+from avatarstack.core.avatars import AvatarMaintenance, AvatarPolicy, AvatarService
 from avatarstack.ports.avatar import SessionRequest
 from avatarstack.ports.errors import ConflictError, NotFoundError, RateLimitedError
 from avatarstack.testkit.clock import ManualClock
@@ -50,6 +50,11 @@ async def service(clock: ManualClock, provider: TextAvatarProvider) -> AvatarSer
             renew_before=timedelta(seconds=90),
         ),
     )
+
+
+@pytest.fixture
+def maintenance(service: AvatarService) -> AvatarMaintenance:
+    return AvatarMaintenance(service)
 
 
 async def test_a_started_session_is_registered_as_active_with_its_expiry(
@@ -121,57 +126,68 @@ async def test_a_stopped_session_records_its_cost_and_refuses_speech(
 
 
 async def test_a_session_nobody_uses_is_stopped_by_maintenance(
-    service: AvatarService, provider: TextAvatarProvider, clock: ManualClock
+    service: AvatarService,
+    maintenance: AvatarMaintenance,
+    provider: TextAvatarProvider,
+    clock: ManualClock,
 ) -> None:
     session = (await service.start("ada", SessionRequest())).session
     clock.advance(minutes=4)
     await service.speak("ada", session.id, "still here", "repeat")
     clock.advance(minutes=4)
-    await service.tick()
+    await maintenance.tick()
     assert (await service.get("ada", session.id)).status == "active"  # activity 4 min ago
     clock.advance(minutes=1, seconds=1)
-    await service.tick()
+    await maintenance.tick()
     idle = await service.get("ada", session.id)
     assert idle.status == "stopped"
     assert idle.data["end_reason"] == "idle"
     assert session.provider_session_id not in await provider.active_sessions()
 
 
-async def test_sessions_in_use_get_keep_alives(service: AvatarService, clock: ManualClock) -> None:
+async def test_sessions_in_use_get_keep_alives(
+    service: AvatarService, maintenance: AvatarMaintenance, clock: ManualClock
+) -> None:
     session = (await service.start("ada", SessionRequest())).session
     clock.advance(seconds=61)
     await service.touch("ada", session.id)
-    await service.tick()
+    await maintenance.tick()
     kept = await service.get("ada", session.id)
     assert kept.data["keep_alive_at"] == (T0 + timedelta(seconds=61)).isoformat()
 
 
 async def test_a_session_closed_by_the_vendor_is_ended_at_the_next_keep_alive(
-    service: AvatarService, provider: TextAvatarProvider, clock: ManualClock
+    service: AvatarService,
+    maintenance: AvatarMaintenance,
+    provider: TextAvatarProvider,
+    clock: ManualClock,
 ) -> None:
     session = (await service.start("ada", SessionRequest())).session
     assert session.provider_session_id is not None
     await provider.stop(session.provider_session_id)  # e.g. the vendor's idle timeout
     clock.advance(seconds=61)
     await service.touch("ada", session.id)
-    await service.tick()
+    await maintenance.tick()
     ended = await service.get("ada", session.id)
     assert ended.status == "stopped"
     assert ended.data["end_reason"] == "closed_by_provider"
 
 
 async def test_a_session_is_renewed_before_the_duration_cap_between_utterances(
-    service: AvatarService, provider: TextAvatarProvider, clock: ManualClock
+    service: AvatarService,
+    maintenance: AvatarMaintenance,
+    provider: TextAvatarProvider,
+    clock: ManualClock,
 ) -> None:
     session = (await service.start("ada", SessionRequest())).session
     old = session.provider_session_id
     clock.advance(seconds=515)  # 85 s before the cap: time to renew
     # a long answer is being spoken: renewal waits for the end of the utterance
     await service.speak("ada", session.id, "word " * 100, "repeat")  # about 40 s of speech
-    assert await service.tick() == []
+    assert await maintenance.tick() == []
     clock.advance(seconds=41)
     await service.touch("ada", session.id)
-    (renewal,) = await service.tick()
+    (renewal,) = await maintenance.tick()
     assert renewal.session_id == session.id
     assert renewal.old_provider_session_id == old
     renewed = await service.get("ada", session.id)
@@ -185,13 +201,13 @@ async def test_a_session_is_renewed_before_the_duration_cap_between_utterances(
 
 
 async def test_reconciliation_stops_orphans_and_ends_lost_sessions(
-    service: AvatarService, provider: TextAvatarProvider
+    service: AvatarService, maintenance: AvatarMaintenance, provider: TextAvatarProvider
 ) -> None:
     orphan = await provider.start_session(SessionRequest())  # left by a crashed instance
     lost = (await service.start("ada", SessionRequest())).session
     assert lost.provider_session_id is not None
     await provider.stop(lost.provider_session_id)  # gone at the vendor meanwhile
-    assert await service.reconcile() == (1, 1)
+    assert await maintenance.reconcile() == (1, 1)
     assert orphan.provider_session_id not in await provider.active_sessions()
     assert (await service.get("ada", lost.id)).data["end_reason"] == "lost"
 
@@ -211,14 +227,14 @@ async def test_keep_alives_come_at_least_twice_per_vendor_idle_timeout(
     session = (await service.start("ada", SessionRequest())).session
     clock.advance(seconds=31)
     await service.touch("ada", session.id)
-    await service.tick()
+    await AvatarMaintenance(service).tick()
     kept = await service.get("ada", session.id)
     assert kept.data["keep_alive_at"] == clock.now().isoformat()
     await provider.close()
 
 
 async def test_session_events_follow_speech_and_continue_across_a_renewal(
-    service: AvatarService, clock: ManualClock
+    service: AvatarService, maintenance: AvatarMaintenance, clock: ManualClock
 ) -> None:
     session = (await service.start("ada", SessionRequest())).session
     seen: list[str] = []
@@ -233,7 +249,7 @@ async def test_session_events_follow_speech_and_continue_across_a_renewal(
     await asyncio.sleep(0.01)
     clock.advance(seconds=515)
     await service.touch("ada", session.id)
-    assert len(await service.tick()) == 1  # renewed while idle
+    assert len(await maintenance.tick()) == 1  # renewed while idle
     await asyncio.sleep(0.01)
     await service.speak("ada", session.id, "After the renewal.", "repeat")
     await asyncio.sleep(0.01)

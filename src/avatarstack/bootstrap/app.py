@@ -23,7 +23,7 @@ from avatarstack.bootstrap.container import Container, build_container
 from avatarstack.bootstrap.logging import configure_logging
 from avatarstack.bootstrap.settings import Settings
 from avatarstack.bootstrap.startup import migrate_or_refuse, prepare_knowledge
-from avatarstack.core.avatars import AvatarService
+from avatarstack.core.avatars import AvatarMaintenance
 from avatarstack.core.conversations import ConversationService, user_topic
 from avatarstack.core.identity import IdentityService
 from avatarstack.core.jobs import JobAnnouncer, JobListener, Worker
@@ -65,6 +65,7 @@ def create_app(
     storage = container.storage()
     identity = container.identity()
     avatars = container.avatars()
+    avatar_maintenance = container.avatar_maintenance()
     knowledge = container.knowledge()
     store = container.knowledge_store()
     conversations = container.conversations()
@@ -116,7 +117,7 @@ def create_app(
             gc.freeze()
             log.info("app_started", storage=storage.name, version=__version__)
             try:
-                await avatars.reconcile()
+                await avatar_maintenance.reconcile()
             except AvatarstackError as exc:  # the vendor may be down; the loop reconciles again
                 log.warning("avatar_reconcile_failed", error=exc.code)
             housekeeping = [
@@ -125,13 +126,15 @@ def create_app(
                     name="avatarstack-maintenance",
                 ),
                 asyncio.create_task(
-                    _tend_avatars(avatars, conversations, settings.avatar.maintenance_seconds),
+                    _tend_avatars(
+                        avatar_maintenance, conversations, settings.avatar.maintenance_seconds
+                    ),
                     name="avatarstack-avatars",
                 ),
             ]
             # committed jobs wake the workers of every instance (this one included)
             announcer = JobAnnouncer(broadcaster)
-            conversations.on_job_queued(announcer)
+            conversations.log.on_job_queued(announcer)
             knowledge.on_job_queued(announcer)
             # workers finish their current jobs when told to stop; the loops above are cancelled
             stop_workers = asyncio.Event()
@@ -154,7 +157,7 @@ def create_app(
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 await announcer.drain()
-                await conversations.close()
+                await conversations.avatar.close()
         finally:
             await container.shutdown_resources()  # type: ignore[misc]
             log.info("app_stopped")
@@ -205,7 +208,7 @@ def make_answer_worker(container: Container) -> Worker:
     return Worker(
         container.storage(),
         container.clock(),
-        container.conversations().job_handlers(),
+        container.conversations().answers.job_handlers(),
         worker_id=f"answers-{new_id()}",
         concurrency=settings.realtime.answer_workers,
         lease_seconds=lease,
@@ -301,7 +304,7 @@ RECONCILE_EVERY = 30
 
 
 async def _tend_avatars(
-    avatars: AvatarService, conversations: ConversationService, interval: float
+    maintenance: AvatarMaintenance, conversations: ConversationService, interval: float
 ) -> None:
     """Keep-alive, idle stop and renewal of avatar sessions while the app runs (renewed
     credentials go to the owner's sockets), and every RECONCILE_EVERY ticks a reconciliation
@@ -311,10 +314,10 @@ async def _tend_avatars(
         await asyncio.sleep(interval)
         ticks += 1
         try:
-            for renewal in await avatars.tick():
-                await conversations.renewed(renewal)
+            for renewal in await maintenance.tick():
+                await conversations.avatar.renewed(renewal)
             if ticks % RECONCILE_EVERY == 0:
-                await avatars.reconcile()
+                await maintenance.reconcile()
         except Exception as exc:  # a database or vendor hiccup must not end the loop
             log.warning("avatar_maintenance_failed", error=str(exc))
 

@@ -37,9 +37,12 @@ from avatarstack.adapters.smtp import SmtpMailer
 from avatarstack.adapters.sqlite import SqliteStorage
 from avatarstack.adapters.system import SystemClock
 from avatarstack.bootstrap.settings import KbSettings, Settings
-from avatarstack.core.avatars import AvatarPolicy, AvatarService
+from avatarstack.core.avatars import AvatarMaintenance, AvatarPolicy, AvatarService
 from avatarstack.core.conversations import (
+    ConversationAnswers,
+    ConversationAvatar,
     ConversationConfig,
+    ConversationLog,
     ConversationService,
     ConversationServiceStorage,
 )
@@ -466,6 +469,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         policy=providers.Factory(make_avatar_policy, settings=settings),
     )
+    avatar_maintenance = providers.Singleton(AvatarMaintenance, avatars=avatars)
     avatar_resource = providers.Resource(_closing_all, items=avatar_providers)
 
     parsers = providers.Singleton(collect_parsers, pm=plugin_manager)
@@ -494,15 +498,37 @@ class Container(containers.DeclarativeContainer):
     answer_engine = providers.Singleton(
         pick_answer_engine, available=answer_engines, settings=settings
     )
-    conversations = providers.Singleton(
-        ConversationService,
+    conversation_config = providers.Singleton(make_conversation_config, settings=settings)
+    conversation_log = providers.Singleton(
+        ConversationLog,
         storage=storage,
         clock=clock,
+        broadcaster=broadcaster,
+        config=conversation_config,
+    )
+    conversation_avatar = providers.Singleton(
+        ConversationAvatar,
+        storage=storage,
+        conversation_log=conversation_log,
+        broadcaster=broadcaster,
+        avatars=avatars,
+    )
+    conversation_answers = providers.Singleton(
+        ConversationAnswers,
+        storage=storage,
+        conversation_log=conversation_log,
+        avatar=conversation_avatar,
         broadcaster=broadcaster,
         knowledge=knowledge,
         engine=answer_engine,
         avatars=avatars,
-        config=providers.Factory(make_conversation_config, settings=settings),
+        config=conversation_config,
+    )
+    conversations = providers.Singleton(
+        ConversationService,
+        log=conversation_log,
+        answers=conversation_answers,
+        avatar=conversation_avatar,
     )
 
 

@@ -120,7 +120,7 @@ class Connection:
             if not self.hub.admit(self, user_id):
                 user_id = None
                 raise Closing(CLOSE_TOO_MANY, "too many connections for this user")
-            broadcaster = self.hub.conversations.broadcaster
+            broadcaster = self.hub.conversations.log.broadcaster
             self._user_subscription = broadcaster.subscribe(user_topic(self.principal.user.id))
             self._tasks = [
                 asyncio.create_task(self._writer(), name="ws-writer"),
@@ -271,7 +271,7 @@ class Connection:
                 continue
             opened = self.opened
             while True:
-                events = await self.hub.conversations.read_after(conversation_id, self.last_seq)
+                events = await self.hub.conversations.log.read_after(conversation_id, self.last_seq)
                 if opened != self.opened:
                     self.wake.set()  # (re)opened meanwhile: start over from its after_seq
                     break
@@ -287,7 +287,7 @@ class Connection:
     async def follow(self, conversation_id: str) -> None:
         if self._subscription is not None:
             await self._subscription.close()
-        subscription = self.hub.conversations.broadcaster.subscribe(topic_of(conversation_id))
+        subscription = self.hub.conversations.log.broadcaster.subscribe(topic_of(conversation_id))
         self._subscription = subscription
 
         async def notices() -> None:

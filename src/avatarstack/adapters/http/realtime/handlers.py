@@ -57,8 +57,7 @@ async def on_ping(conn: Connection, envelope: Envelope) -> None:
 
 async def on_conversation_open(conn: Connection, envelope: Envelope) -> None:
     data = OpenData.model_validate(envelope.data)
-    service = conn.hub.conversations
-    conversation = await service.open(_user(conn), data.conversation_id)
+    conversation = await conn.hub.conversations.log.open(_user(conn), data.conversation_id)
     after = data.after_seq or 0
     check_after_seq(after, conversation.last_seq)
     conn.conversation_id = conversation.id
@@ -79,7 +78,7 @@ async def on_conversation_open(conn: Connection, envelope: Envelope) -> None:
 async def on_user_message(conn: Connection, envelope: Envelope) -> None:
     data = MessageData.model_validate(envelope.data)
     conversation_id = _need_conversation(conn)
-    await conn.hub.conversations.post_message(
+    await conn.hub.conversations.log.post_message(
         _user(conn), conversation_id, data.client_id, data.text
     )
     conn.wake.set()
@@ -88,7 +87,7 @@ async def on_user_message(conn: Connection, envelope: Envelope) -> None:
 async def on_avatar_start(conn: Connection, envelope: Envelope) -> None:
     data = StartData.model_validate(envelope.data)
     conversation_id = _need_conversation(conn)
-    event, livekit = await conn.hub.conversations.start_avatar(
+    event, livekit = await conn.hub.conversations.avatar.start(
         _user(conn), conversation_id, SessionRequest(**data.model_dump())
     )
     if livekit is not None:
@@ -105,12 +104,12 @@ async def on_avatar_start(conn: Connection, envelope: Envelope) -> None:
 
 
 async def on_avatar_interrupt(conn: Connection, envelope: Envelope) -> None:
-    await conn.hub.conversations.interrupt(_user(conn), _need_conversation(conn))
+    await conn.hub.conversations.answers.interrupt(_user(conn), _need_conversation(conn))
     conn.wake.set()
 
 
 async def on_avatar_stop(conn: Connection, envelope: Envelope) -> None:
-    await conn.hub.conversations.stop_avatar(_user(conn), _need_conversation(conn))
+    await conn.hub.conversations.avatar.stop(_user(conn), _need_conversation(conn))
     conn.wake.set()
 
 
@@ -145,7 +144,7 @@ async def on_avatar_detach(conn: Connection, envelope: Envelope) -> None:
 async def on_avatar_event(conn: Connection, envelope: Envelope) -> None:
     """One ``agent-response`` event the page received in the avatar's room."""
     data = AvatarEventData.model_validate(envelope.data)
-    message = await conn.hub.conversations.avatar_event(
+    message = await conn.hub.conversations.avatar.browser_event(
         _user(conn),
         data.session_id,
         data.event,

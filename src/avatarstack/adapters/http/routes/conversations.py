@@ -55,7 +55,7 @@ class EventsQuery(BaseModel):
 
 async def list_conversations(request: web.Request) -> web.Response:
     query = read_query(request, ListQuery)
-    items = await request.app[REALTIME].conversations.list_conversations(
+    items = await request.app[REALTIME].conversations.log.list_conversations(
         principal(request).user.id, limit=query.limit, offset=query.offset
     )
     return model_response(
@@ -76,7 +76,7 @@ async def list_conversations(request: web.Request) -> web.Response:
 
 async def list_events(request: web.Request) -> web.Response:
     query = read_query(request, EventsQuery)
-    conversation, events = await request.app[REALTIME].conversations.events(
+    conversation, events = await request.app[REALTIME].conversations.log.events(
         principal(request).user.id,
         path_id(request, "conversation_id", "conversation"),
         after_seq=query.after_seq,
