@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from avatarstack.core.avatars import LIVE, AvatarService, Renewal
 from avatarstack.core.jobs import JobContext, new_job
-from avatarstack.core.knowledge import KnowledgeService
+from avatarstack.core.knowledge import SearchService
 from avatarstack.ports.answers import (
     NO_ANSWER,
     AnswerEngine,
@@ -133,7 +133,7 @@ class ConversationService:
         storage: ConversationServiceStorage,
         clock: Clock,
         broadcaster: Broadcaster,
-        knowledge: KnowledgeService,
+        knowledge: SearchService,
         engine: AnswerEngine,
         avatars: AvatarService,
         *,

@@ -91,7 +91,7 @@ async def repair_indexes(container: Container) -> list[str]:
     storage = container.storage()
     await storage.start()
     try:
-        knowledge = container.knowledge()
+        knowledge = container.knowledge().generations
         rebuilt: list[str] = []
         generations, _ = await knowledge.list_generations(limit=1000)
         for generation in generations:
