@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -305,7 +305,7 @@ def make_knowledge(
     embedder: Embedder,
     clock: Clock,
     *,
-    parsers: list[DocumentParser],
+    parsers: Sequence[DocumentParser],
     choose_parser: ParserChooser,
     parse: ParseFunction,
     config: KnowledgeConfig | None = None,
