@@ -48,6 +48,7 @@ from avatarstack.core.knowledge import (
     DocumentService,
     EmbeddingCache,
     EvaluationService,
+    GenerationIndexes,
     GenerationService,
     IngestionService,
     KnowledgeConfig,
@@ -322,8 +323,17 @@ def make_knowledge(
         storage, store, embedder, clock, lexical_indexes, config=config, observer=observer
     )
     evaluation = EvaluationService(storage, embedder, clock, search, config=config)
+    indexes = GenerationIndexes(storage, store, embeddings, batch=config.index_batch)
     generations = GenerationService(
-        storage, store, embeddings, clock, jobs, lexical_indexes, evaluation, config=config
+        storage,
+        store,
+        embeddings,
+        clock,
+        jobs,
+        indexes,
+        lexical_indexes,
+        evaluation,
+        config=config,
     )
     ingestion = IngestionService(
         storage,
@@ -340,6 +350,7 @@ def make_knowledge(
         documents=DocumentService(storage, clock, jobs, choose_parser=choose_parser),
         ingestion=ingestion,
         generations=generations,
+        indexes=indexes,
         evaluation=evaluation,
         search=search,
     )

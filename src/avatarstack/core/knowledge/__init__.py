@@ -16,10 +16,11 @@ Concepts (see ``docs/knowledge.md``):
 
 One use-case service a reason to change, grouped by :class:`KnowledgeService`:
 :mod:`.documents` (uploads, versions), :mod:`.ingestion` (the ingest job), :mod:`.generations`
-(builds, activation, pruning), :mod:`.evaluation` (the golden set), :mod:`.search`, and
-:mod:`.jobs` (the jobs they queue). Everything here talks to ports only; the composition root
-wires the services and injects the parse function (the child-process sandbox), the parser
-chooser, the vector store and the embedder.
+(builds, activation, pruning), :mod:`.indexes` (each generation's vector index, and its repair),
+:mod:`.evaluation` (the golden set), :mod:`.search`, and :mod:`.jobs` (the jobs they queue).
+Everything here talks to ports only; the composition root wires the services and injects the
+parse function (the child-process sandbox), the parser chooser, the vector store and the
+embedder.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from avatarstack.core.knowledge.documents import DocumentService
 from avatarstack.core.knowledge.embedding_cache import EmbeddingCache
 from avatarstack.core.knowledge.evaluation import EvaluationService
 from avatarstack.core.knowledge.generations import GenerationService
+from avatarstack.core.knowledge.indexes import GenerationIndexes
 from avatarstack.core.knowledge.ingestion import IngestionService
 from avatarstack.core.knowledge.jobs import KnowledgeJobs
 from avatarstack.core.knowledge.lexical_indexes import LexicalIndexes
@@ -61,6 +63,7 @@ __all__ = [
     "DocumentService",
     "EmbeddingCache",
     "EvaluationService",
+    "GenerationIndexes",
     "GenerationService",
     "GoldenMetrics",
     "GoldenQuestionInput",
@@ -95,6 +98,7 @@ class KnowledgeService:
     documents: DocumentService
     ingestion: IngestionService
     generations: GenerationService
+    indexes: GenerationIndexes
     evaluation: EvaluationService
     search: SearchService
 

@@ -8,14 +8,15 @@ from collections.abc import Iterable, Sequence
 from avatarstack.core.jobs import JobContext
 from avatarstack.ports.clock import Clock
 from avatarstack.ports.embeddings import Embedder
-from avatarstack.ports.errors import InvalidInputError
-from avatarstack.ports.storage import KnowledgeStorage
+from avatarstack.ports.errors import AvatarstackError, InvalidInputError
+from avatarstack.ports.storage import IndexGeneration, KnowledgeStorage
 
 __all__ = ["EmbeddingCache"]
 
 
 class EmbeddingCache:
-    """The configured embedder behind the stored cache of its vectors."""
+    """The configured embedder behind the stored cache of its vectors, and the check that a
+    generation's vectors are its own."""
 
     def __init__(
         self, storage: KnowledgeStorage, embedder: Embedder, clock: Clock, *, batch: int
@@ -54,6 +55,19 @@ class EmbeddingCache:
                 done = (offset + len(keys)) / len(missing)
                 await ctx.progress(start + (end - start) * done, "embedding")
         return vectors
+
+    def require_own(
+        self, generation: IndexGeneration, error: type[AvatarstackError], message: str
+    ) -> None:
+        """Raise ``error(message)`` unless the configured embedder made (and can extend) this
+        generation's vectors: the same embedder name and the same dimensions. The one check
+        behind startup (``GenerationService.check_embedder``), builds, index restores and
+        activation."""
+        if (generation.embedder, generation.dimensions) != (
+            self.embedder.name,
+            self.embedder.dimensions,
+        ):
+            raise error(message)
 
     def _check_vectors(self, vectors: Iterable[Sequence[float]]) -> None:
         for vector in vectors:

@@ -1,12 +1,12 @@
 """Index generations: each built (job ``kb.build``) from the current version of every document
 into its own vector index and lexical index, validated and evaluated; activation moves one
 pointer in storage, so searches always hit exactly one generation; rollback activates an older
-one; old generations are pruned. Also the one check that a generation matches the configured
-embedder (at startup, on builds, index restores and activation)."""
+one; old generations are pruned. Also the startup check that the active generation matches the
+configured embedder (the check itself is ``EmbeddingCache.require_own``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -14,6 +14,7 @@ import structlog
 from avatarstack.core.jobs import JobContext
 from avatarstack.core.knowledge.embedding_cache import EmbeddingCache
 from avatarstack.core.knowledge.evaluation import EvaluationService
+from avatarstack.core.knowledge.indexes import GenerationIndexes, index_input
 from avatarstack.core.knowledge.jobs import KnowledgeJobs
 from avatarstack.core.knowledge.lexical_indexes import LexicalIndexes
 from avatarstack.core.knowledge.models import (
@@ -21,41 +22,15 @@ from avatarstack.core.knowledge.models import (
     GENERATIONS_LOCK,
     KnowledgeConfig,
     KnowledgeServiceStorage,
-    chunk_id,
-    generation_chunks,
-    index_title,
-    text_hash,
 )
-from avatarstack.core.lexical import indexed_text
 from avatarstack.ports.clock import Clock
-from avatarstack.ports.errors import (
-    AvatarstackError,
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-)
-from avatarstack.ports.knowledge import IndexedChunk, KnowledgeStore
-from avatarstack.ports.storage import (
-    IndexGeneration,
-    Job,
-    KnowledgeUnitOfWork,
-    StoredChunk,
-    new_id,
-)
+from avatarstack.ports.errors import ConflictError, InvalidInputError, NotFoundError
+from avatarstack.ports.knowledge import KnowledgeStore
+from avatarstack.ports.storage import IndexGeneration, Job, new_id
 
 __all__ = ["GenerationService"]
 
 log = structlog.get_logger("avatarstack.knowledge")
-
-
-async def _titles(uow: KnowledgeUnitOfWork, chunks: Sequence[StoredChunk]) -> list[str]:
-    """Each chunk's document title (see :func:`~.models.index_title`)."""
-    titles: dict[tuple[str, int], str] = {}
-    for key in dict.fromkeys((c.document_id, c.version) for c in chunks):
-        document = await uow.documents.get(key[0])
-        version = await uow.documents.get_version(*key)
-        titles[key] = index_title(document, version)
-    return [titles[(c.document_id, c.version)] for c in chunks]
 
 
 class GenerationService:
@@ -68,6 +43,7 @@ class GenerationService:
         embeddings: EmbeddingCache,
         clock: Clock,
         jobs: KnowledgeJobs,
+        indexes: GenerationIndexes,
         lexical: LexicalIndexes,
         evaluation: EvaluationService,
         *,
@@ -79,6 +55,7 @@ class GenerationService:
         self._embedder = embeddings.embedder
         self._clock = clock
         self._jobs = jobs
+        self._indexes = indexes
         self._lexical = lexical
         self._evaluation = evaluation
         self._config = config
@@ -90,7 +67,7 @@ class GenerationService:
             active = await uow.generations.get_active()
         if active is None:
             return
-        self._require_own_embedder(
+        self._embeddings.require_own(
             active,
             ConflictError,
             f"the active index generation {active.id} was built with embedder "
@@ -150,22 +127,20 @@ class GenerationService:
                 raise InvalidInputError(f"generation {generation_id} is gone")
             if generation.status == "ready":
                 return {"generation_id": generation_id, "status": "ready"}
-            chunks = await generation_chunks(uow, generation)
-            titles = await _titles(uow, chunks)
-        texts = [indexed_text(t, c.heading, c.text) for t, c in zip(titles, chunks, strict=True)]
-        hashes = [text_hash(t) for t in texts]
-        self._require_own_embedder(
+            source = await index_input(uow, generation)
+        chunks = source.chunks
+        self._embeddings.require_own(
             generation,
             InvalidInputError,
             f"generation {generation_id} is for embedder {generation.embedder!r}, this "
             f"worker embeds with {self._embedder.name!r}",
         )
         await ctx.progress(0.02, "embedding")
-        vectors = await self._embeddings.vectors(hashes, texts, ctx, 0.02, 0.6)
-        await self._fill_index(generation, chunks, titles, hashes, vectors, ctx)
+        vectors = await self._embeddings.vectors(source.hashes, source.texts, ctx, 0.02, 0.6)
+        await self._indexes.fill(generation, source, vectors, ctx)
         if self._lexical.enabled:
             await ctx.progress(0.86, "lexical index")
-            await self._lexical.build(generation_id, chunks, texts)
+            await self._lexical.build(generation_id, chunks, source.texts)
         await ctx.progress(0.92, "evaluating")
         metrics: dict[str, Any] = {"chunks": len(chunks), "built_at": self._clock.now().isoformat()}
         golden = await self._evaluation.evaluate_index(generation_id, generation, chunks)
@@ -200,121 +175,6 @@ class GenerationService:
             result["activated"] = False
         await self.prune()
         return result
-
-    def _require_own_embedder(
-        self, generation: IndexGeneration, error: type[AvatarstackError], message: str
-    ) -> None:
-        """Raise ``error(message)`` unless the configured embedder made (and can extend) this
-        generation's vectors: the same embedder name and the same dimensions. The one check
-        behind startup (``check_embedder``), builds, index restores and activation."""
-        if (generation.embedder, generation.dimensions) != (
-            self._embedder.name,
-            self._embedder.dimensions,
-        ):
-            raise error(message)
-
-    async def _fill_index(
-        self,
-        generation: IndexGeneration,
-        chunks: Sequence[StoredChunk],
-        titles: Sequence[str | None],
-        hashes: Sequence[str],
-        vectors: Mapping[str, list[float]],
-        ctx: JobContext | None,
-    ) -> None:
-        """(Re)create the generation's vector index from its chunks (with their documents'
-        titles and the hashes of their indexed texts, which key ``vectors``) and check what it
-        holds."""
-        generation_id = generation.id
-        await self._store.drop(generation_id)  # a retry starts from an empty index
-        await self._store.create(
-            generation_id, embedder=generation.embedder, dimensions=generation.dimensions
-        )
-        batch = self._config.index_batch
-        for offset in range(0, len(chunks), batch):
-            part = chunks[offset : offset + batch]
-            part_hashes = hashes[offset : offset + batch]
-            part_titles = titles[offset : offset + batch]
-            await self._store.add(
-                generation_id,
-                [
-                    IndexedChunk(
-                        chunk_id=chunk_id(c.document_id, c.version, c.index),
-                        document_id=c.document_id,
-                        version=c.version,
-                        page_start=c.page_start,
-                        page_end=c.page_end,
-                        text=c.text,
-                        embedding=vectors[h],
-                        title=t,
-                        heading=c.heading,
-                    )
-                    for c, h, t in zip(part, part_hashes, part_titles, strict=True)
-                ],
-            )
-            if ctx is not None:
-                await ctx.progress(0.6 + 0.25 * (offset + len(part)) / len(chunks), "indexing")
-        info = await self._store.describe(generation_id)
-        if info is None or info.count != len(chunks) or info.dimensions != generation.dimensions:
-            raise InvalidInputError(
-                f"validation failed: the index holds {info.count if info else 0} vectors of "
-                f"{info.dimensions if info else 0} dimensions, expected {len(chunks)} of "
-                f"{generation.dimensions}"
-            )
-
-    async def index_matches(self, generation_id: str) -> bool:
-        """Whether the vector index of a ``ready`` generation holds exactly its chunks."""
-        async with self._storage.unit_of_work() as uow:
-            generation = await uow.generations.get(generation_id)
-        if generation is None:
-            raise NotFoundError("generation not found")
-        info = await self._store.describe(generation_id)
-        return (
-            info is not None
-            and info.count == generation.chunk_count
-            and info.dimensions == generation.dimensions
-        )
-
-    async def restore_index(self, generation_id: str) -> int:
-        """Rebuild the vector index of a ``ready`` generation from what the database keeps
-        (its chunks and their cached embeddings), leaving the generation as it is: after a
-        restore, or a move to another Chroma. Embeddings missing from the cache are computed,
-        which needs the generation's embedder. Returns the number of vectors."""
-        async with self._storage.unit_of_work() as uow:
-            generation = await uow.generations.get(generation_id)
-            if generation is None:
-                raise NotFoundError("generation not found")
-            if generation.status != "ready":
-                raise ConflictError(
-                    f"generation {generation_id} is {generation.status}; only ready ones are "
-                    "restored"
-                )
-            chunks = await generation_chunks(uow, generation)
-            titles = await _titles(uow, chunks)
-            texts = [
-                indexed_text(t, c.heading, c.text) for t, c in zip(titles, chunks, strict=True)
-            ]
-            hashes = [text_hash(t) for t in texts]
-            vectors = await uow.embeddings.get_many(
-                generation.embedder, generation.dimensions, hashes
-            )
-        missing = [(h, t) for h, t in zip(hashes, texts, strict=True) if h not in vectors]
-        if missing:
-            self._require_own_embedder(
-                generation,
-                ConflictError,
-                f"generation {generation_id} needs {len(missing)} embeddings from embedder "
-                f"{generation.embedder!r} that are not cached; the configured embedder is "
-                f"{self._embedder.name!r}",
-            )
-            vectors.update(
-                await self._embeddings.vectors(
-                    [h for h, _ in missing], [t for _, t in missing], None, 0.0, 1.0
-                )
-            )
-        await self._fill_index(generation, chunks, titles, hashes, vectors, None)
-        log.info("kb.generation.index_restored", generation_id=generation_id, chunks=len(chunks))
-        return len(chunks)
 
     async def _fail_generation(self, generation_id: str, exc: Exception) -> None:
         reason = " ".join(str(exc).split()) or type(exc).__name__
@@ -364,7 +224,7 @@ class GenerationService:
             generation = await uow.generations.get(generation_id)
         if generation is None:
             raise NotFoundError("generation not found")
-        self._require_own_embedder(
+        self._embeddings.require_own(
             generation,
             ConflictError,
             f"generation {generation_id} was built with embedder {generation.embedder!r}; "
