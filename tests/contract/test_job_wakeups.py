@@ -176,7 +176,7 @@ async def test_a_service_listener_announces_a_job_that_is_already_committed(
         async with cluster.a.storage.unit_of_work() as uow:
             await uow.jobs.enqueue(job)
             await uow.commit()
-        announcer(job)  # what KnowledgeService and ConversationService call after commit
+        announcer(job)  # what KnowledgeJobs and ConversationService call after commit
         notice = await asyncio.wait_for(anext(aiter(subscription)), WAIT)
         async with cluster.b.storage.unit_of_work() as uow:
             stored = await uow.jobs.get(job.id)

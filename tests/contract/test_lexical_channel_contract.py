@@ -17,6 +17,7 @@ from avatarstack.adapters.chroma import ChromaKnowledgeStore
 from avatarstack.adapters.embedders import HashingEmbedder
 from avatarstack.adapters.memory.lexical import PythonBm25Indexer
 from avatarstack.adapters.parsers import MarkdownParser, PlainTextParser, choose_parser
+from avatarstack.bootstrap.container import make_knowledge
 from avatarstack.core.jobs import Worker
 from avatarstack.core.knowledge import KnowledgeConfig, KnowledgeService
 from avatarstack.core.lexical import query_tokens, tokens
@@ -172,7 +173,7 @@ async def parse_here(parser: DocumentParser, data: bytes, filename: str) -> Pars
 def service(
     storage: Storage, store: Any, config: KnowledgeConfig | None = None
 ) -> KnowledgeService:
-    return KnowledgeService(
+    return make_knowledge(
         storage,
         store,
         HashingEmbedder(),
@@ -195,7 +196,7 @@ async def upload(
     storage: Storage, knowledge: KnowledgeService, model: str, years: int, doc: str | None = None
 ) -> str:
     text = MANUAL.format(model=model, years=years, filler=FILLER)
-    result = await knowledge.upload(
+    result = await knowledge.documents.upload(
         text.encode(), filename=f"{model.lower()}.md", media_type=None, document_id=doc
     )
     await run_jobs(storage, knowledge)
@@ -205,23 +206,25 @@ async def upload(
 async def test_hybrid_search_builds_both_channels_rolls_back_with_the_generation_and_ranks_alike(
     storage: Storage, chroma_server: ChromaServer
 ) -> None:
-    first = service(storage, ChromaKnowledgeStore.remote(chroma_server.url))
+    first_store = ChromaKnowledgeStore.remote(chroma_server.url)
+    first = service(storage, first_store)
     t142 = await upload(storage, first, "T142", 3)
     for model, years in (("T143", 4), ("T241", 2), ("K104", 6)):
         await upload(storage, first, model, years)
-    old, _ = await first.start_build(activate="yes")
+    old, _ = await first.generations.start_build(activate="yes")
     await run_jobs(storage, first)
     await upload(storage, first, "T142", 5, doc=t142)
-    new, _ = await first.start_build(activate="yes")
+    new, _ = await first.generations.start_build(activate="yes")
     await run_jobs(storage, first)
     question = "How many years of warranty come with the Halvard T142?"
 
-    latest = await first.search(question, k=3)
-    await first.activate(old.id)
-    rolled_back = await first.search(question, k=3)
+    latest = await first.search.search(question, k=3)
+    await first.generations.activate(old.id)
+    rolled_back = await first.search.search(question, k=3)
     # another instance: its own Chroma client and lexical cache, the same database and server
-    second = service(storage, ChromaKnowledgeStore.remote(chroma_server.url))
-    elsewhere = await second.search(question, k=3)
+    second_store = ChromaKnowledgeStore.remote(chroma_server.url)
+    second = service(storage, second_store)
+    elsewhere = await second.search.search(question, k=3)
 
     top = latest.hits[0]
     assert latest.generation_id == new.id
@@ -235,53 +238,54 @@ async def test_hybrid_search_builds_both_channels_rolls_back_with_the_generation
     assert [(h.chunk_id, h.score, h.channels) for h in elsewhere.hits] == [
         (h.chunk_id, h.score, h.channels) for h in rolled_back.hits
     ]
-    await first.store.close()
-    await second.store.close()
+    await first_store.close()
+    await second_store.close()
 
 
 async def test_a_question_sharing_no_word_with_the_corpus_scores_low(
     storage: Storage, chroma_server: ChromaServer
 ) -> None:
-    knowledge = service(storage, ChromaKnowledgeStore.remote(chroma_server.url))
+    store = ChromaKnowledgeStore.remote(chroma_server.url)
+    knowledge = service(storage, store)
     await upload(storage, knowledge, "T142", 3)
-    await knowledge.start_build(activate="yes")
+    await knowledge.generations.start_build(activate="yes")
     await run_jobs(storage, knowledge)
 
-    result = await knowledge.search("quantum chromodynamics lattice", k=3)
+    result = await knowledge.search.search("quantum chromodynamics lattice", k=3)
 
     assert all("lexical" not in h.channels for h in result.hits)
     assert all(h.score < 0.15 for h in result.hits)  # below answer.min_score's default
-    await knowledge.store.close()
+    await store.close()
 
 
 async def test_related_terms_let_a_paraphrase_find_the_passage_and_the_operator_can_add_some(
     storage: Storage, chroma_server: ChromaServer
 ) -> None:
     # the dense weight `serve` gives the hashing embedder
-    plain = service(
-        storage, ChromaKnowledgeStore.remote(chroma_server.url), KnowledgeConfig(dense_weight=0.1)
-    )
+    plain_store = ChromaKnowledgeStore.remote(chroma_server.url)
+    plain = service(storage, plain_store, KnowledgeConfig(dense_weight=0.1))
     t142 = await upload(storage, plain, "T142", 3)
     for model, years in (("T143", 4), ("K104", 6)):
         await upload(storage, plain, model, years)
-    await plain.start_build(activate="yes")
+    await plain.generations.start_build(activate="yes")
     await run_jobs(storage, plain)
+    extended_store = ChromaKnowledgeStore.remote(chroma_server.url)
     extended = service(
         storage,
-        ChromaKnowledgeStore.remote(chroma_server.url),
+        extended_store,
         KnowledgeConfig(dense_weight=0.1, related_terms={"assurance": "warranty"}),
     )
 
     # built in: "covered" also matches "warranty"
-    covered = await plain.search("How long is the Halvard T142 covered?", k=3)
+    covered = await plain.search.search("How long is the Halvard T142 covered?", k=3)
     question = "What assurance comes with the Halvard T142?"
-    without = await plain.search(question, k=3)
-    with_it = await extended.search(question, k=3)
+    without = await plain.search.search(question, k=3)
+    with_it = await extended.search.search(question, k=3)
 
     assert (covered.hits[0].document_id, covered.hits[0].heading) == (t142, "Warranty")
     assert (with_it.hits[0].document_id, with_it.hits[0].heading) == (t142, "Warranty")
     assert 0.0 < with_it.hits[0].score <= 1.0
     same_chunk = [h for h in without.hits if h.chunk_id == with_it.hits[0].chunk_id]
     assert not same_chunk or same_chunk[0].score < with_it.hits[0].score
-    await plain.store.close()
-    await extended.store.close()
+    await plain_store.close()
+    await extended_store.close()

@@ -12,6 +12,7 @@ import pytest
 from avatarstack.adapters.embedders import HashingEmbedder
 from avatarstack.adapters.memory import MemoryKnowledgeStore, MemoryStorage
 from avatarstack.adapters.parsers import MarkdownParser, PlainTextParser, PypdfParser, choose_parser
+from avatarstack.bootstrap.container import make_knowledge
 from avatarstack.core.jobs import Worker
 from avatarstack.core.knowledge import (
     GoldenQuestionInput,
@@ -53,7 +54,7 @@ class Kit:
         self.service = self.make(self.embedder, **config)
 
     def make(self, embedder: Any, **config: Any) -> KnowledgeService:
-        return KnowledgeService(
+        return make_knowledge(
             self.storage,
             self.store,
             embedder,
@@ -70,7 +71,7 @@ class Kit:
             pass
 
     async def add(self, text: str, name: str = "notes.md", document_id: str | None = None) -> Any:
-        upload = await self.service.upload(
+        upload = await self.service.documents.upload(
             text.encode(), filename=name, media_type=None, document_id=document_id
         )
         await self.run_jobs()
@@ -102,23 +103,25 @@ async def test_a_rebuild_after_a_one_section_edit_embeds_only_the_changed_chunks
     upload = await kit.add(sections(10))
     first_embeds = kit.embedder.texts
     assert first_embeds > 5
-    await kit.service.start_build(activate="yes")
+    await kit.service.generations.start_build(activate="yes")
     await kit.run_jobs()
     assert kit.embedder.texts == first_embeds  # ingestion filled the cache
 
     await kit.add(sections(10, changed=4), document_id=upload.document.id)
     changed = kit.embedder.texts - first_embeds
     assert 1 <= changed <= 3  # the edited section's chunk(s), maybe an overlapping neighbour
-    await kit.service.start_build(activate="yes")
+    await kit.service.generations.start_build(activate="yes")
     await kit.run_jobs()
     assert kit.embedder.texts == first_embeds + changed
-    result = await kit.service.search("topic 4 revised wording")
+    result = await kit.service.search.search("topic 4 revised wording")
     assert result.hits[0].version == 2
 
 
 async def test_an_identical_upload_returns_the_existing_version(kit: Kit) -> None:
     first = await kit.add("Some text about kettles.", name="a.txt")
-    again = await kit.service.upload(b"Some text about kettles.", filename="b.txt", media_type=None)
+    again = await kit.service.documents.upload(
+        b"Some text about kettles.", filename="b.txt", media_type=None
+    )
     assert not again.created
     assert (again.document.id, again.version.version) == (first.document.id, 1)
 
@@ -127,10 +130,12 @@ async def test_unknown_types_and_empty_files_are_refused_before_anything_is_stor
     kit: Kit,
 ) -> None:
     with pytest.raises(UnsupportedMediaTypeError):
-        await kit.service.upload(b"x", filename="a.exe", media_type="application/x-msdownload")
+        await kit.service.documents.upload(
+            b"x", filename="a.exe", media_type="application/x-msdownload"
+        )
     with pytest.raises(InvalidInputError):
-        await kit.service.upload(b"", filename="a.txt", media_type=None)
-    documents, total = await kit.service.list_documents()
+        await kit.service.documents.upload(b"", filename="a.txt", media_type=None)
+    documents, total = await kit.service.documents.list_documents()
     assert (documents, total) == ([], 0)
 
 
@@ -138,9 +143,9 @@ async def test_the_gate_keeps_the_active_generation_when_the_candidate_regresses
     kit: Kit,
 ) -> None:
     good = await kit.add(sections(3), name="kettles.md")
-    generation, _ = await kit.service.start_build(activate="yes")
+    generation, _ = await kit.service.generations.start_build(activate="yes")
     await kit.run_jobs()
-    await kit.service.set_golden_set(
+    await kit.service.evaluation.set_golden_set(
         [
             GoldenQuestionInput(
                 question="topic 1 original wording", expected_document_id=good.document.id
@@ -148,11 +153,11 @@ async def test_the_gate_keeps_the_active_generation_when_the_candidate_regresses
         ]
     )
     # the expected document is deleted: the candidate cannot find it any more
-    await kit.service.delete_document(good.document.id)
+    await kit.service.documents.delete_document(good.document.id)
     await kit.add("Unrelated text about bicycles and their chains.", name="bikes.txt")
-    candidate, _ = await kit.service.start_build(activate="if_better")
+    candidate, _ = await kit.service.generations.start_build(activate="if_better")
     await kit.run_jobs()
-    generations, active = await kit.service.list_generations()
+    generations, active = await kit.service.generations.list_generations()
     assert active == generation.id
     built = next(g for g in generations if g.id == candidate.id)
     assert built.status == "ready"
@@ -162,13 +167,13 @@ async def test_the_gate_keeps_the_active_generation_when_the_candidate_regresses
 async def test_old_generations_are_pruned_but_never_the_active_one(kit: Kit) -> None:
     kit.service = kit.make(kit.embedder, keep_generations=2)
     await kit.add("Kettles boil water.", name="k.txt")
-    first, _ = await kit.service.start_build(activate="yes")
+    first, _ = await kit.service.generations.start_build(activate="yes")
     await kit.run_jobs()
     for _ in range(3):
         kit.clock.advance(60)
-        await kit.service.start_build(activate="no")
+        await kit.service.generations.start_build(activate="no")
         await kit.run_jobs()
-    generations, active = await kit.service.list_generations()
+    generations, active = await kit.service.generations.list_generations()
     assert active == first.id
     assert first.id in {g.id for g in generations}
     assert len(generations) == 3  # the newest two and the active one
@@ -177,22 +182,22 @@ async def test_old_generations_are_pruned_but_never_the_active_one(kit: Kit) -> 
 
 async def test_another_embedder_is_refused_at_startup_and_on_activation(kit: Kit) -> None:
     await kit.add("Kettles boil water.", name="k.txt")
-    generation, _ = await kit.service.start_build(activate="yes")
+    generation, _ = await kit.service.generations.start_build(activate="yes")
     await kit.run_jobs()
     other = kit.make(CountingEmbedder(name="other", dimensions=64))
     with pytest.raises(ConflictError, match="embedder"):
-        await other.check_embedder()
+        await other.generations.check_embedder()
     with pytest.raises(ConflictError, match="embedder"):
-        await other.activate(generation.id)
-    await kit.service.check_embedder()  # the same embedder is fine
+        await other.generations.activate(generation.id)
+    await kit.service.generations.check_embedder()  # the same embedder is fine
 
 
 async def test_auto_activate_builds_and_activates_after_ingestion(kit: Kit) -> None:
     kit.service = kit.make(kit.embedder, auto_activate=True)
     await kit.add("Kettles boil water in about three minutes.", name="k.txt")
-    _, active = await kit.service.list_generations()
+    _, active = await kit.service.generations.list_generations()
     assert active is not None
-    found = await kit.service.search("how long does a kettle take")
+    found = await kit.service.search.search("how long does a kettle take")
     assert found.generation_id == active
     assert found.hits
 

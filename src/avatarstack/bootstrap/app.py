@@ -135,7 +135,7 @@ def create_app(
             # committed jobs wake the workers of every instance (this one included)
             announcer = JobAnnouncer(broadcaster)
             conversations.log.on_job_queued(announcer)
-            knowledge.on_job_queued(announcer)
+            knowledge.jobs.on_job_queued(announcer)
             # workers finish their current jobs when told to stop; the loops above are cancelled
             stop_workers = asyncio.Event()
             answer_worker = make_answer_worker(container)

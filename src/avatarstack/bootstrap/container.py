@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -47,21 +47,44 @@ from avatarstack.core.conversations import (
     ConversationServiceStorage,
 )
 from avatarstack.core.identity import IdentityPolicy, IdentityService
-from avatarstack.core.knowledge import KnowledgeConfig, KnowledgeService, KnowledgeServiceStorage
+from avatarstack.core.knowledge import (
+    DocumentService,
+    EmbeddingCache,
+    EvaluationService,
+    GenerationIndexes,
+    GenerationService,
+    IngestionService,
+    KnowledgeConfig,
+    KnowledgeJobs,
+    KnowledgeService,
+    KnowledgeServiceStorage,
+    LexicalIndexes,
+    ParseFunction,
+    ParserChooser,
+    SearchObserver,
+    SearchService,
+)
 from avatarstack.core.ratelimit import RateLimiter
 from avatarstack.core.text import ChunkerConfig
 from avatarstack.plugins.manager import PluginError, PluginManager, collect, make_plugin_manager
 from avatarstack.ports.answers import AnswerEngine
 from avatarstack.ports.avatar import AvatarProvider, AvatarProviderContext
 from avatarstack.ports.broadcast import Broadcaster
+from avatarstack.ports.clock import Clock
 from avatarstack.ports.documents import DocumentParser, ParsedDocument
 from avatarstack.ports.embeddings import Embedder
 from avatarstack.ports.knowledge import KnowledgeStore
+from avatarstack.ports.lexical import LexicalIndexer
 from avatarstack.ports.oauth import OAuthProvider
 from avatarstack.ports.storage import Storage
 
 if TYPE_CHECKING:
-    from avatarstack.ports.storage import AvatarStorage, IdentityStorage, JobStorage
+    from avatarstack.ports.storage import (
+        AvatarStorage,
+        IdentityStorage,
+        JobStorage,
+        KnowledgeStorage,
+    )
 
 
 async def _started_storage(storage: Storage) -> AsyncIterator[Storage]:
@@ -80,16 +103,18 @@ if TYPE_CHECKING:
     ) -> None:
         """Never called: the providers below are untyped, so mypy proves here that each adapter
         is a full Storage and that a full Storage fits the narrow storage protocol each service
-        declares (identity and rate limits, knowledge + jobs, jobs, avatars, conversations)."""
+        declares (identity and rate limits, knowledge + jobs, knowledge, jobs, avatars,
+        conversations)."""
         adapters: list[Storage] = [sqlite, postgres, memory]
         for storage in adapters:
             fits: tuple[
                 IdentityStorage,
                 KnowledgeServiceStorage,
+                KnowledgeStorage,
                 JobStorage,
                 AvatarStorage,
                 ConversationServiceStorage,
-            ] = (storage, storage, storage, storage, storage)
+            ] = (storage, storage, storage, storage, storage, storage)
             del fits
 
 
@@ -278,8 +303,64 @@ def make_knowledge_config(settings: Settings) -> KnowledgeConfig:
     )
 
 
+def make_knowledge(
+    storage: Storage,
+    store: KnowledgeStore,
+    embedder: Embedder,
+    clock: Clock,
+    *,
+    parsers: Sequence[DocumentParser],
+    choose_parser: ParserChooser,
+    parse: ParseFunction,
+    config: KnowledgeConfig | None = None,
+    observer: SearchObserver | None = None,
+    lexical: LexicalIndexer | None = None,
+) -> KnowledgeService:
+    """The knowledge base's services wired to each other (each gets the part of the storage it
+    declares); tests and benchmarks call this too, with adapters of their own."""
+    config = config or KnowledgeConfig()
+    jobs = KnowledgeJobs(storage, clock, attempts=config.job_attempts)
+    embeddings = EmbeddingCache(storage, embedder, clock, batch=config.embed_batch)
+    lexical_indexes = LexicalIndexes(storage, lexical, cache=config.lexical_cache)
+    search = SearchService(
+        storage, store, embedder, clock, lexical_indexes, config=config, observer=observer
+    )
+    evaluation = EvaluationService(storage, embedder, clock, search, config=config)
+    indexes = GenerationIndexes(storage, store, embeddings, batch=config.index_batch)
+    generations = GenerationService(
+        storage,
+        store,
+        embeddings,
+        clock,
+        jobs,
+        indexes,
+        lexical_indexes,
+        evaluation,
+        config=config,
+    )
+    ingestion = IngestionService(
+        storage,
+        embeddings,
+        clock,
+        generations,
+        parsers=parsers,
+        choose_parser=choose_parser,
+        parse=parse,
+        config=config,
+    )
+    return KnowledgeService(
+        jobs=jobs,
+        documents=DocumentService(storage, clock, jobs, choose_parser=choose_parser),
+        ingestion=ingestion,
+        generations=generations,
+        indexes=indexes,
+        evaluation=evaluation,
+        search=search,
+    )
+
+
 class _Parsing:
-    """The parse function and parser chooser the knowledge service gets: the sandboxed child
+    """The parse function and parser chooser the knowledge services get: the sandboxed child
     process with the configured limits, and the configured preference order."""
 
     def __init__(self, parsers: list[DocumentParser], settings: Settings) -> None:
@@ -478,7 +559,7 @@ class Container(containers.DeclarativeContainer):
     knowledge_store = providers.Singleton(make_knowledge_store, settings=settings)
     knowledge_store_resource = providers.Resource(_closing_store, store=knowledge_store)
     knowledge = providers.Singleton(
-        KnowledgeService,
+        make_knowledge,
         storage=storage,
         store=knowledge_store,
         embedder=embedder,
@@ -519,7 +600,7 @@ class Container(containers.DeclarativeContainer):
         conversation_log=conversation_log,
         avatar=conversation_avatar,
         broadcaster=broadcaster,
-        knowledge=knowledge,
+        knowledge=knowledge.provided.search,
         engine=answer_engine,
         avatars=avatars,
         config=conversation_config,

@@ -46,7 +46,7 @@ async def prepare_knowledge(container: Container) -> None:
     active generation built by another embedder than the configured one is refused, and a
     model embedder loads its model (a missing one names the fetch step)."""
     await container.knowledge_store().claim()
-    await container.knowledge().check_embedder()
+    await container.knowledge().generations.check_embedder()
     embedder = container.embedder()
     if isinstance(embedder, PreloadingEmbedder):
         await embedder.ping()

@@ -152,7 +152,7 @@ class CliContext:
                 if jobs:
                     await container.broadcaster().start()
                     announcer = JobAnnouncer(container.broadcaster())
-                    container.knowledge().on_job_queued(announcer)
+                    container.knowledge().jobs.on_job_queued(announcer)
                 if index:
                     await prepare_knowledge(container)
                 yield container

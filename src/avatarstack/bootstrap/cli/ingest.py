@@ -44,13 +44,13 @@ def ingest(ctx: CliContext, paths: tuple[Path, ...], title: str | None, build: b
     async def run() -> list[tuple[str, str, str]]:
         async with ctx.knowledge(index=False, jobs=True) as container:
             service = container.knowledge()
-            progress = Progress(service, console)
+            progress = Progress(service.jobs, console)
             local = await claim_index(container, console)
             rows: list[tuple[str, str, str]] = []
             jobs: dict[str, Job | None] = {}
             for path in files:
                 try:
-                    upload = await service.upload(
+                    upload = await service.documents.upload(
                         await asyncio.to_thread(path.read_bytes),
                         filename=path.name,
                         media_type=mimetypes.guess_type(path.name)[0],
@@ -92,7 +92,7 @@ def ingest(ctx: CliContext, paths: tuple[Path, ...], title: str | None, build: b
                     else:
                         rows.append((key, "failed", job.error or "unknown error"))
                 if build and any(r[1] == "ingested" for r in rows):
-                    generation, job = await service.start_build(activate="yes")
+                    generation, job = await service.generations.start_build(activate="yes")
                     done = await progress.follow(
                         {"build": job}, {"build": f"generation {generation.id}"}
                     )

@@ -19,7 +19,7 @@ from rich.progress import Progress as RichProgress
 
 from avatarstack.bootstrap.container import Container
 from avatarstack.bootstrap.startup import prepare_knowledge
-from avatarstack.core.knowledge import KnowledgeService
+from avatarstack.core.knowledge import KnowledgeJobs
 from avatarstack.ports.errors import IndexInUseError
 from avatarstack.ports.storage import Job
 
@@ -42,8 +42,8 @@ async def claim_index(container: Container, console: Console) -> bool:
 class Progress:
     """Follows jobs in storage with a rich progress bar until each one ends."""
 
-    def __init__(self, service: KnowledgeService, console: Console) -> None:
-        self.service = service
+    def __init__(self, jobs: KnowledgeJobs, console: Console) -> None:
+        self.jobs = jobs
         self.console = console
         #: set by a local worker's listener: look at the jobs now rather than at the next tick
         self.changed = asyncio.Event()
@@ -73,7 +73,7 @@ class Progress:
                     if job is None:
                         bar.update(tasks[key], completed=1.0)
                         continue
-                    current = await self.service.get_job(job.id)
+                    current = await self.jobs.get_job(job.id)
                     bar.update(tasks[key], completed=current.progress)
                     if current.status in {"succeeded", "failed"}:
                         bar.update(tasks[key], completed=1.0)

@@ -51,7 +51,7 @@ def kb_generations(ctx: CliContext, as_json: bool) -> None:
 
     async def run() -> tuple[list[IndexGeneration], str | None]:
         async with ctx.knowledge(index=False) as container:
-            return await container.knowledge().list_generations()
+            return await container.knowledge().generations.list_generations()
 
     generations, active = ctx.run(run())
     if as_json:
@@ -83,9 +83,9 @@ def kb_build(ctx: CliContext, activate: str) -> None:
     async def run() -> Job:
         async with ctx.knowledge(index=False, jobs=True) as container:
             service = container.knowledge()
-            progress = Progress(service, console)
+            progress = Progress(service.jobs, console)
             local = await claim_index(container, console)
-            generation, job = await service.start_build(activate=activate)
+            generation, job = await service.generations.start_build(activate=activate)
             stop = asyncio.Event()
             worker = make_worker(container, listener=progress.tell) if local else None
             task = asyncio.create_task(worker.run(stop)) if worker is not None else None
@@ -117,7 +117,7 @@ def kb_activate(ctx: CliContext, generation_id: str) -> None:
 
     async def run() -> None:
         async with ctx.knowledge(index=False) as container:
-            await container.knowledge().activate(generation_id)
+            await container.knowledge().generations.activate(generation_id)
 
     ctx.run(run())
     click.echo(f"generation {generation_id} is active")
@@ -153,7 +153,7 @@ def kb_eval(ctx: CliContext, generation_id: str | None, golden_file: Path | None
 
     async def run() -> GoldenMetrics:
         async with ctx.knowledge(index=False) as container:
-            service = container.knowledge()
+            service = container.knowledge().evaluation
             if golden_file is not None:
                 try:
                     items = json.loads(await asyncio.to_thread(golden_file.read_text))
@@ -166,7 +166,7 @@ def kb_eval(ctx: CliContext, generation_id: str | None, golden_file: Path | None
                 await service.set_golden_set([_golden_question(i) for i in items])
             target = generation_id
             if target is None:
-                _, target = await service.list_generations(limit=1)
+                _, target = await container.knowledge().generations.list_generations(limit=1)
                 if target is None:
                     raise click.ClickException("no active generation; name one")
             return await service.evaluate(target)

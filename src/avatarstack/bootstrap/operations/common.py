@@ -92,11 +92,12 @@ async def repair_indexes(container: Container) -> list[str]:
     await storage.start()
     try:
         knowledge = container.knowledge()
+        indexes = knowledge.indexes
         rebuilt: list[str] = []
-        generations, _ = await knowledge.list_generations(limit=1000)
+        generations, _ = await knowledge.generations.list_generations(limit=1000)
         for generation in generations:
-            if generation.status == "ready" and not await knowledge.index_matches(generation.id):
-                await knowledge.restore_index(generation.id)
+            if generation.status == "ready" and not await indexes.index_matches(generation.id):
+                await indexes.restore_index(generation.id)
                 rebuilt.append(generation.id)
         return rebuilt
     finally:

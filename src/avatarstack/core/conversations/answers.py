@@ -26,7 +26,7 @@ from avatarstack.core.conversations.config import ConversationConfig, Conversati
 from avatarstack.core.conversations.log import ANSWER_JOB, ConversationLog
 from avatarstack.core.conversations.topics import conversation_topic
 from avatarstack.core.jobs import JobContext
-from avatarstack.core.knowledge import KnowledgeService
+from avatarstack.core.knowledge import SearchService
 from avatarstack.ports.answers import NO_ANSWER, AnswerEngine, AnswerRequest, Citation, Passage
 from avatarstack.ports.broadcast import Broadcaster
 from avatarstack.ports.errors import (
@@ -57,7 +57,7 @@ class ConversationAnswers:
         conversation_log: ConversationLog,
         avatar: ConversationAvatar,
         broadcaster: Broadcaster,
-        knowledge: KnowledgeService,
+        knowledge: SearchService,
         engine: AnswerEngine,
         avatars: AvatarService,
         *,

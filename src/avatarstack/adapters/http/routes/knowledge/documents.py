@@ -95,7 +95,7 @@ def _document_id(request: web.Request) -> str:
 
 async def _upload(request: web.Request, document_id: str | None) -> web.Response:
     data, filename, media_type, title = await _read_upload(request)
-    upload = await request.app[keys.KNOWLEDGE].upload(
+    upload = await request.app[keys.KNOWLEDGE].documents.upload(
         data,
         filename=filename,
         media_type=media_type,
@@ -116,7 +116,7 @@ async def replace_document(request: web.Request) -> web.Response:
 
 async def list_documents(request: web.Request) -> web.Response:
     query = read_query(request, ListQuery)
-    documents, total = await request.app[keys.KNOWLEDGE].list_documents(
+    documents, total = await request.app[keys.KNOWLEDGE].documents.list_documents(
         limit=query.limit, offset=query.offset
     )
     return model_response(
@@ -125,12 +125,16 @@ async def list_documents(request: web.Request) -> web.Response:
 
 
 async def get_document(request: web.Request) -> web.Response:
-    document, versions = await request.app[keys.KNOWLEDGE].get_document(_document_id(request))
+    document, versions = await request.app[keys.KNOWLEDGE].documents.get_document(
+        _document_id(request)
+    )
     return model_response(DocumentOut.of(document, versions))
 
 
 async def list_versions(request: web.Request) -> web.Response:
-    document, versions = await request.app[keys.KNOWLEDGE].get_document(_document_id(request))
+    document, versions = await request.app[keys.KNOWLEDGE].documents.get_document(
+        _document_id(request)
+    )
     return model_response(
         VersionsOut(
             document_id=document.id,
@@ -144,23 +148,25 @@ async def restore_version(request: web.Request) -> web.Response:
     raw = request.match_info["version"]
     if not raw.isdigit() or len(raw) > 9:
         raise NotFoundError("no such version")
-    document, version = await request.app[keys.KNOWLEDGE].restore(_document_id(request), int(raw))
+    document, version = await request.app[keys.KNOWLEDGE].documents.restore(
+        _document_id(request), int(raw)
+    )
     return model_response(DocumentOut.of(document, [version]), 201)
 
 
 async def delete_document(request: web.Request) -> web.Response:
-    await request.app[keys.KNOWLEDGE].delete_document(_document_id(request))
+    await request.app[keys.KNOWLEDGE].documents.delete_document(_document_id(request))
     return web.Response(status=204)
 
 
 async def get_job(request: web.Request) -> web.Response:
-    job = await request.app[keys.KNOWLEDGE].get_job(path_id(request, "job_id", "job"))
+    job = await request.app[keys.KNOWLEDGE].jobs.get_job(path_id(request, "job_id", "job"))
     return model_response(JobOut.of(job))
 
 
 async def list_jobs(request: web.Request) -> web.Response:
     query = read_query(request, JobsQuery)
-    jobs = await request.app[keys.KNOWLEDGE].list_jobs(limit=query.limit)
+    jobs = await request.app[keys.KNOWLEDGE].jobs.list_jobs(limit=query.limit)
     return model_response(JobsOut(jobs=[JobOut.of(job) for job in jobs]))
 
 

@@ -36,7 +36,7 @@ async def build_generation(request: web.Request) -> web.Response:
     body = BuildIn()
     if request.can_read_body:
         body = await read_json(request, BuildIn, max_bytes=request.app[keys.CONFIG].max_body_bytes)
-    generation, job = await request.app[keys.KNOWLEDGE].start_build(
+    generation, job = await request.app[keys.KNOWLEDGE].generations.start_build(
         owner_id=principal(request).user.id, activate=body.activate
     )
     return model_response(
@@ -45,7 +45,7 @@ async def build_generation(request: web.Request) -> web.Response:
 
 
 async def list_generations(request: web.Request) -> web.Response:
-    generations, active = await request.app[keys.KNOWLEDGE].list_generations()
+    generations, active = await request.app[keys.KNOWLEDGE].generations.list_generations()
     return model_response(
         GenerationsOut(
             active_generation_id=active,
@@ -55,27 +55,27 @@ async def list_generations(request: web.Request) -> web.Response:
 
 
 async def get_generation(request: web.Request) -> web.Response:
-    generation, active, searches = await request.app[keys.KNOWLEDGE].get_generation(
+    generation, active, searches = await request.app[keys.KNOWLEDGE].generations.get_generation(
         _generation_id(request)
     )
     return model_response(GenerationOut.of(generation, active, searches))
 
 
 async def activate_generation(request: web.Request) -> web.Response:
-    service = request.app[keys.KNOWLEDGE]
+    service = request.app[keys.KNOWLEDGE].generations
     await service.activate(_generation_id(request))
     generation, active, searches = await service.get_generation(_generation_id(request))
     return model_response(GenerationOut.of(generation, active, searches))
 
 
 async def evaluate_generation(request: web.Request) -> web.Response:
-    metrics = await request.app[keys.KNOWLEDGE].evaluate(_generation_id(request))
+    metrics = await request.app[keys.KNOWLEDGE].evaluation.evaluate(_generation_id(request))
     return model_response(metrics)
 
 
 async def put_golden_set(request: web.Request) -> web.Response:
     body = await read_json(request, GoldenSetIn, max_bytes=request.app[keys.CONFIG].max_body_bytes)
-    questions = await request.app[keys.KNOWLEDGE].set_golden_set(
+    questions = await request.app[keys.KNOWLEDGE].evaluation.set_golden_set(
         [q.to_input() for q in body.questions]
     )
     return model_response(
@@ -84,7 +84,7 @@ async def put_golden_set(request: web.Request) -> web.Response:
 
 
 async def get_golden_set(request: web.Request) -> web.Response:
-    questions = await request.app[keys.KNOWLEDGE].golden_set()
+    questions = await request.app[keys.KNOWLEDGE].evaluation.golden_set()
     return model_response(
         GoldenSetOut(questions=[GoldenQuestionIn.model_validate(q.model_dump()) for q in questions])
     )
@@ -92,7 +92,7 @@ async def get_golden_set(request: web.Request) -> web.Response:
 
 async def search(request: web.Request) -> web.Response:
     body = await read_json(request, SearchIn, max_bytes=request.app[keys.CONFIG].max_body_bytes)
-    result = await request.app[keys.KNOWLEDGE].search(
+    result = await request.app[keys.KNOWLEDGE].search.search(
         body.query, k=body.k, user_id=principal(request).user.id
     )
     return model_response(
