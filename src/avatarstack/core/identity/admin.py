@@ -85,11 +85,11 @@ class AdminService:
         self, email: str, password: str | None, roles: frozenset[str], ctx: RequestContext
     ) -> Profile:
         """Operator path (CLI): a verified user with the given roles."""
-        email = accounts.normalise_email(email, field="email")
+        email = accounts.normalise_email(email)
         wanted = accounts.validate_roles(roles or {accounts.MEMBER})
         password_hash = None
         if password is not None:
-            accounts.check_password(password, field="password")
+            accounts.check_password(password)
             password_hash = await self._kernel.hasher.hash(password)
         async with self._kernel.storage.unit_of_work() as uow:
             if await uow.users.get_by_email(email) is not None:
@@ -106,7 +106,7 @@ class AdminService:
 
     async def find_user(self, email: str) -> User:
         async with self._kernel.storage.unit_of_work() as uow:
-            user = await uow.users.get_by_email(accounts.normalise_email(email, field="email"))
+            user = await uow.users.get_by_email(accounts.normalise_email(email))
         if user is None:
             raise NotFoundError(f"no user with the e-mail {email}")
         return user

@@ -65,9 +65,9 @@ class OAuthService:
             raise NotFoundError(f"no login provider named {name!r}")
         return provider
 
-    def safe_redirect(self, redirect_to: str | None, field: str = "redirect_to") -> str:
+    def safe_redirect(self, redirect_to: str | None) -> str:
         """Only same-origin targets (PUBLIC_URL) or local paths; anything else is refused (an
-        InvalidInputError naming ``field``, where the caller read the target from)."""
+        InvalidInputError naming the field ``redirect_to``; the adapter adds where it read it)."""
         if not redirect_to:
             return "/"
         if redirect_to.startswith("/") and not redirect_to.startswith(("//", "/\\")):
@@ -81,7 +81,7 @@ class OAuthService:
                 return redirect_to
         raise InvalidInputError(
             "redirect_to must stay on this site",
-            [FieldError(field, "use a path or a URL under PUBLIC_URL")],
+            [FieldError("redirect_to", "use a path or a URL under PUBLIC_URL")],
         )
 
     def failure_url(self, error: str) -> str:
@@ -95,16 +95,14 @@ class OAuthService:
         ctx: RequestContext,
         *,
         link_user_id: str | None = None,
-        redirect_field: str = "redirect_to",
     ) -> OAuthStart:
         """Store a state and return the provider URL plus the browser binding: a secret the
         caller gives the browser (a cookie) and must present at the callback, so a login
         started in one browser cannot be completed in another (login CSRF). An off-site
-        ``redirect_to`` is refused as invalid input in ``redirect_field`` (the caller's name
-        for where it came from)."""
+        ``redirect_to`` is refused as invalid input (see safe_redirect)."""
         await self._kernel.limiter.check("oauth:ip", ctx.ip, self._kernel.policy.oauth_per_ip)
         provider = self._provider(provider_name)
-        target = self.safe_redirect(redirect_to, redirect_field)
+        target = self.safe_redirect(redirect_to)
         binding = accounts.new_secret()
         nonce = accounts.new_secret()
         verifier = accounts.new_secret() + accounts.new_secret()[:20]  # 43..128 chars (RFC 7636)

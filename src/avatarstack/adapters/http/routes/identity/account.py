@@ -7,6 +7,7 @@ from aiohttp import web
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.auth import principal, request_context
 from avatarstack.adapters.http.body import (
+    fields_in,
     model_response,
     path_id,
     read_json,
@@ -38,9 +39,10 @@ async def update_me(request: web.Request) -> web.Response:
     body = await read_json(request, ProfilePatch, max_bytes=body_limit(request))
     if "display_name" not in body.model_fields_set:  # a missing field means unchanged
         return model_response(UserOut.of(principal(request).profile))
-    profile = await request.app[keys.IDENTITY].admin.update_profile(
-        principal(request), body.display_name
-    )
+    with fields_in("body"):
+        profile = await request.app[keys.IDENTITY].admin.update_profile(
+            principal(request), body.display_name
+        )
     return model_response(UserOut.of(profile))
 
 
@@ -83,12 +85,11 @@ async def list_users(request: web.Request) -> web.Response:
 
 async def set_roles(request: web.Request) -> web.Response:
     body = await read_json(request, RolesIn, max_bytes=body_limit(request))
-    profile = await request.app[keys.IDENTITY].admin.set_roles(
-        principal(request),
-        path_id(request, "user_id", "user"),
-        frozenset(body.roles),
-        request_context(request),
-    )
+    user_id = path_id(request, "user_id", "user")
+    with fields_in("body"):
+        profile = await request.app[keys.IDENTITY].admin.set_roles(
+            principal(request), user_id, frozenset(body.roles), request_context(request)
+        )
     return model_response(UserOut.of(profile))
 
 

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from avatarstack.adapters.http import cookies, keys, problems
 from avatarstack.adapters.http.auth import principal, request_context
-from avatarstack.adapters.http.body import model_response, read_json, read_query
+from avatarstack.adapters.http.body import fields_in, model_response, read_json, read_query
 from avatarstack.adapters.http.headers import no_store
 from avatarstack.adapters.http.pipeline import REQUEST_ID
 from avatarstack.adapters.http.routes.identity.models import (
@@ -39,9 +39,10 @@ from avatarstack.ports.errors import AuthenticationError, AvatarstackError
 
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterIn, max_bytes=body_limit(request))
-    result = await request.app[keys.IDENTITY].registration.register(
-        body.email, body.password, body.display_name, request_context(request)
-    )
+    with fields_in("body"):
+        result = await request.app[keys.IDENTITY].registration.register(
+            body.email, body.password, body.display_name, request_context(request)
+        )
     return model_response(RegisterOut(verification_url=result.verification_url), 202)
 
 
@@ -171,9 +172,10 @@ async def forgot(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     body = await read_json(request, ResetIn, max_bytes=body_limit(request))
-    await request.app[keys.IDENTITY].passwords.reset_password(
-        body.token, body.password, request_context(request)
-    )
+    with fields_in("body"):
+        await request.app[keys.IDENTITY].passwords.reset_password(
+            body.token, body.password, request_context(request)
+        )
     return model_response(ResetOut())
 
 

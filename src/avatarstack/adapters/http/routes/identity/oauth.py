@@ -6,7 +6,7 @@ from aiohttp import web
 
 from avatarstack.adapters.http import cookies, keys
 from avatarstack.adapters.http.auth import principal, request_context
-from avatarstack.adapters.http.body import model_response, read_json, read_query
+from avatarstack.adapters.http.body import fields_in, model_response, read_json, read_query
 from avatarstack.adapters.http.routes.identity.auth import token_response
 from avatarstack.adapters.http.routes.identity.models import (
     API,
@@ -43,12 +43,10 @@ async def oauth_authorize(request: web.Request) -> web.Response:
     oauth = request.app[keys.IDENTITY].oauth
     query = read_query(request, AuthorizeQuery)
     try:
-        start = await oauth.begin_oauth(
-            request.match_info["provider"],
-            query.redirect_to,
-            request_context(request),
-            redirect_field="query.redirect_to",
-        )
+        with fields_in("query"):
+            start = await oauth.begin_oauth(
+                request.match_info["provider"], query.redirect_to, request_context(request)
+            )
     except (UnavailableError, UpstreamError) as exc:
         # a browser navigation: an outage lands on the front end's error page, not a 5xx
         raise web.HTTPFound(oauth.failure_url(exc.code)) from None
@@ -86,13 +84,13 @@ async def oauth_exchange(request: web.Request) -> web.Response:
 
 async def oauth_link(request: web.Request) -> web.Response:
     body = await read_json(request, LinkIn, max_bytes=body_limit(request))
-    start = await request.app[keys.IDENTITY].oauth.begin_oauth(
-        request.match_info["provider"],
-        body.redirect_to,
-        request_context(request),
-        link_user_id=principal(request).user.id,
-        redirect_field="body.redirect_to",
-    )
+    with fields_in("body"):
+        start = await request.app[keys.IDENTITY].oauth.begin_oauth(
+            request.match_info["provider"],
+            body.redirect_to,
+            request_context(request),
+            link_user_id=principal(request).user.id,
+        )
     response = model_response(LinkOut(authorize_url=start.url))
     _bind_browser(response, request, start)
     return response
