@@ -74,6 +74,8 @@ class PrincipalCache:
 
 @dataclass(slots=True)
 class IdentityKernel:
+    """The collaborators and the shared steps of the identity services (see the module)."""
+
     storage: IdentityStorage
     hasher: PasswordHasher
     tokens: AccessTokens
