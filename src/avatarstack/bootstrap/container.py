@@ -130,7 +130,7 @@ def make_access_tokens(settings: Settings) -> JwtAccessTokens:
 
 
 def make_server_key(settings: Settings) -> bytes:
-    """The identity service's key (device cookies, refresh successors): derived from the
+    """The identity services' key (device cookies, refresh successors): derived from the
     secret key with HMAC and a label, so it is the same on every instance and across restarts,
     and never the token-signing key itself."""
     secret = settings.resolved_secret_key().get_secret_value().encode()
