@@ -127,7 +127,9 @@ async def main() -> None:
         password = sys.stdin.readline().rstrip("\\n")
         for pair in sys.argv[1:]:
             email, role = pair.rsplit(":", 1)
-            await identity.create_user(email, password, frozenset({role}), RequestContext(ip="cli"))
+            await identity.admin.create_user(
+                email, password, frozenset({role}), RequestContext(ip="cli")
+            )
     finally:
         await storage.close()
 

@@ -51,7 +51,7 @@ async def login_as(
     """Create a verified user with ``role`` through the app's identity service and log in:
     the Authorization header of its access token."""
     identity = client.server.app[CONTAINER].identity()
-    await identity.create_user(email_, password, frozenset({role}), RequestContext())
+    await identity.admin.create_user(email_, password, frozenset({role}), RequestContext())
     response = await client.post("/api/v1/auth/login", json={"email": email_, "password": password})
     assert response.status == 200, await response.text()
     return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
@@ -191,7 +191,7 @@ class Api:
 
     async def delivered(self) -> None:
         """Mail goes out in the background (response times reveal nothing); wait for it."""
-        await self.container.identity().flush_mail()
+        await self.container.identity().outbox.flush()
 
     async def register(
         self, email_: str, password: str = PASSWORD, display_name: str | None = None, **kw: Any
@@ -224,7 +224,7 @@ class Api:
 
     async def admin(self, email_: str = "root@avatarstack.test") -> dict[str, Any]:
         """An admin created the operator way (the service, as the CLI does), logged in."""
-        await self.container.identity().create_user(
+        await self.container.identity().admin.create_user(
             email_, PASSWORD, frozenset({"admin"}), RequestContext(ip="cli")
         )
         return await self.login_ok(email_)

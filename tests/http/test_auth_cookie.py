@@ -23,7 +23,7 @@ def origin_of(client: Any) -> dict[str, str]:
 
 async def make_user(client: Any) -> None:
     identity = client.server.app[CONTAINER].identity()
-    await identity.create_user(EMAIL, PASSWORD, frozenset({"member"}), RequestContext())
+    await identity.admin.create_user(EMAIL, PASSWORD, frozenset({"member"}), RequestContext())
 
 
 async def cookie_login(client: Any) -> Any:
@@ -190,7 +190,7 @@ async def test_cookie_logout_revokes_the_session_and_clears_the_cookie(client: A
 
 async def test_an_oauth_exchange_can_use_cookie_mode(client: Any) -> None:
     identity = client.server.app[CONTAINER].identity()
-    assert hasattr(identity, "exchange_login_code")
+    assert hasattr(identity.oauth, "exchange_login_code")
     response = await client.post(
         f"{API}/auth/oauth/exchange",
         json={"code": "not-a-code", "refresh_cookie": True},

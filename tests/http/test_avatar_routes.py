@@ -101,6 +101,9 @@ async def test_bad_input_gets_4xx_problems(text_client: Any) -> None:
     for body in ({"text": ""}, {"text": "   "}, {"text": "hi", "mode": "sing"}):
         response = await text_client.post(f"{API}/sessions/{sid}/speak", json=body, headers=auth)
         assert response.status == 422, body
+    # the core names the field; the route says it came from the body
+    blank = await text_client.post(f"{API}/sessions/{sid}/speak", json={"text": "  "}, headers=auth)
+    assert [e["field"] for e in (await blank.json())["errors"]] == ["body.text"]
     nul = await text_client.post(f"{API}/sessions/%00/speak", json={"text": "hi"}, headers=auth)
     assert nul.status == 404
 

@@ -78,7 +78,7 @@ async def test_a_backup_taken_under_live_writes_restores_the_same_deployment(
         i = 0
         while not stop.is_set():
             email = f"writer{i:04d}@example.com"
-            await identity.create_user(email, None, frozenset({"member"}), RequestContext())
+            await identity.admin.create_user(email, None, frozenset({"member"}), RequestContext())
             writers.append(email)
             if i % 5 == 0:
                 pdf = text_pdf(f"Note {i}: the grinder burrs last {i} years.")

@@ -79,7 +79,7 @@ async def test_a_websocket_after_seq_that_is_not_a_bounded_number_is_an_error_fr
     client: Any, after_seq: Any
 ) -> None:
     identity = client.server.app[CONTAINER].identity()
-    await identity.create_user(
+    await identity.admin.create_user(
         "tabs@bounds.test", "correct horse battery", frozenset({"member"}), RequestContext()
     )
     login = await client.post(

@@ -189,7 +189,9 @@ async def me(client: Any, tokens: dict[str, Any]) -> dict[str, Any]:
 
 async def password_user(client: Any, email: str) -> dict[str, Any]:
     """A verified member with a password, logged in."""
-    await identity_of(client).create_user(email, PASSWORD, frozenset({"member"}), RequestContext())
+    await identity_of(client).admin.create_user(
+        email, PASSWORD, frozenset({"member"}), RequestContext()
+    )
     response = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status == 200, await response.text()
     return await response.json()
@@ -201,7 +203,9 @@ async def user_count(client: Any) -> int:
 
 
 async def audit_actions(client: Any, subject_id: str) -> list[str]:
-    events = await identity_of(client).audit_log(limit=100, before_id=None, subject_id=subject_id)
+    events = await identity_of(client).admin.audit_log(
+        limit=100, before_id=None, subject_id=subject_id
+    )
     return [event.action for event in events]
 
 

@@ -65,7 +65,9 @@ async def create_callers(client: Any) -> dict[str, Caller]:
     callers = {}
     for role in accounts.ROLES:
         email = f"{role}@example.com"
-        profile = await identity.create_user(email, PASSWORD, frozenset({role}), RequestContext())
+        profile = await identity.admin.create_user(
+            email, PASSWORD, frozenset({role}), RequestContext()
+        )
         callers[role] = Caller(role, email, profile.user.id)
     return callers
 

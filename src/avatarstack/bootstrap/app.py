@@ -293,7 +293,7 @@ async def _maintain(identity: IdentityService, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            removed = await identity.purge_expired()
+            removed = await identity.sessions.purge_expired()
             log.info("maintenance_done", removed=removed)
         except Exception as exc:  # a database hiccup must not end the loop
             log.warning("maintenance_failed", error=str(exc))

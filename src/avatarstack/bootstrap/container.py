@@ -4,7 +4,8 @@ Swap any piece with ``container.<provider>.override(providers.Object(thing))`` b
 starts — tests and embedding services do exactly that.
 
 Why this file is a little over 500 lines: it is the composition root, one provider per port and
-the small factories they call. Split, a reader would lose the one place that shows what runs.
+the small factories they call (the identity use cases are one provider each). Split, a reader
+would lose the one place that shows what runs.
 """
 
 from __future__ import annotations
@@ -46,7 +47,19 @@ from avatarstack.core.conversations import (
     ConversationService,
     ConversationServiceStorage,
 )
-from avatarstack.core.identity import IdentityPolicy, IdentityService
+from avatarstack.core.identity import (
+    AdminService,
+    AuthenticationService,
+    IdentityKernel,
+    IdentityPolicy,
+    IdentityService,
+    MailOutbox,
+    OAuthService,
+    PasswordService,
+    RegistrationService,
+    SessionService,
+    SessionTokens,
+)
 from avatarstack.core.knowledge import (
     DocumentService,
     EmbeddingCache,
@@ -145,7 +158,7 @@ def make_access_tokens(settings: Settings) -> JwtAccessTokens:
 
 
 def make_server_key(settings: Settings) -> bytes:
-    """The identity service's key (device cookies, refresh successors): derived from the
+    """The identity services' key (device cookies, refresh successors): derived from the
     secret key with HMAC and a label, so it is the same on every instance and across restarts,
     and never the token-signing key itself."""
     secret = settings.resolved_secret_key().get_secret_value().encode()
@@ -242,7 +255,8 @@ async def _closing_all(items: dict[str, C]) -> AsyncIterator[dict[str, C]]:
 
 
 async def _closing_identity(identity: IdentityService) -> AsyncIterator[IdentityService]:
-    """Resource: close the OAuth providers' HTTP sessions on shutdown."""
+    """Resource: deliver the queued mail and close the OAuth providers' HTTP sessions on
+    shutdown."""
     try:
         yield identity
     finally:
@@ -510,20 +524,51 @@ class Container(containers.DeclarativeContainer):
     broadcaster_resource = providers.Resource(_started_broadcaster, broadcaster=broadcaster)
     #: the web addresses the identity service puts in mails and redirects
     links = providers.Singleton(HttpLinks, public_url=settings.provided.resolved_public_url)
-    identity = providers.Singleton(
-        IdentityService,
+    #: the identity use cases: one kernel of shared collaborators, one service per reason to
+    #: change, and the IdentityService that groups them for the adapters
+    identity_policy = providers.Singleton(make_identity_policy, settings=settings)
+    identity_kernel = providers.Singleton(
+        IdentityKernel,
         storage=storage,
         hasher=password_hasher,
         tokens=access_tokens,
-        mailer=mailer,
         clock=clock,
         limiter=rate_limiter,
-        public_url=settings.provided.resolved_public_url,
         links=links,
-        oauth_providers=oauth_providers,
-        policy=providers.Factory(make_identity_policy, settings=settings),
+        policy=identity_policy,
         server_key=providers.Callable(make_server_key, settings=settings),
         broadcaster=broadcaster,
+    )
+    mail_outbox = providers.Singleton(MailOutbox, mailer=mailer)
+    session_tokens = providers.Singleton(SessionTokens, kernel=identity_kernel)
+    identity_registration = providers.Singleton(
+        RegistrationService, kernel=identity_kernel, outbox=mail_outbox
+    )
+    identity_sessions = providers.Singleton(
+        SessionService, kernel=identity_kernel, issuer=session_tokens
+    )
+    identity_authentication = providers.Singleton(AuthenticationService, kernel=identity_kernel)
+    identity_passwords = providers.Singleton(
+        PasswordService, kernel=identity_kernel, outbox=mail_outbox
+    )
+    identity_oauth = providers.Singleton(
+        OAuthService,
+        kernel=identity_kernel,
+        issuer=session_tokens,
+        public_url=settings.provided.resolved_public_url,
+        providers=oauth_providers,
+    )
+    identity_admin = providers.Singleton(AdminService, kernel=identity_kernel)
+    identity = providers.Singleton(
+        IdentityService,
+        policy=identity_policy,
+        outbox=mail_outbox,
+        registration=identity_registration,
+        sessions=identity_sessions,
+        authentication=identity_authentication,
+        passwords=identity_passwords,
+        oauth=identity_oauth,
+        admin=identity_admin,
     )
     identity_resource = providers.Resource(_closing_identity, identity=identity)
 

@@ -54,14 +54,14 @@ def validate_roles(roles: Iterable[str]) -> frozenset[str]:
     wanted = frozenset(roles)
     if not wanted:
         raise InvalidInputError(
-            "a user needs at least one role", [FieldError("body.roles", "at least one role")]
+            "a user needs at least one role", [FieldError("roles", "at least one role")]
         )
     unknown = sorted(wanted - set(ROLES))
     if unknown:
         raise InvalidInputError(
             "unknown roles",
             [
-                FieldError("body.roles", f"unknown role {r!r}; known: {', '.join(ROLES)}")
+                FieldError("roles", f"unknown role {r!r}; known: {', '.join(ROLES)}")
                 for r in unknown
             ],
         )
@@ -71,19 +71,19 @@ def validate_roles(roles: Iterable[str]) -> frozenset[str]:
 # ----------------------------------------------------------------------------- input rules
 
 
-def normalise_email(raw: str, field: str = "body.email") -> str:
+def normalise_email(raw: str) -> str:
     """Canonical form used for lookups and uniqueness: NFKC (folds full-width and other
     compatibility look-alikes), trimmed, lower-cased. Refuses anything that is not a plain
     ``local@domain.tld`` address."""
     email = unicodedata.normalize("NFKC", raw).strip().lower()
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email) or ".." in email:
         raise InvalidInputError(
-            "invalid e-mail address", [FieldError(field, "not a valid e-mail address")]
+            "invalid e-mail address", [FieldError("email", "not a valid e-mail address")]
         )
     return email
 
 
-def check_password(password: str, field: str = "body.password") -> str:
+def check_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         message = f"use at least {MIN_PASSWORD_LENGTH} characters"
     elif len(password) > MAX_PASSWORD_LENGTH:
@@ -92,7 +92,9 @@ def check_password(password: str, field: str = "body.password") -> str:
         message = "a password cannot be only white space"
     else:
         return password
-    raise InvalidInputError("the password does not meet the policy", [FieldError(field, message)])
+    raise InvalidInputError(
+        "the password does not meet the policy", [FieldError("password", message)]
+    )
 
 
 def clean_display_name(raw: str | None) -> str | None:
@@ -105,7 +107,7 @@ def clean_display_name(raw: str | None) -> str | None:
     if len(text) > MAX_DISPLAY_NAME_LENGTH:
         raise InvalidInputError(
             "display name too long",
-            [FieldError("body.display_name", f"use at most {MAX_DISPLAY_NAME_LENGTH} characters")],
+            [FieldError("display_name", f"use at most {MAX_DISPLAY_NAME_LENGTH} characters")],
         )
     return text or None
 

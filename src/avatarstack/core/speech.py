@@ -25,20 +25,16 @@ def check_speech(text: str, mode: str, max_length: int, vendor: str = "the avata
     if mode not in SPEAK_MODES:
         raise InvalidInputError(
             "the speech mode must be 'repeat' or 'talk'",
-            [
-                FieldError(
-                    "body.mode", "use repeat (say it verbatim) or talk (let the vendor answer)"
-                )
-            ],
+            [FieldError("mode", "use repeat (say it verbatim) or talk (let the vendor answer)")],
         )
     if not text.strip():
         raise InvalidInputError(
-            "there is nothing to say", [FieldError("body.text", "the text is empty")]
+            "there is nothing to say", [FieldError("text", "the text is empty")]
         )
     if len(text) > max_length:
         raise InvalidInputError(
             f"{vendor} speaks at most {max_length} characters per call; split the text first",
-            [FieldError("body.text", f"at most {max_length} characters")],
+            [FieldError("text", f"at most {max_length} characters")],
         )
 
 
@@ -48,7 +44,7 @@ def split_for_speech(text: str, max_length: int) -> list[str]:
     cleaned = _SPACE.sub(" ", text).strip()
     if not cleaned:
         raise InvalidInputError(
-            "there is nothing to say", [FieldError("body.text", "the text is empty")]
+            "there is nothing to say", [FieldError("text", "the text is empty")]
         )
     chunks: list[str] = []
     current = ""

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
-    """One invalid field: ``field`` is a dotted path (``body.email``), ``message`` says why."""
+    """One invalid field: ``field`` is a dotted path, ``message`` says why. The core names the
+    field as it knows it (``email``, ``questions.2.question``); an adapter that read it from
+    a request adds where (``body.email``: ``adapters/http/body.fields_in``)."""
 
     field: str
     message: str

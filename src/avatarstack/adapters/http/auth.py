@@ -29,7 +29,7 @@ def bearer_policy(identity: IdentityService) -> AccessPolicy:
     permission against the caller's roles."""
 
     async def check(request: web.Request, route: Route) -> None:
-        principal = await identity.authenticate(bearer_token(request))
+        principal = await identity.authentication.authenticate(bearer_token(request))
         request[PRINCIPAL] = principal
         if route.access != AUTHENTICATED and not principal.can(route.access):
             raise PermissionDeniedError(f"this needs the {route.access!r} permission")

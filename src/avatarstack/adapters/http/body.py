@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Annotated, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
@@ -91,6 +94,18 @@ def read_query(request: web.Request, model: type[M]) -> M:
         raise InvalidInputError(
             "the query parameters are invalid", errors=field_errors(exc, "query")
         ) from exc
+
+
+@contextmanager
+def fields_in(location: Literal["body", "query"]) -> Iterator[None]:
+    """Name where the client sent the fields the core refuses. The core names a field only
+    (``email``); a handler passing request fields to it wraps the call, so the problem
+    response names the place too (``body.email``)."""
+    try:
+        yield
+    except InvalidInputError as exc:
+        exc.errors = [replace(e, field=f"{location}.{e.field}") for e in exc.errors]
+        raise
 
 
 def model_response(model: BaseModel, status: int = 200) -> web.Response:

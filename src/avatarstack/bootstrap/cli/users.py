@@ -43,7 +43,7 @@ def users_create(ctx: CliContext, email: str, roles: tuple[str, ...], password_s
 
     async def create() -> Profile:
         async with ctx.services() as container:
-            return await container.identity().create_user(
+            return await container.identity().admin.create_user(
                 email, password, frozenset(roles or (MEMBER,)), RequestContext(ip="cli")
             )
 
@@ -64,8 +64,8 @@ def users_set_roles(ctx: CliContext, email: str, roles: tuple[str, ...]) -> None
     async def update() -> Profile:
         async with ctx.services() as container:
             identity = container.identity()
-            user = await identity.find_user(email)
-            return await identity.set_roles(
+            user = await identity.admin.find_user(email)
+            return await identity.admin.set_roles(
                 None, user.id, frozenset(roles), RequestContext(ip="cli")
             )
 

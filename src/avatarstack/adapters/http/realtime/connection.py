@@ -193,7 +193,7 @@ class Connection:
 
     async def authenticate(self, token: str) -> None:
         try:
-            principal = await self.hub.identity.authenticate(token)
+            principal = await self.hub.identity.authentication.authenticate(token)
         except SessionEndedError:
             raise Closing(CLOSE_FORBIDDEN, "the session has ended") from None
         except AuthenticationError:
@@ -302,7 +302,7 @@ class Connection:
         async for notice in self._user_subscription:
             if notice.payload.get(SESSIONS_ENDED):
                 # a logout or revocation, on any instance: re-check this socket's token now
-                self.hub.identity.forget_principals()
+                self.hub.identity.authentication.forget_principals()
                 try:
                     assert self.token is not None
                     await self.authenticate(self.token)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.auth import principal
-from avatarstack.adapters.http.body import model_response, path_id, read_json
+from avatarstack.adapters.http.body import fields_in, model_response, path_id, read_json
 from avatarstack.adapters.http.routing import Route
 from avatarstack.ports.avatar import LANGUAGE_PATTERN, Quality, SessionRequest
 from avatarstack.ports.storage import AvatarSession
@@ -142,9 +142,11 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def speak(request: web.Request) -> web.Response:
     body = await read_json(request, SpeakIn, max_bytes=request.app[keys.CONFIG].max_body_bytes)
-    tasks = await request.app[keys.AVATARS].speak(
-        principal(request).user.id, _session_id(request), body.text, body.mode
-    )
+    session_id = _session_id(request)
+    with fields_in("body"):
+        tasks = await request.app[keys.AVATARS].speak(
+            principal(request).user.id, session_id, body.text, body.mode
+        )
     return model_response(SpeakOut(task_id=tasks[0], task_ids=tasks), 202)
 
 

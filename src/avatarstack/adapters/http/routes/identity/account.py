@@ -6,7 +6,13 @@ from aiohttp import web
 
 from avatarstack.adapters.http import keys
 from avatarstack.adapters.http.auth import principal, request_context
-from avatarstack.adapters.http.body import model_response, path_id, read_json, read_query
+from avatarstack.adapters.http.body import (
+    fields_in,
+    model_response,
+    path_id,
+    read_json,
+    read_query,
+)
 from avatarstack.adapters.http.routes.identity.models import (
     ADMIN,
     API,
@@ -33,34 +39,37 @@ async def update_me(request: web.Request) -> web.Response:
     body = await read_json(request, ProfilePatch, max_bytes=body_limit(request))
     if "display_name" not in body.model_fields_set:  # a missing field means unchanged
         return model_response(UserOut.of(principal(request).profile))
-    profile = await request.app[keys.IDENTITY].update_profile(principal(request), body.display_name)
+    with fields_in("body"):
+        profile = await request.app[keys.IDENTITY].admin.update_profile(
+            principal(request), body.display_name
+        )
     return model_response(UserOut.of(profile))
 
 
 async def my_sessions(request: web.Request) -> web.Response:
     caller = principal(request)
-    sessions = await request.app[keys.IDENTITY].list_sessions(caller)
+    sessions = await request.app[keys.IDENTITY].sessions.list_sessions(caller)
     return model_response(
         SessionsOut(sessions=[SessionOut.of(s, caller.session_id) for s in sessions])
     )
 
 
 async def revoke_other_sessions(request: web.Request) -> web.Response:
-    await request.app[keys.IDENTITY].revoke_other_sessions(
+    await request.app[keys.IDENTITY].sessions.revoke_other_sessions(
         principal(request), request_context(request)
     )
     return web.Response(status=204)
 
 
 async def revoke_session(request: web.Request) -> web.Response:
-    await request.app[keys.IDENTITY].revoke_session(
+    await request.app[keys.IDENTITY].sessions.revoke_session(
         principal(request), path_id(request, "session_id", "session"), request_context(request)
     )
     return web.Response(status=204)
 
 
 async def unlink_identity(request: web.Request) -> web.Response:
-    await request.app[keys.IDENTITY].unlink_identity(
+    await request.app[keys.IDENTITY].oauth.unlink_identity(
         principal(request), request.match_info["identity_id"], request_context(request)
     )
     return web.Response(status=204)
@@ -68,7 +77,7 @@ async def unlink_identity(request: web.Request) -> web.Response:
 
 async def list_users(request: web.Request) -> web.Response:
     query = read_query(request, UsersQuery)
-    profiles, total = await request.app[keys.IDENTITY].list_users(
+    profiles, total = await request.app[keys.IDENTITY].admin.list_users(
         limit=query.limit, offset=query.offset
     )
     return model_response(UsersOut(users=[UserOut.of(p) for p in profiles], total=total))
@@ -76,18 +85,17 @@ async def list_users(request: web.Request) -> web.Response:
 
 async def set_roles(request: web.Request) -> web.Response:
     body = await read_json(request, RolesIn, max_bytes=body_limit(request))
-    profile = await request.app[keys.IDENTITY].set_roles(
-        principal(request),
-        path_id(request, "user_id", "user"),
-        frozenset(body.roles),
-        request_context(request),
-    )
+    user_id = path_id(request, "user_id", "user")
+    with fields_in("body"):
+        profile = await request.app[keys.IDENTITY].admin.set_roles(
+            principal(request), user_id, frozenset(body.roles), request_context(request)
+        )
     return model_response(UserOut.of(profile))
 
 
 async def audit(request: web.Request) -> web.Response:
     query = read_query(request, AuditQuery)
-    events = await request.app[keys.IDENTITY].audit_log(
+    events = await request.app[keys.IDENTITY].admin.audit_log(
         limit=query.limit, before_id=query.before_id, subject_id=query.subject_id
     )
     return model_response(AuditOut(events=events))

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from avatarstack.adapters.http import cookies, keys, problems
 from avatarstack.adapters.http.auth import principal, request_context
-from avatarstack.adapters.http.body import model_response, read_json, read_query
+from avatarstack.adapters.http.body import fields_in, model_response, read_json, read_query
 from avatarstack.adapters.http.headers import no_store
 from avatarstack.adapters.http.pipeline import REQUEST_ID
 from avatarstack.adapters.http.routes.identity.models import (
@@ -39,32 +39,39 @@ from avatarstack.ports.errors import AuthenticationError, AvatarstackError
 
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterIn, max_bytes=body_limit(request))
-    result = await request.app[keys.IDENTITY].register(
-        body.email, body.password, body.display_name, request_context(request)
-    )
+    with fields_in("body"):
+        result = await request.app[keys.IDENTITY].registration.register(
+            body.email, body.password, body.display_name, request_context(request)
+        )
     return model_response(RegisterOut(verification_url=result.verification_url), 202)
 
 
 async def verify(request: web.Request) -> web.Response:
     body = await read_json(request, TokenIn, max_bytes=body_limit(request))
-    profile = await request.app[keys.IDENTITY].verify_email(body.token, request_context(request))
+    profile = await request.app[keys.IDENTITY].registration.verify_email(
+        body.token, request_context(request)
+    )
     return model_response(VerifyOut(user=UserOut.of(profile)))
 
 
 async def verify_link(request: web.Request) -> web.Response:
     """The link in the e-mail: verify, then send the browser to the front end."""
-    identity = request.app[keys.IDENTITY]
+    site = request.app[keys.CONFIG].public_url
     try:  # a browser follows this link: every failure lands on the front end, never a problem
         query = read_query(request, VerifyQuery)
-        await identity.verify_email(query.token, request_context(request))
+        await request.app[keys.IDENTITY].registration.verify_email(
+            query.token, request_context(request)
+        )
     except AvatarstackError as exc:
-        raise web.HTTPSeeOther(f"{identity.public_url}/?verify_error={exc.code}") from None
-    raise web.HTTPSeeOther(f"{identity.public_url}/?verified=1")
+        raise web.HTTPSeeOther(f"{site}/?verify_error={exc.code}") from None
+    raise web.HTTPSeeOther(f"{site}/?verified=1")
 
 
 async def resend(request: web.Request) -> web.Response:
     body = await read_json(request, EmailIn, max_bytes=body_limit(request))
-    await request.app[keys.IDENTITY].resend_verification(body.email, request_context(request))
+    await request.app[keys.IDENTITY].registration.resend_verification(
+        body.email, request_context(request)
+    )
     return model_response(Accepted(), 202)
 
 
@@ -95,7 +102,7 @@ async def login(request: web.Request) -> web.Response:
     if body.refresh_cookie:
         cookies.check_origin(request)
     identity = request.app[keys.IDENTITY]
-    pair = await identity.login(
+    pair = await identity.sessions.login(
         body.email,
         body.password,
         request_context(request),
@@ -110,14 +117,16 @@ async def login(request: web.Request) -> web.Response:
             path=f"{API}/auth",
             httponly=True,
             samesite="Strict",
-            secure=identity.public_url.startswith("https://"),
+            secure=request.app[keys.CONFIG].public_url.startswith("https://"),
         )
     return response
 
 
 async def refresh(request: web.Request) -> web.Response:
     body = await read_json(request, RefreshIn, max_bytes=body_limit(request))
-    pair = await request.app[keys.IDENTITY].refresh(body.refresh_token, request_context(request))
+    pair = await request.app[keys.IDENTITY].sessions.refresh(
+        body.refresh_token, request_context(request)
+    )
     return token_response(request, pair, in_cookie=False)
 
 
@@ -129,7 +138,7 @@ async def cookie_refresh(request: web.Request) -> web.Response:
     try:
         if token is None:
             raise AuthenticationError("no refresh cookie; log in again")
-        pair = await request.app[keys.IDENTITY].refresh(token, request_context(request))
+        pair = await request.app[keys.IDENTITY].sessions.refresh(token, request_context(request))
     except AuthenticationError as exc:
         response = problems.from_error(exc, request.get(REQUEST_ID))
         cookies.clear_refresh_cookie(response, request)
@@ -142,7 +151,7 @@ async def cookie_logout(request: web.Request) -> web.Response:
     cookies.check_origin(request)
     token = cookies.refresh_cookie(request)
     if token is not None:
-        await request.app[keys.IDENTITY].logout_refresh(token, request_context(request))
+        await request.app[keys.IDENTITY].sessions.logout_refresh(token, request_context(request))
     response = web.Response(status=204)
     cookies.clear_refresh_cookie(response, request)
     return response
@@ -151,33 +160,34 @@ async def cookie_logout(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     if request.can_read_body:
         await read_json(request, LogoutIn, max_bytes=body_limit(request))
-    await request.app[keys.IDENTITY].logout(principal(request), request_context(request))
+    await request.app[keys.IDENTITY].sessions.logout(principal(request), request_context(request))
     return web.Response(status=204)
 
 
 async def forgot(request: web.Request) -> web.Response:
     body = await read_json(request, EmailIn, max_bytes=body_limit(request))
-    await request.app[keys.IDENTITY].forgot_password(body.email, request_context(request))
+    await request.app[keys.IDENTITY].passwords.forgot_password(body.email, request_context(request))
     return model_response(Accepted(), 202)
 
 
 async def reset(request: web.Request) -> web.Response:
     body = await read_json(request, ResetIn, max_bytes=body_limit(request))
-    await request.app[keys.IDENTITY].reset_password(
-        body.token, body.password, request_context(request)
-    )
+    with fields_in("body"):
+        await request.app[keys.IDENTITY].passwords.reset_password(
+            body.token, body.password, request_context(request)
+        )
     return model_response(ResetOut())
 
 
 async def providers(request: web.Request) -> web.Response:
-    identity = request.app[keys.IDENTITY]
+    site = request.app[keys.CONFIG].public_url
     listed = [
         ProviderOut(
             name=name,
             display_name=provider.display_name,
-            authorize_url=f"{identity.public_url}{API}/auth/oauth/{name}/authorize",
+            authorize_url=f"{site}{API}/auth/oauth/{name}/authorize",
         )
-        for name, provider in sorted(identity.oauth_providers.items())
+        for name, provider in sorted(request.app[keys.IDENTITY].oauth.providers.items())
     ]
     return model_response(ProvidersOut(oauth=listed))
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from avatarstack.adapters.http import cookies, keys
 from avatarstack.adapters.http.auth import principal, request_context
-from avatarstack.adapters.http.body import model_response, read_json, read_query
+from avatarstack.adapters.http.body import fields_in, model_response, read_json, read_query
 from avatarstack.adapters.http.routes.identity.auth import token_response
 from avatarstack.adapters.http.routes.identity.models import (
     API,
@@ -20,16 +20,14 @@ from avatarstack.adapters.http.routes.identity.models import (
     body_limit,
 )
 from avatarstack.adapters.http.routing import PUBLIC, Route
-from avatarstack.core.identity import IdentityService, OAuthStart
+from avatarstack.core.identity import OAuthStart
 from avatarstack.ports.errors import UnavailableError, UpstreamError
 
-#: the browser binding of an OAuth login (see IdentityService.begin_oauth)
+#: the browser binding of an OAuth login (see OAuthService.begin_oauth)
 OAUTH_COOKIE = "avatarstack_oauth"
 
 
-def _bind_browser(
-    response: web.StreamResponse, identity: IdentityService, start: OAuthStart
-) -> None:
+def _bind_browser(response: web.StreamResponse, request: web.Request, start: OAuthStart) -> None:
     response.set_cookie(
         OAUTH_COOKIE,
         start.binding,
@@ -37,34 +35,32 @@ def _bind_browser(
         path=f"{API}/auth/oauth/",
         httponly=True,
         samesite="Lax",  # sent on the provider's top-level redirect back to us
-        secure=identity.public_url.startswith("https://"),
+        secure=request.app[keys.CONFIG].public_url.startswith("https://"),
     )
 
 
 async def oauth_authorize(request: web.Request) -> web.Response:
-    identity = request.app[keys.IDENTITY]
+    oauth = request.app[keys.IDENTITY].oauth
     query = read_query(request, AuthorizeQuery)
     try:
-        start = await identity.begin_oauth(
-            request.match_info["provider"],
-            query.redirect_to,
-            request_context(request),
-            redirect_field="query.redirect_to",
-        )
+        with fields_in("query"):
+            start = await oauth.begin_oauth(
+                request.match_info["provider"], query.redirect_to, request_context(request)
+            )
     except (UnavailableError, UpstreamError) as exc:
         # a browser navigation: an outage lands on the front end's error page, not a 5xx
-        raise web.HTTPFound(identity.links.oauth_failed(exc.code)) from None
+        raise web.HTTPFound(oauth.failure_url(exc.code)) from None
     redirect = web.HTTPFound(start.url)
-    _bind_browser(redirect, identity, start)
+    _bind_browser(redirect, request, start)
     raise redirect
 
 
 async def oauth_callback(request: web.Request) -> web.Response:
-    identity = request.app[keys.IDENTITY]
+    oauth = request.app[keys.IDENTITY].oauth
     query = read_query(request, CallbackQuery)
     if query.error:
-        raise web.HTTPFound(identity.links.oauth_failed("provider-denied"))
-    target = await identity.finish_oauth(
+        raise web.HTTPFound(oauth.failure_url("provider-denied"))
+    target = await oauth.finish_oauth(
         request.match_info["provider"],
         query.code,
         query.state,
@@ -80,22 +76,23 @@ async def oauth_exchange(request: web.Request) -> web.Response:
     body = await read_json(request, CodeIn, max_bytes=body_limit(request))
     if body.refresh_cookie:
         cookies.check_origin(request)
-    pair = await request.app[keys.IDENTITY].exchange_login_code(body.code, request_context(request))
+    pair = await request.app[keys.IDENTITY].oauth.exchange_login_code(
+        body.code, request_context(request)
+    )
     return token_response(request, pair, body.refresh_cookie)
 
 
 async def oauth_link(request: web.Request) -> web.Response:
     body = await read_json(request, LinkIn, max_bytes=body_limit(request))
-    identity = request.app[keys.IDENTITY]
-    start = await identity.begin_oauth(
-        request.match_info["provider"],
-        body.redirect_to,
-        request_context(request),
-        link_user_id=principal(request).user.id,
-        redirect_field="body.redirect_to",
-    )
+    with fields_in("body"):
+        start = await request.app[keys.IDENTITY].oauth.begin_oauth(
+            request.match_info["provider"],
+            body.redirect_to,
+            request_context(request),
+            link_user_id=principal(request).user.id,
+        )
     response = model_response(LinkOut(authorize_url=start.url))
-    _bind_browser(response, identity, start)
+    _bind_browser(response, request, start)
     return response
 
 
