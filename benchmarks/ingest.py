@@ -417,8 +417,8 @@ def profile_stages(corpus: Sequence[CorpusFile], with_cprofile: bool) -> StagePr
     ``with_cprofile``, a second pass over the server-side stages runs under cProfile."""
     from avatarstack.adapters.embedders.hashing import HashingEmbedder
     from avatarstack.adapters.parsers import PdfiumParser, PypdfParser
-    from avatarstack.bootstrap.container import make_knowledge_config
     from avatarstack.bootstrap.settings import KbSettings, Settings
+    from avatarstack.bootstrap.wiring.knowledge import make_knowledge_config
     from avatarstack.core.text import chunk_document, content_hash, normalise_pages
 
     pypdf_parser, pdfium_parser = PypdfParser(), PdfiumParser()

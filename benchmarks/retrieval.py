@@ -90,7 +90,7 @@ async def avatarstack_pipeline(
     from avatarstack.adapters.parsers import PypdfParser, choose_parser
     from avatarstack.adapters.sqlite import SqliteStorage
     from avatarstack.adapters.system import SystemClock
-    from avatarstack.bootstrap.container import make_knowledge
+    from avatarstack.bootstrap.wiring.knowledge import make_knowledge
     from avatarstack.core.jobs import Worker
     from avatarstack.core.knowledge import KnowledgeConfig
     from avatarstack.core.text import ChunkerConfig
@@ -409,7 +409,7 @@ async def search_at_scale(corpus: Corpus, size: int, folder: Path) -> str:
     from avatarstack.adapters.parsers import PypdfParser, choose_parser
     from avatarstack.adapters.sqlite import SqliteStorage
     from avatarstack.adapters.system import SystemClock
-    from avatarstack.bootstrap.container import make_knowledge
+    from avatarstack.bootstrap.wiring.knowledge import make_knowledge
     from avatarstack.core.knowledge import KnowledgeConfig
     from avatarstack.core.lexical import TOKENIZER_VERSION, chunk_tokens
     from avatarstack.ports.knowledge import IndexedChunk
@@ -593,8 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from avatarstack.adapters.embedders import HashingEmbedder
-    from avatarstack.bootstrap.container import default_dense_weight
     from avatarstack.bootstrap.settings import KbSettings
+    from avatarstack.bootstrap.wiring.knowledge import default_dense_weight
 
     defaults = KbSettings()
     if args.overlap is None:

@@ -17,7 +17,7 @@ from avatarstack.adapters.chroma import ChromaKnowledgeStore
 from avatarstack.adapters.embedders import HashingEmbedder
 from avatarstack.adapters.memory.lexical import PythonBm25Indexer
 from avatarstack.adapters.parsers import MarkdownParser, PlainTextParser, choose_parser
-from avatarstack.bootstrap.container import make_knowledge
+from avatarstack.bootstrap.wiring.knowledge import make_knowledge
 from avatarstack.core.jobs import Worker
 from avatarstack.core.knowledge import KnowledgeConfig, KnowledgeService
 from avatarstack.core.lexical import query_tokens, tokens

@@ -33,7 +33,7 @@ from identity_helpers import (
     database_settings,
 )
 
-from avatarstack.bootstrap.container import key_id
+from avatarstack.bootstrap.wiring.identity import key_id
 
 KID = key_id(SECRET_KEY)
 AUDIENCE = "avatarstack"

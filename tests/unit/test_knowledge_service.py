@@ -12,7 +12,7 @@ import pytest
 from avatarstack.adapters.embedders import HashingEmbedder
 from avatarstack.adapters.memory import MemoryKnowledgeStore, MemoryStorage
 from avatarstack.adapters.parsers import MarkdownParser, PlainTextParser, PypdfParser, choose_parser
-from avatarstack.bootstrap.container import make_knowledge
+from avatarstack.bootstrap.wiring.knowledge import make_knowledge
 from avatarstack.core.jobs import Worker
 from avatarstack.core.knowledge import (
     GoldenQuestionInput,

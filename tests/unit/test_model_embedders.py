@@ -38,8 +38,8 @@ from avatarstack.adapters.embedders import onnx_minilm
 from avatarstack.adapters.embedders import sentence_transformers as st
 from avatarstack.adapters.embedders.onnx_minilm import OnnxMiniLMEmbedder, fetch_model
 from avatarstack.adapters.embedders.sentence_transformers import SentenceTransformersEmbedder
-from avatarstack.bootstrap.container import pick_embedder
 from avatarstack.bootstrap.settings import Settings
+from avatarstack.bootstrap.wiring.knowledge import pick_embedder
 from avatarstack.plugins.builtin import model_embedders
 from avatarstack.plugins.manager import PluginError, collect, make_plugin_manager, settings_view
 from avatarstack.ports.embeddings import Embedder
