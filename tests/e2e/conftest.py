@@ -48,6 +48,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from avatarstack.testkit.liveavatar import FakeLiveAvatar
+
 HERE = Path(__file__).resolve().parent
 #: what a person waits for a page to react (assertions poll until then)
 expect.set_options(timeout=10_000)
@@ -125,6 +127,15 @@ def livekit_double(aio: BackgroundLoop) -> Iterator[StaticFiles]:
 
 
 # =========================================================================== the browser
+
+
+@pytest.fixture(scope="module")
+def liveavatar(aio: BackgroundLoop) -> Iterator[FakeLiveAvatar]:
+    """The project's fake LiveAvatar, one per test module that points a server at it."""
+    fake = FakeLiveAvatar(max_concurrent=50)
+    aio.run(fake.start())
+    yield fake
+    aio.run(fake.stop())
 
 
 @pytest.fixture(scope="session")

@@ -453,6 +453,19 @@ class Servers:
         self.started.append(server)
         return server
 
+    def liveavatar(self, name: str, fake: Any, livekit_client_url: str) -> Server:
+        """A server with the manual whose avatar provider is ``liveavatar`` pointed at the fake
+        LiveAvatar ``fake``, and whose console loads the LiveKit client from the URL given."""
+        return self.new(
+            name,
+            data="manual",
+            AVATARSTACK_AVATAR__PROVIDER="liveavatar",
+            AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY=fake.api_key,
+            AVATARSTACK_AVATAR__LIVEAVATAR__BASE_URL=fake.base_url,
+            AVATARSTACK_AVATAR__SESSIONS_TOTAL="50",
+            AVATARSTACK_CONSOLE__LIVEKIT_CLIENT_URL=livekit_client_url,
+        )
+
     def template(self, name: str) -> Path:
         if name not in self._templates:
             seeder = Server(self.root / f"template-{name}", self.mail, {})

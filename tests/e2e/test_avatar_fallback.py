@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import BackgroundLoop, Server, Servers, StaticFiles
+from harness import Server, Servers, StaticFiles
 from playwright.sync_api import Page, expect
 from ui import SLOW, ask, sign_in, transcript
 
@@ -17,25 +17,12 @@ QUESTION = "How often does the espresso machine need descaling?"
 
 
 @pytest.fixture(scope="module")
-def liveavatar(aio: BackgroundLoop) -> Iterator[FakeLiveAvatar]:
-    fake = FakeLiveAvatar(max_concurrent=10)
-    aio.run(fake.start())
-    yield fake
-    aio.run(fake.stop())
-
-
-@pytest.fixture(scope="module")
 def server(
     servers: Servers, liveavatar: FakeLiveAvatar, livekit_double: StaticFiles
 ) -> Iterator[Server]:
-    server = servers.new(
-        "no-livekit",
-        data="manual",
-        AVATARSTACK_AVATAR__PROVIDER="liveavatar",
-        AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY=liveavatar.api_key,
-        AVATARSTACK_AVATAR__LIVEAVATAR__BASE_URL=liveavatar.base_url,
-        # the module's origin answers, but not this file: 404, so the import fails
-        AVATARSTACK_CONSOLE__LIVEKIT_CLIENT_URL=livekit_double.url("missing-livekit-client.mjs"),
+    # the module's origin answers, but not this file: 404, so the import fails
+    server = servers.liveavatar(
+        "no-livekit", liveavatar, livekit_double.url("missing-livekit-client.mjs")
     )
     server.start()
     yield server

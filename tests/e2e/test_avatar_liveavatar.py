@@ -29,26 +29,10 @@ SENTENCE = re.compile(r"[^.!?]+[.!?]")
 
 
 @pytest.fixture(scope="module")
-def liveavatar(aio: BackgroundLoop) -> Iterator[FakeLiveAvatar]:
-    fake = FakeLiveAvatar(max_concurrent=50)
-    aio.run(fake.start())
-    yield fake
-    aio.run(fake.stop())
-
-
-@pytest.fixture(scope="module")
 def server(
     servers: Servers, liveavatar: FakeLiveAvatar, livekit_double: StaticFiles
 ) -> Iterator[Server]:
-    server = servers.new(
-        "liveavatar",
-        data="manual",
-        AVATARSTACK_AVATAR__PROVIDER="liveavatar",
-        AVATARSTACK_AVATAR__LIVEAVATAR__API_KEY=liveavatar.api_key,
-        AVATARSTACK_AVATAR__LIVEAVATAR__BASE_URL=liveavatar.base_url,
-        AVATARSTACK_AVATAR__SESSIONS_TOTAL="50",
-        AVATARSTACK_CONSOLE__LIVEKIT_CLIENT_URL=livekit_double.url("livekit_double.mjs"),
-    )
+    server = servers.liveavatar("liveavatar", liveavatar, livekit_double.url("livekit_double.mjs"))
     server.start()
     yield server
     server.stop()
