@@ -48,9 +48,7 @@ from avatarstack.core.identity import (
     SessionService,
     SessionTokens,
 )
-from avatarstack.core.knowledge import (
-    KnowledgeServiceStorage,
-)
+from avatarstack.core.knowledge import KnowledgeServiceStorage
 from avatarstack.core.ratelimit import RateLimiter
 from avatarstack.plugins.manager import PluginManager, make_plugin_manager
 from avatarstack.ports.avatar import AvatarProviderContext
@@ -92,14 +90,7 @@ from avatarstack.bootstrap.wiring.knowledge import (
     make_knowledge_store,
     pick_embedder,
 )
-from avatarstack.bootstrap.wiring.resources import (
-    closing_all,
-    closing_identity,
-    closing_relay,
-    closing_store,
-    started_broadcaster,
-    started_storage,
-)
+from avatarstack.bootstrap.wiring.resources import closing, closing_all, started
 
 if TYPE_CHECKING:
 
@@ -155,7 +146,7 @@ class Container(containers.DeclarativeContainer):
         postgres=postgres_storage,
         memory=memory_storage,
     )
-    storage_resource = providers.Resource(started_storage, storage=storage)
+    storage_resource = providers.Resource(started, item=storage)
 
     metrics = providers.Singleton(HttpMetrics, version=__version__)
     clock = providers.Singleton(SystemClock)
@@ -191,7 +182,7 @@ class Container(containers.DeclarativeContainer):
         collect_oauth_providers, pm=plugin_manager, settings=settings
     )
     broadcaster = providers.Singleton(make_broadcaster, settings=settings)
-    broadcaster_resource = providers.Resource(started_broadcaster, broadcaster=broadcaster)
+    broadcaster_resource = providers.Resource(started, item=broadcaster)
     #: the web addresses the identity service puts in mails and redirects
     links = providers.Singleton(HttpLinks, public_url=settings.provided.resolved_public_url)
     #: the identity use cases: one kernel of shared collaborators, one service per reason to
@@ -240,7 +231,7 @@ class Container(containers.DeclarativeContainer):
         oauth=identity_oauth,
         admin=identity_admin,
     )
-    identity_resource = providers.Resource(closing_identity, identity=identity)
+    identity_resource = providers.Resource(closing, item=identity)
 
     avatar_commands = providers.Singleton(
         BroadcastCommandRelay,
@@ -248,7 +239,7 @@ class Container(containers.DeclarativeContainer):
         ack_timeout=settings.provided.realtime.command_ack_seconds,
         remote=providers.Callable(several_instances, settings=settings),
     )
-    avatar_commands_resource = providers.Resource(closing_relay, relay=avatar_commands)
+    avatar_commands_resource = providers.Resource(closing, item=avatar_commands)
     avatar_context = providers.Singleton(
         AvatarProviderContext, clock=clock, commands=avatar_commands
     )
@@ -272,7 +263,7 @@ class Container(containers.DeclarativeContainer):
     parsing = providers.Singleton(Parsing, parsers=parsers, settings=settings)
     embedder = providers.Singleton(pick_embedder, pm=plugin_manager, settings=settings)
     knowledge_store = providers.Singleton(make_knowledge_store, settings=settings)
-    knowledge_store_resource = providers.Resource(closing_store, store=knowledge_store)
+    knowledge_store_resource = providers.Resource(closing, item=knowledge_store)
     knowledge = providers.Singleton(
         make_knowledge,
         storage=storage,

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from avatarstack.bootstrap.settings import Settings
+from avatarstack.bootstrap.wiring.choosing import pick
 from avatarstack.core.avatars import AvatarPolicy
 from avatarstack.plugins.manager import PluginManager, collect
 from avatarstack.ports.avatar import AvatarProvider, AvatarProviderContext
-
-if TYPE_CHECKING:
-    pass
-
-
-from avatarstack.bootstrap.wiring.choosing import pick
 
 
 def collect_avatar_providers(

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from avatarstack.plugins.manager import PluginError
-
-if TYPE_CHECKING:
-    pass
-
 
 T = TypeVar("T")
 

@@ -3,23 +3,14 @@ settings."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from avatarstack.adapters.broadcast import LocalBroadcaster
 from avatarstack.adapters.postgres.broadcast import PostgresBroadcaster
 from avatarstack.bootstrap.settings import Settings
-from avatarstack.core.conversations import (
-    ConversationConfig,
-)
+from avatarstack.bootstrap.wiring.choosing import pick
+from avatarstack.core.conversations import ConversationConfig
 from avatarstack.plugins.manager import PluginManager, collect
 from avatarstack.ports.answers import AnswerEngine
 from avatarstack.ports.broadcast import Broadcaster
-
-if TYPE_CHECKING:
-    pass
-
-
-from avatarstack.bootstrap.wiring.choosing import pick
 
 
 def make_broadcaster(settings: Settings) -> Broadcaster:

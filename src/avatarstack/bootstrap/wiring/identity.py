@@ -6,20 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from avatarstack.adapters.jwt import JwtAccessTokens
 from avatarstack.bootstrap.settings import Settings
-from avatarstack.core.identity import (
-    IdentityPolicy,
-)
+from avatarstack.core.identity import IdentityPolicy
 from avatarstack.plugins.manager import PluginManager, collect
 from avatarstack.ports.oauth import OAuthProvider
-
-if TYPE_CHECKING:
-    pass
 
 
 def reveal(secret: SecretStr | None) -> str | None:

@@ -4,12 +4,12 @@ knowledge base's use-case services wired to each other."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from avatarstack.adapters.chroma import ChromaKnowledgeStore, HnswOptions
 from avatarstack.adapters.memory import MemoryKnowledgeStore
 from avatarstack.adapters.parsers import choose_parser, parse_isolated
 from avatarstack.bootstrap.settings import KbSettings, Settings
+from avatarstack.bootstrap.wiring.choosing import pick
 from avatarstack.core.knowledge import (
     DocumentService,
     EmbeddingCache,
@@ -34,12 +34,6 @@ from avatarstack.ports.embeddings import Embedder
 from avatarstack.ports.knowledge import KnowledgeStore
 from avatarstack.ports.lexical import LexicalIndexer
 from avatarstack.ports.storage import Storage
-
-if TYPE_CHECKING:
-    pass
-
-
-from avatarstack.bootstrap.wiring.choosing import pick
 
 
 def collect_parsers(pm: PluginManager) -> list[DocumentParser]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from avatarstack.core.conversations.avatar import ConversationAvatar
 from avatarstack.core.conversations.config import ConversationConfig, ConversationServiceStorage
 from avatarstack.core.conversations.log import ANSWER_JOB, ConversationLog
 from avatarstack.core.conversations.topics import conversation_topic
-from avatarstack.core.jobs import JobContext
+from avatarstack.core.jobs import JobContext, JobHandler
 from avatarstack.core.knowledge import SearchService
 from avatarstack.ports.answers import NO_ANSWER, AnswerEngine, AnswerRequest, Citation, Passage
 from avatarstack.ports.broadcast import Broadcaster
@@ -72,9 +72,7 @@ class ConversationAnswers:
         self._avatars = avatars
         self.config = config or ConversationConfig()
 
-    def job_handlers(
-        self,
-    ) -> dict[str, Callable[[JobContext], Awaitable[Mapping[str, Any] | None]]]:
+    def job_handlers(self) -> dict[str, JobHandler]:
         return {ANSWER_JOB: self.run}
 
     async def run(self, ctx: JobContext) -> Mapping[str, Any]:

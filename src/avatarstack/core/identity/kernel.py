@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from avatarstack.core import accounts
-from avatarstack.core.conversations import user_topic
+from avatarstack.core.conversations.topics import user_topic
 from avatarstack.core.identity.models import (
     SESSIONS_ENDED,
     IdentityPolicy,

@@ -25,11 +25,9 @@ embedder.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from avatarstack.core.jobs import JobContext
+from avatarstack.core.jobs import JobHandler
 from avatarstack.core.knowledge.documents import DocumentService
 from avatarstack.core.knowledge.embedding_cache import EmbeddingCache
 from avatarstack.core.knowledge.evaluation import EvaluationService
@@ -84,8 +82,6 @@ __all__ = [
     "index_title",
     "safe_filename",
 ]
-
-JobHandler = Callable[[JobContext], Awaitable[Mapping[str, Any] | None]]
 
 
 @dataclass(frozen=True)
