@@ -20,7 +20,7 @@ from harness import (
     multipart,
     unique_email,
 )
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 from ui import alerts, settled, sign_in
 
 from avatarstack.testkit.oauth import FakeGoogle, FakeGoogleUser
@@ -64,7 +64,7 @@ def test_a_new_user_registers_verifies_through_the_mailed_link_and_signs_in_and_
     expect(page).to_have_url(re.compile(r"/login$"))
     page.get_by_role("link", name=re.compile("create an account|register|sign up", re.I)).click()
     expect(page).to_have_url(re.compile(r"/register$"))
-    # the address changes before the page is drawn: fill the register form, not the old one
+    # the router takes the old page away at once; wait for the new one before filling it
     expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
     page.get_by_label("Email").fill(email)
     page.get_by_label("Display name").fill("Ada Lovelace")
@@ -136,6 +136,30 @@ def test_a_forgotten_password_is_reset_through_the_mailed_link(
     expect(alerts(page)).to_contain_text("wrong e-mail or password")
     sign_in(page, email, NEW_PASSWORD)
     signed_in(page)
+
+
+def test_while_the_next_page_loads_the_previous_page_s_form_is_gone(
+    page: Page, server: Server, mailbox: Mailbox
+) -> None:
+    """The router cleans the old page up before the next page's module has loaded: its form
+    must go at once, or what a person (or a test) types lands in a form that no longer sends
+    anything (here: the sign-in form's Email while the forgot-password page loads)."""
+    email = server.member("carol")
+    held: list[Route] = []
+    page.route(re.compile(r"/console/js/pages/password\.js$"), lambda route: held.append(route))
+    page.goto("/login")
+    page.get_by_role("link", name=re.compile("forgot", re.I)).click()
+    expect(page).to_have_url(re.compile(r"/forgot-password$"))
+    while not held:  # the module request reached the browser's router and is being held
+        page.wait_for_timeout(20)
+    expect(page.get_by_label("Email")).to_have_count(0)
+    expect(page.locator("#main")).to_have_attribute("aria-busy", "true")
+    held[0].continue_()
+
+    page.get_by_label("Email").fill(email)
+    page.get_by_role("button", name="Send reset link").click()
+    expect(page.get_by_text(re.compile(re.escape(email)))).to_be_visible()
+    assert "/reset-password#token=" in mailbox.wait(email, "reset your password").text
 
 
 def test_google_sign_in_completes_on_the_console(

@@ -79,15 +79,20 @@ async function route() {
   const count = ++renderCount;
   document.title = `${title} · avatarstack`;
   markNav(pathname);
+  // the previous page is cleaned up: take its forms away now, not after the next module has
+  // loaded, so nobody types into a page that is already gone (its submit would send nothing)
+  replace(main);
+  main.setAttribute("aria-busy", "true");
   let page;
   try {
     page = await import(`./pages/${module}.js`);
   } catch {
+    main.removeAttribute("aria-busy");
     replace(main, h("h1", { text: title }), h("p", { role: "alert", class: "banner banner-error", text: "This page could not be loaded. Check the connection and reload." }));
     return undefined;
   }
   if (count !== renderCount) return undefined;
-  replace(main);
+  main.removeAttribute("aria-busy");
   cleanup = (await page.render(main, ctx)) || null;
   // after a navigation inside the page, focus moves to the new page's heading (as a page load
   // would); the first page leaves it at the start, where the skip link comes first
