@@ -10,6 +10,8 @@
 * ``servers`` — starts ``avatarstack serve`` subprocesses (see :class:`harness.Server`); each test
   module defines its own ``server`` fixture with the settings it needs.
 * ``mailbox`` — what the session's aiosmtpd server received; ``aio`` — the loop the fakes run on.
+* ``liveavatar`` — a fake LiveAvatar per module; ``agent`` — the LiveKit room between the page
+  and it (:class:`room.Agent`).
 
 Playwright's sync API leaves the main thread's event loop marked as running, so this suite runs
 after every other test of the session (``pytest_collection_modifyitems`` below).
@@ -47,6 +49,7 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+from room import Agent
 
 from avatarstack.testkit.liveavatar import FakeLiveAvatar
 
@@ -136,6 +139,14 @@ def liveavatar(aio: BackgroundLoop) -> Iterator[FakeLiveAvatar]:
     aio.run(fake.start())
     yield fake
     aio.run(fake.stop())
+
+
+@pytest.fixture
+def agent(aio: BackgroundLoop, liveavatar: FakeLiveAvatar, page: Page) -> Iterator[Agent]:
+    """The LiveKit room between this test's page and the module's fake LiveAvatar."""
+    room = Agent(aio, liveavatar, page)
+    yield room
+    room.close()
 
 
 @pytest.fixture(scope="session")
