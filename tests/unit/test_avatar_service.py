@@ -258,6 +258,44 @@ async def test_session_events_follow_speech_and_continue_across_a_renewal(
     assert seen == ["speaking", "idle", "speaking", "idle", "closed"]
 
 
+async def test_a_session_replaced_while_still_speaking_ends_its_utterance_with_idle(
+    clock: ManualClock,
+) -> None:
+    """The renewal waits for the end of our estimate of an utterance, but the vendor may still
+    be speaking (a longer utterance, or one of its own): the replaced session's events end with
+    ``idle`` for it, so a page waiting for the end of the utterance moves to the new room."""
+    slow = TextAvatarProvider(clock=clock, speech_time_scale=1000, max_duration_seconds=600)
+    storage = MemoryStorage()
+    await storage.start()
+    service = AvatarService(
+        storage=storage,
+        provider=slow,
+        clock=clock,
+        policy=AvatarPolicy(renew_before=timedelta(seconds=90)),
+    )
+    session = (await service.start("ada", SessionRequest())).session
+    seen: list[tuple[str, str | None, str]] = []
+
+    async def follow() -> None:
+        async for event in service.events("ada", session.id):
+            seen.append((event.type, event.task_id, event.provider_session_id))
+
+    reader = asyncio.create_task(follow())
+    await asyncio.sleep(0)
+    old = session.provider_session_id
+    (task,) = await service.speak("ada", session.id, "A sentence that takes its time.", "repeat")
+    await asyncio.sleep(0.01)
+    clock.advance(seconds=515)  # past our estimate, but the provider is still speaking
+    await service.touch("ada", session.id)
+    (renewal,) = await AvatarMaintenance(service).tick()
+    await asyncio.sleep(0.01)
+    await service.stop("ada", session.id)
+    await asyncio.wait_for(reader, 2)
+    await slow.close()
+    assert seen[:2] == [("speaking", task, old), ("idle", task, old)]
+    assert seen[2:] == [("closed", None, renewal.new_provider_session_id)]
+
+
 class _PluginBeforeVoices:
     """A vendor plugin written before the port had voices: everything but list_voices and
     list_languages (here borrowed from the text provider)."""

@@ -230,7 +230,9 @@ class AvatarService:
     async def events(self, owner_id: str, session_id: str) -> AsyncIterator[AvatarEvent]:
         """The session's normalised events (``avatar.speaking``/``avatar.idle`` for the realtime
         connection). After a renewal the stream continues with the replacement session; it
-        ends when the session does."""
+        ends when the session does. A replaced session that was still speaking (an utterance
+        the vendor reported, longer than our estimate) ends with ``idle``: it says nothing more,
+        and a page waiting for the end of the utterance to switch rooms can go on."""
         followed: str | None = None
         while True:
             session = await self.get(owner_id, session_id)
@@ -238,11 +240,20 @@ class AvatarService:
             if session.status not in LIVE or current is None or current == followed:
                 return
             followed = current
+            speaking: AvatarEvent | None = None
             async for event in self.provider.events(current):
                 if event.type == "closed":
                     renewed = await self.get(owner_id, session_id)
                     if renewed.status in LIVE and renewed.provider_session_id != current:
+                        if speaking is not None:
+                            yield AvatarEvent(
+                                type="idle",
+                                provider_session_id=current,
+                                task_id=speaking.task_id,
+                                at=event.at,
+                            )
                         break  # replaced by a renewal: follow the new session
+                speaking = event if event.type == "speaking" else None
                 yield event
 
     # ------------------------------------------------------------------ helpers

@@ -14,6 +14,9 @@ import { createVoiceChoice } from "./voices.js";
 
 const CONTROL_TOPIC = "agent-control";
 const RESPONSE_TOPIC = "agent-response";
+// the longest a renewal waits for the end of an utterance: the server has already stopped the
+// replaced session, so its room has nothing more to say
+const RENEWAL_WAIT_MS = 15000;
 const QUALITY_TEXT = { excellent: "Excellent", good: "Good", poor: "Poor", lost: "Lost", unknown: "Unknown" };
 
 export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
@@ -62,6 +65,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
   let roomSession = null;
   let live = false; // the room is connected: commands can be published
   let pendingCredentials = null;
+  let renewalTimer = null;
   let pendingStart = false;
   const queuedCommands = [];
 
@@ -187,9 +191,12 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
     if (old) await old.disconnect().catch(() => {});
   }
 
-  /** A renewal switches rooms between utterances: now when idle, else at the next idle. */
-  async function switchIfIdle() {
-    if (!pendingCredentials || speaking) return;
+  /** A renewal switches rooms between utterances: now when idle, else at the next idle (or
+   * after RENEWAL_WAIT_MS at the latest, `force`). */
+  async function switchIfIdle(force = false) {
+    if (!pendingCredentials || (speaking && !force)) return;
+    clearTimeout(renewalTimer);
+    renewalTimer = null;
     const credentials = pendingCredentials;
     pendingCredentials = null;
     await leaveRoom(credentials.session_id !== roomSession);
@@ -257,6 +264,12 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
         if (data.renewed && room) {
           pendingCredentials = data;
           switchIfIdle();
+          if (pendingCredentials && !renewalTimer) {
+            renewalTimer = setTimeout(() => {
+              renewalTimer = null;
+              switchIfIdle(true);
+            }, RENEWAL_WAIT_MS);
+          }
         } else if (!room) {
           join(data);
         }
@@ -270,6 +283,7 @@ export function createAvatarPanel(ctx, { ensureConversation, sendTranscript }) {
   }
 
   function destroy() {
+    clearTimeout(renewalTimer);
     mic.stop();
     leaveRoom();
   }
