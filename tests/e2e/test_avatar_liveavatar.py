@@ -17,9 +17,9 @@ import pytest
 from harness import Response, Server, Servers, StaticFiles, wait_until
 from playwright.sync_api import Page, expect
 from room import Agent, conversation_events, start_avatar
-from ui import SLOW, ask, transcript
+from ui import SLOW, ask, sign_in, transcript
 
-from avatarstack.testkit.liveavatar import FakeLiveAvatar
+from avatarstack.testkit.liveavatar import WAYNE_AVATAR_ID, FakeLiveAvatar
 
 QUESTION = "How often does the espresso machine need descaling?"
 SENTENCE = re.compile(r"[^.!?]+[.!?]")
@@ -55,6 +55,36 @@ def test_the_page_joins_the_room_with_the_credentials_the_fake_issued(
     page.wait_for_function("() => window.__livekitDouble.disconnects >= 1")
     expect(page.get_by_role("button", name="Start avatar")).to_be_visible()
     assert liveavatar.saw_stop(session_id)
+
+
+def test_the_avatar_its_voice_and_language_are_chosen_from_the_provider_s_lists(
+    page: Page, server: Server, agent: Agent, liveavatar: FakeLiveAvatar
+) -> None:
+    sign_in(page, server.member("lia"))
+    avatar = page.get_by_role("combobox", name="Avatar")
+    language = page.get_by_role("combobox", name="Language")
+    voice = page.get_by_role("combobox", name="Voice")
+    # the avatars LiveAvatar lists as usable; one still training and one failed are not offered
+    expect(avatar.get_by_role("option", name="Wayne")).to_have_count(1)
+    expect(avatar.get_by_role("option", name=re.compile("Draft|Broken"))).to_have_count(0)
+    expect(language.get_by_role("option")).to_have_text(
+        ["Default language", re.compile(r"\(de\)$"), re.compile(r"\(en\)$")]
+    )
+    expect(voice.get_by_role("option", name="Oliver (male)")).to_have_count(1)
+
+    avatar.select_option(label="Wayne")
+    language.select_option("de")  # narrows the voices to the German ones
+    expect(voice.get_by_role("option")).to_have_text(["Default voice", "Lena (female)"])
+    voice.select_option(label="Lena (female)")
+    page.get_by_role("button", name="Start avatar").click()
+    page.wait_for_function("() => (window.__livekitDouble?.connects ?? []).length >= 1")
+    (connect,) = agent.connects()
+
+    session = liveavatar.session(agent.session_id(connect["token"]))
+    lena = next(v.id for v in liveavatar.voices if v.name == "Lena")
+    assert session.avatar_id == WAYNE_AVATAR_ID
+    persona = session.config["avatar_persona"]
+    assert (persona["voice_id"], persona["language"]) == (lena, "de"), session.config
 
 
 def test_an_answer_is_spoken_sentence_by_sentence_and_speaking_reaches_the_conversation(
