@@ -34,15 +34,21 @@ async def provider(clock: ManualClock) -> AsyncIterator[TextAvatarProvider]:
     await text.close()
 
 
-@pytest.fixture
-async def service(clock: ManualClock, provider: TextAvatarProvider) -> AvatarService:
+async def service_over(
+    provider: TextAvatarProvider, clock: ManualClock, policy: AvatarPolicy
+) -> AvatarService:
+    """The service over fresh in-memory storage."""
     storage = MemoryStorage()
     await storage.start()
-    return AvatarService(
-        storage=storage,
-        provider=provider,
-        clock=clock,
-        policy=AvatarPolicy(
+    return AvatarService(storage=storage, provider=provider, clock=clock, policy=policy)
+
+
+@pytest.fixture
+async def service(clock: ManualClock, provider: TextAvatarProvider) -> AvatarService:
+    return await service_over(
+        provider,
+        clock,
+        AvatarPolicy(
             per_user=1,
             total=2,
             keep_alive_every=timedelta(seconds=60),
@@ -216,13 +222,8 @@ async def test_keep_alives_come_at_least_twice_per_vendor_idle_timeout(
     clock: ManualClock,
 ) -> None:
     provider = TextAvatarProvider(clock=clock, speech_time_scale=0, idle_timeout_seconds=60)
-    storage = MemoryStorage()
-    await storage.start()
-    service = AvatarService(
-        storage=storage,
-        provider=provider,
-        clock=clock,
-        policy=AvatarPolicy(keep_alive_every=timedelta(minutes=10)),
+    service = await service_over(
+        provider, clock, AvatarPolicy(keep_alive_every=timedelta(minutes=10))
     )
     session = (await service.start("ada", SessionRequest())).session
     clock.advance(seconds=31)
@@ -265,14 +266,7 @@ async def test_a_session_replaced_while_still_speaking_ends_its_utterance_with_i
     be speaking (a longer utterance, or one of its own): the replaced session's events end with
     ``idle`` for it, so a page waiting for the end of the utterance moves to the new room."""
     slow = TextAvatarProvider(clock=clock, speech_time_scale=1000, max_duration_seconds=600)
-    storage = MemoryStorage()
-    await storage.start()
-    service = AvatarService(
-        storage=storage,
-        provider=slow,
-        clock=clock,
-        policy=AvatarPolicy(renew_before=timedelta(seconds=90)),
-    )
+    service = await service_over(slow, clock, AvatarPolicy(renew_before=timedelta(seconds=90)))
     session = (await service.start("ada", SessionRequest())).session
     seen: list[tuple[str, str | None, str]] = []
 
