@@ -87,6 +87,7 @@ async function route() {
   try {
     page = await import(`./pages/${module}.js`);
   } catch {
+    if (count !== renderCount) return undefined; // a later navigation owns the page now
     main.removeAttribute("aria-busy");
     replace(main, h("h1", { text: title }), h("p", { role: "alert", class: "banner banner-error", text: "This page could not be loaded. Check the connection and reload." }));
     return undefined;
