@@ -150,8 +150,11 @@ def test_while_the_next_page_loads_the_previous_page_s_form_is_gone(
     page.goto("/login")
     page.get_by_role("link", name=re.compile("forgot", re.I)).click()
     expect(page).to_have_url(re.compile(r"/forgot-password$"))
-    while not held:  # the module request reached the browser's router and is being held
+    for _ in range(250):  # until the module request reaches the route and is held (≤ 5 s)
+        if held:
+            break
         page.wait_for_timeout(20)
+    assert held, "the forgot-password page never asked for its module"
     expect(page.get_by_label("Email")).to_have_count(0)
     expect(page.locator("#main")).to_have_attribute("aria-busy", "true")
     held[0].continue_()
